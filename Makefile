@@ -1,0 +1,32 @@
+# Two commands: `make run` (dashboard on the offline built-ins) and `make test`.
+# Each install step is stamped against pyproject.toml, so a second call does not reinstall.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8501
+
+.PHONY: run test bench clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.stamp-run
+
+run: $(VENV)/.stamp-run
+	$(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
+
+test: $(VENV)/.stamp-dev
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.stamp-run
+	$(BIN)/attnxai bench capture
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,218 @@
+"""The adapter interface every model backend implements, and the shared capture loop."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from attnxai.errors import UserInputError
+from attnxai.models.capture import Capture
+
+Target = None | int | str | Sequence[int | str] | torch.Tensor
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Batch:
+    """Model-ready inputs for one batch plus what the capture reports about its tokens."""
+
+    model_inputs: dict[str, torch.Tensor]
+    valid_mask: torch.Tensor  # [B, T]
+    token_mask: torch.Tensor  # [B, T]
+    tokens: list[list[str]] | None = None
+    grid: tuple[int, int] | None = None
+
+
+@dataclass
+class Recorded:
+    """Tensors of one forward pass that are still part of the autograd graph."""
+
+    logits: torch.Tensor
+    activations: list[torch.Tensor]
+    attentions: list[torch.Tensor]
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class ModelAdapter(ABC):
+    """One interface over every backend (HF text/vision, timm ViT, the built-ins).
+
+    Subclasses implement :meth:`prepare` (inputs -> :class:`Batch`), :meth:`forward_logits`
+    (plain forward) and :meth:`forward_recording` (forward that returns per-layer block outputs
+    and attention probabilities as graph tensors). Everything else is shared.
+    """
+
+    modality: str  # "text" | "image"
+    labels: list[str]
+    num_layers: int
+    num_heads: int
+    #: Which query row weights tokens for TCAV: "cls" ([CLS]-read models) or "mean" (mean-pooled).
+    pooling: str
+    spec: str
+    model: torch.nn.Module
+
+    def __init__(self, device: str | torch.device | None = None, batch_size: int = 32) -> None:
+        self.device = torch.device(device) if device is not None else default_device()
+        self.batch_size = batch_size
+        self.card: dict[str, Any] = {}
+
+    # -- to implement -------------------------------------------------------------------
+    @abstractmethod
+    def prepare(self, inputs: Sequence[Any]) -> Batch:
+        """Turn raw inputs (strings or images) into a model-ready batch on the device."""
+
+    @abstractmethod
+    def forward_logits(self, batch: Batch) -> torch.Tensor:
+        """Plain forward pass returning logits [B, C] (no recording)."""
+
+    @abstractmethod
+    def forward_recording(self, batch: Batch) -> Recorded:
+        """Forward pass that also returns every block's output and attention probabilities."""
+
+    def block_modules(self) -> list[torch.nn.Module]:
+        """The transformer blocks, in order (their outputs are the captured activations)."""
+        return find_blocks(self.model, self.num_layers)
+
+    # -- shared -------------------------------------------------------------------------
+    def label_index(self, label: int | str) -> int:
+        """Index of a class given by index or by name; a clear error for anything else."""
+        if isinstance(label, bool):
+            raise UserInputError(f"Class must be a label name or index, got {label!r}.")
+        if isinstance(label, int) or (isinstance(label, str) and label.lstrip("-").isdigit()
+                                      and label not in self.labels):
+            idx = int(label)
+            if not 0 <= idx < len(self.labels):
+                raise UserInputError(
+                    f"Class index {idx} is out of range: this model has {len(self.labels)} "
+                    f"classes (0..{len(self.labels) - 1})."
+                )
+            return idx
+        if label in self.labels:
+            return self.labels.index(label)
+        raise UserInputError(
+            f"Unknown class {label!r}. This model's classes are: {', '.join(self.labels)}."
+        )
+
+    def resolve_target(self, target: Target, logits: torch.Tensor) -> torch.Tensor:
+        """Target class per input: None = predicted, one class for all, or one per input."""
+        B = logits.shape[0]
+        if target is None:
+            return logits.argmax(dim=-1)
+        if isinstance(target, (int, str)):
+            return torch.full((B,), self.label_index(target), dtype=torch.long, device=logits.device)
+        idx = [self.label_index(t if not isinstance(t, torch.Tensor) else int(t)) for t in target]
+        if len(idx) != B:
+            raise UserInputError(f"Got {len(idx)} targets for {B} inputs.")
+        return torch.tensor(idx, dtype=torch.long, device=logits.device)
+
+    def _chunks(self, inputs: Sequence[Any], target: Target, batch_size: int | None
+                ) -> Iterator[tuple[Sequence[Any], Target]]:
+        if isinstance(inputs, (str, bytes)):
+            raise UserInputError("Pass a list of inputs, not a single string.")
+        if len(inputs) == 0:
+            raise UserInputError("No inputs were given.")
+        per_input = target is not None and not isinstance(target, (int, str))
+        if per_input and len(target) != len(inputs):
+            raise UserInputError(f"Got {len(target)} targets for {len(inputs)} inputs.")
+        bs = batch_size or self.batch_size
+        for start in range(0, len(inputs), bs):
+            yield inputs[start:start + bs], (target[start:start + bs] if per_input else target)
+
+    def capture_batches(self, inputs: Sequence[Any], target: Target = None, grads: bool = True,
+                        batch_size: int | None = None, progress: Progress | None = None
+                        ) -> Iterator[Capture]:
+        """Capture batch by batch (one forward + one backward each); tensors come back on CPU."""
+        done = 0
+        for chunk, chunk_target in self._chunks(inputs, target, batch_size):
+            yield self._capture_batch(chunk, chunk_target, grads)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(inputs))
+
+    def capture(self, inputs: Sequence[Any], target: Target = None, grads: bool = True,
+                batch_size: int | None = None, progress: Progress | None = None) -> Capture:
+        """Logits, per-layer activations and attentions, and (grads=True) their gradients.
+
+        Gradients are of the target class logit: ``target=None`` uses each input's predicted
+        class, an int or label name selects one class, a sequence gives one per input.
+        """
+        return Capture.concat(list(self.capture_batches(inputs, target, grads, batch_size, progress)))
+
+    def _capture_batch(self, chunk: Sequence[Any], target: Target, grads: bool) -> Capture:
+        batch = self.prepare(chunk)
+        # Padding positions carry values that depend on the batch's length; zero them so a
+        # capture does not depend on how inputs were batched.
+        real = batch.token_mask.to(self.device)
+        tok = real[:, :, None]
+        pair = (real[:, :, None] & real[:, None, :])[:, None]
+        with torch.set_grad_enabled(grads):
+            rec = self.forward_recording(batch)
+            tgt = self.resolve_target(target, rec.logits)
+            grad_act = grad_att = None
+            if grads:
+                # Inputs are independent, so the gradient of the summed target logits w.r.t. a
+                # batch tensor holds every input's own gradient: one backward for all of them.
+                tensors = rec.activations + rec.attentions
+                objective = rec.logits.gather(1, tgt[:, None]).sum()
+                g = torch.autograd.grad(objective, tensors, allow_unused=True)
+                # A tensor the logit does not depend on (e.g. patch tokens after the last block
+                # of a [CLS]-read ViT) has gradient exactly zero.
+                g = [torch.zeros_like(t) if gi is None else gi for t, gi in zip(tensors, g)]
+                L = len(rec.activations)
+                grad_act = [_cpu(t, tok) for t in g[:L]]
+                grad_att = [_cpu(t, pair) for t in g[L:]]
+        logits = _cpu(rec.logits)
+        return Capture(
+            logits=logits,
+            probs=logits.softmax(dim=-1),
+            target=tgt.cpu(),
+            activations=[_cpu(t, tok) for t in rec.activations],
+            attentions=[_cpu(t, pair) for t in rec.attentions],
+            valid_mask=batch.valid_mask.cpu(),
+            token_mask=batch.token_mask.cpu(),
+            grad_activations=grad_act,
+            grad_attentions=grad_att,
+            tokens=batch.tokens,
+            grid=batch.grid,
+        )
+
+    @torch.no_grad()
+    def predict(self, inputs: Sequence[Any], batch_size: int | None = None,
+                progress: Progress | None = None) -> torch.Tensor:
+        """Class probabilities [N, C] from plain forward passes (nothing recorded)."""
+        out, done = [], 0
+        for chunk, _ in self._chunks(inputs, None, batch_size):
+            out.append(self.forward_logits(self.prepare(chunk)).float().softmax(-1).cpu())
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(inputs))
+        return torch.cat(out)
+
+    def describe(self) -> dict[str, Any]:
+        """A short summary for UIs and logs."""
+        return {"spec": self.spec, "modality": self.modality, "labels": list(self.labels),
+                "num_layers": self.num_layers, "num_heads": self.num_heads,
+                "pooling": self.pooling, "device": str(self.device)}
+
+
+def find_blocks(model: torch.nn.Module, num_layers: int) -> list[torch.nn.Module]:
+    """The first ModuleList of exactly `num_layers` modules: the encoder's blocks."""
+    for _, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == num_layers:
+            return list(module)
+    raise ValueError(f"No list of {num_layers} blocks found in {type(model).__name__}.")
+
+
+def _cpu(t: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Detached float32 copy on the CPU, zero where `keep` (broadcast) is false."""
+    t = t.detach()
+    if keep is not None:
+        t = t.masked_fill(~keep, 0.0)
+    return t.float().cpu()

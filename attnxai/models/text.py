@@ -1,0 +1,127 @@
+"""Text adapters: Hugging Face sequence classifiers and the zero-shot MiniLM built-in."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from attnxai.errors import UserInputError
+from attnxai.models.base import Batch, ModelAdapter, Recorded
+
+
+class TextAdapter(ModelAdapter):
+    """Shared tokenisation: padding, truncation, and the mask of real word pieces."""
+
+    modality = "text"
+    max_length: int = 512
+
+    def __init__(self, tokenizer: Any, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.tokenizer = tokenizer
+        model_max = getattr(tokenizer, "model_max_length", None) or self.max_length
+        self.max_length = int(min(self.max_length, model_max))
+
+    def prepare(self, inputs: Sequence[Any]) -> Batch:
+        texts = []
+        for i, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise UserInputError(f"Text input {i} is a {type(text).__name__}, not a string.")
+            if not text.strip():
+                raise UserInputError(f"Text input {i} is empty.")
+            texts.append(text)
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt", return_special_tokens_mask=True)
+        token_mask = enc["attention_mask"].bool()
+        valid = token_mask & ~enc.pop("special_tokens_mask").bool()
+        tokens = [self.tokenizer.convert_ids_to_tokens(row) for row in enc["input_ids"].tolist()]
+        model_inputs = {k: v.to(self.device) for k, v in enc.items()}
+        return Batch(model_inputs=model_inputs, valid_mask=valid, token_mask=token_mask, tokens=tokens)
+
+
+class HFTextClassifier(TextAdapter):
+    """Any ``AutoModelForSequenceClassification`` with eager attention."""
+
+    pooling = "cls"
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, spec: str, **kw: Any) -> None:
+        super().__init__(tokenizer, **kw)
+        self.spec = spec
+        self.model = model.to(self.device).eval()
+        cfg = model.config
+        self.labels = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
+        self.num_layers = cfg.num_hidden_layers
+        self.num_heads = cfg.num_attention_heads
+        self.card = {"name": spec, "kind": "huggingface", "architecture": type(model).__name__,
+                     "model_type": cfg.model_type}
+
+    def forward_logits(self, batch: Batch) -> torch.Tensor:
+        return self.model(**batch.model_inputs).logits
+
+    def forward_recording(self, batch: Batch) -> Recorded:
+        out = self.model(**batch.model_inputs, output_hidden_states=True, output_attentions=True)
+        # hidden_states[0] is the embedding output; [1:] are the blocks' outputs.
+        return Recorded(out.logits, list(out.hidden_states[1:]), list(out.attentions))
+
+
+class ZeroShotEncoder(TextAdapter):
+    """A sentence encoder turned classifier: logits = scale * cos(mean-pooled text, label prototype).
+
+    Each label's prototype is the normalised mean of its descriptions' normalised embeddings.
+    The encoder is mean-pooled, so TCAV weights tokens by the mean over query rows.
+    """
+
+    pooling = "mean"
+
+    def __init__(self, encoder: torch.nn.Module, tokenizer: Any, spec: str,
+                 labels: dict[str, str | Sequence[str]], scale: float, **kw: Any) -> None:
+        super().__init__(tokenizer, **kw)
+        if not labels:
+            raise UserInputError("A zero-shot model needs at least one label with a description.")
+        self.spec = spec
+        self.model = encoder.to(self.device).eval()
+        self.scale = float(scale)
+        self.num_layers = encoder.config.num_hidden_layers
+        self.num_heads = encoder.config.num_attention_heads
+        self.set_labels(labels)
+
+    def set_labels(self, labels: dict[str, str | Sequence[str]]) -> None:
+        """Replace the classes: label name -> one description or several."""
+        names, protos = [], []
+        for name, desc in labels.items():
+            descs = [desc] if isinstance(desc, str) else list(desc)
+            if not str(name).strip() or not descs or not all(d.strip() for d in descs):
+                raise UserInputError(f"Label {name!r} needs a name and a non-empty description.")
+            with torch.no_grad():
+                emb = self.embed(descs)
+            protos.append(F.normalize(emb.mean(0), dim=-1))
+            names.append(str(name))
+        if len(set(names)) != len(names):
+            raise UserInputError("Label names must be unique.")
+        self.labels = names
+        self.label_descriptions = {n: labels[n] for n in names}
+        self.prototypes = torch.stack(protos)  # [C, d], on the device
+
+    def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return F.normalize((hidden * m).sum(1) / m.sum(1).clamp(min=1.0), dim=-1)
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """Normalised mean-pooled sentence embeddings [N, d] (the sentence-transformers recipe)."""
+        batch = self.prepare(texts)
+        out = self.model(**batch.model_inputs)
+        return self._pool(out.last_hidden_state, batch.model_inputs["attention_mask"])
+
+    def _logits(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
+        emb = self._pool(hidden, batch.model_inputs["attention_mask"])
+        return self.scale * emb @ self.prototypes.T
+
+    def forward_logits(self, batch: Batch) -> torch.Tensor:
+        return self._logits(self.model(**batch.model_inputs).last_hidden_state, batch)
+
+    def forward_recording(self, batch: Batch) -> Recorded:
+        out = self.model(**batch.model_inputs, output_hidden_states=True, output_attentions=True)
+        hidden = list(out.hidden_states[1:])
+        return Recorded(self._logits(hidden[-1], batch), hidden, list(out.attentions))
