@@ -1,0 +1,106 @@
+"""Attention-weighted token-level TCAV: directional derivatives, per-input scores, TCAV scores.
+
+For an input x of the target class k, at layer l, with CAV v:
+
+    s_t  = grad_{h_t} y_k . v                      (all layers x all CAVs: one contraction)
+    a_t  = mean over heads of A[q, t]              (q = [CLS] row, or mean over query rows)
+    s'_t = a_t * s_t * |a| / (|s| + eps)           (norms over the input's tokens)
+    S(x) = mean of s'_t over the input's tokens    (padding excluded everywhere)
+
+``plain`` weighting uses a_t = 1. The rescaling is positive, so it never changes the sign of
+S(x); it puts the per-token map on the attention's scale.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnxai.models.capture import Capture
+
+WEIGHTINGS = ("attention", "plain")
+EPS = 1e-12
+
+
+def token_weights(attention: torch.Tensor, token_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """a_t for one layer: [B, H, T, T] attention -> [B, T], zero on padding.
+
+    ``cls``: the [CLS] query row (position 0); ``mean``: the mean over the real query rows,
+    for mean-pooled models whose read-out looks at every token.
+    """
+    A = attention.mean(1)  # [B, T, T], mean over heads
+    m = token_mask.to(A.dtype)
+    if pooling == "cls":
+        a = A[:, 0, :]
+    elif pooling == "mean":
+        a = (A * m[:, :, None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
+    else:
+        raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
+    return a * m
+
+
+def directional_derivatives(grad_activations: torch.Tensor, cavs: torch.Tensor) -> torch.Tensor:
+    """s_t for every layer, CAV, input and token in one contraction.
+
+    grad_activations: [L, B, T, d]; cavs: [L, K, d] -> [L, K, B, T].
+    """
+    return torch.einsum("lbtd,lkd->lkbt", grad_activations, cavs)
+
+
+def weighted_token_scores(s: torch.Tensor, a: torch.Tensor | None, token_mask: torch.Tensor,
+                          eps: float = EPS) -> torch.Tensor:
+    """s'_t = a_t s_t |a| / (|s| + eps), padding masked; s: [..., B, T], a broadcastable or None."""
+    m = token_mask.to(s.dtype)
+    a = m if a is None else a * m
+    s = s * m
+    norm_a = a.norm(dim=-1)  # [B]
+    norm_s = s.norm(dim=-1)  # [..., B]
+    return a * s * (norm_a / (norm_s + eps))[..., None]
+
+
+def input_scores(s: torch.Tensor, a: torch.Tensor | None, token_mask: torch.Tensor) -> torch.Tensor:
+    """S(x): the mean of s'_t over each input's real tokens; [..., B, T] -> [..., B]."""
+    weighted = weighted_token_scores(s, a, token_mask)
+    return weighted.sum(-1) / token_mask.sum(-1).clamp(min=1).to(s.dtype)
+
+
+def tcav_sign(S: torch.Tensor) -> torch.Tensor:
+    """Sign-count TCAV: the share of inputs with S(x) > 0; [..., B] -> [...]."""
+    return (S > 0).to(S.dtype).mean(-1)
+
+
+def tcav_magnitude(S: torch.Tensor) -> torch.Tensor:
+    """Magnitude TCAV: sum of positive S(x) over sum of |S(x)| (0.5 when all are zero)."""
+    total = S.abs().sum(-1)
+    pos = S.clamp(min=0).sum(-1)
+    return torch.where(total > 0, pos / total.clamp(min=EPS), torch.full_like(total, 0.5))
+
+
+def weighted_derivative(s: torch.Tensor, a: torch.Tensor | None, token_mask: torch.Tensor
+                        ) -> torch.Tensor:
+    """D(x): the mean of a_t s_t over real tokens, without the rescaling; [..., B, T] -> [..., B].
+
+    S(x) divides by |s|, which makes it scale-free (a cosine between a and s) and loses how
+    strongly the logit responds to the CAV; D(x) keeps it, so it can be compared between a
+    concept's CAVs and random CAVs (all unit vectors of one layer). sign(D) = sign(S).
+    """
+    m = token_mask.to(s.dtype)
+    a = m if a is None else a * m
+    return (a * s).sum(-1) / m.sum(-1).clamp(min=1)
+
+
+def capture_scores(cap: Capture, cavs: torch.Tensor, layers: list[int], pooling: str,
+                   weighting: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """S(x) and D(x) for every chosen layer, CAV and input: cavs [L, K, d] -> two [L, K, B]."""
+    if cap.grad_activations is None:
+        raise ValueError("TCAV needs a capture with gradients (grads=True).")
+    grads = torch.stack([cap.grad_activations[l] for l in layers])
+    s = directional_derivatives(grads, cavs.to(grads.dtype))
+    if weighting == "plain":
+        a = None
+    elif weighting == "attention":
+        # a: [L, 1, B, T], shared by the K CAVs of each layer.
+        a = torch.stack([token_weights(cap.attentions[l], cap.token_mask, pooling)
+                         for l in layers])[:, None]
+    else:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
+    return input_scores(s, a, cap.token_mask), weighted_derivative(s, a, cap.token_mask)

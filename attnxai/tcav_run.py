@@ -1,0 +1,334 @@
+"""`run_tcav`: one TCAV audit of one target class, from concept sets to tidy result tables.
+
+Steps: (1) forward passes over every example involved (concepts, counterexamples, random
+pools) give token activations per layer; (2) all CAVs of a layer — concepts x repetitions plus
+random-vs-random CAVs — are trained in one batched solve; (3) batched forward+backward passes
+over the target inputs give S(x) for all layers x all CAVs in one contraction per batch;
+(4) scores are tested against the random CAVs and corrected across the run's tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from attnxai.cav import CAVSpec, TokenTable, train_cavs
+from attnxai.concepts import ConceptSet
+from attnxai.errors import UserInputError
+from attnxai.models.base import ModelAdapter
+from attnxai.stats import CORRECTIONS, STATISTICS, TESTS, adjust, p_value
+from attnxai.tcav import WEIGHTINGS, capture_scores, tcav_magnitude, tcav_sign
+
+NEGATIVES = ("auto", "random", "relative", "matched")
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class TCAVConfig:
+    """Settings of a TCAV run (defaults are the ones the README's calibration supports)."""
+
+    layers: Sequence[int] | None = None  # None = all layers
+    num_cavs: int = 20  # CAVs per (concept, layer), each with other negatives / another split
+    num_random: int = 10  # random-vs-random CAVs reported as the random baseline
+    num_null: int = 200  # random-vs-random CAVs forming the empirical null (test="empirical")
+    weighting: str = "both"  # attention | plain | both
+    test: str = "empirical"  # empirical | welch | one_sample
+    statistic: str = "derivative"  # per-CAV value tested: derivative | tcav | magnitude
+    correction: str = "bh"  # bh | bonferroni | none
+    alpha: float = 0.05
+    negatives: str = "auto"  # auto (matched if paired, else random) | random | relative | matched
+    min_accuracy: float = 0.6  # layers whose concept CAVs are less accurate are unreliable
+    l2: float = 1e-2
+    holdout: float = 0.25
+    pooling: str | None = None  # override the adapter's: cls | mean
+    seed: int = 0
+    batch_size: int | None = None
+    min_inputs: int = 5
+
+    def weightings(self) -> list[str]:
+        return list(WEIGHTINGS) if self.weighting == "both" else [self.weighting]
+
+    def validate(self) -> None:
+        if self.weighting not in (*WEIGHTINGS, "both"):
+            raise UserInputError(f"weighting must be attention, plain or both, not {self.weighting!r}.")
+        if self.test not in TESTS:
+            raise UserInputError(f"test must be one of {', '.join(TESTS)}, not {self.test!r}.")
+        if self.statistic not in STATISTICS:
+            raise UserInputError(f"statistic must be one of {', '.join(STATISTICS)}, not {self.statistic!r}.")
+        if self.correction not in CORRECTIONS:
+            raise UserInputError(f"correction must be one of {', '.join(CORRECTIONS)}, not {self.correction!r}.")
+        if self.negatives not in NEGATIVES:
+            raise UserInputError(f"negatives must be one of {', '.join(NEGATIVES)}, not {self.negatives!r}.")
+        if self.num_cavs < 2 or self.num_random < 2:
+            raise UserInputError("num_cavs and num_random must be at least 2.")
+        if self.test == "empirical" and self.num_null < 20:
+            raise UserInputError("The empirical test needs num_null >= 20 random CAVs.")
+
+
+@dataclass
+class TCAVResult:
+    """Tidy tables of one run plus the CAVs, for drill-down heatmaps and storage."""
+
+    summary: pd.DataFrame  # one row per (concept, layer, weighting)
+    cav_scores: pd.DataFrame  # one row per (CAV, layer, weighting), concepts and random CAVs
+    input_scores: pd.DataFrame  # S(x) per (concept CAV, layer, weighting, input)
+    cav_accuracy: pd.DataFrame  # held-out accuracy per (CAV, layer)
+    cavs: dict[tuple[str, int], torch.Tensor]  # (concept, layer) -> [num_cavs, d] unit vectors
+    config: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _negatives_mode(concept: ConceptSet, requested: str) -> str:
+    if requested == "auto":
+        return "matched" if concept.paired and concept.counterexamples else "random"
+    if requested == "matched" and not concept.counterexamples:
+        raise UserInputError(f"Concept {concept.name!r} has no counterexamples for matched negatives.")
+    return requested
+
+
+class _Examples:
+    """The unique example inputs of a run and where each concept / pool finds its own."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self._index: dict[str, int] = {}
+
+    def add(self, items: Sequence[Any]) -> np.ndarray:
+        out = []
+        for x in items:
+            key = x if isinstance(x, str) else f"path:{x}"
+            if key not in self._index:
+                self._index[key] = len(self.items)
+                self.items.append(x)
+            out.append(self._index[key])
+        return np.asarray(out, dtype=np.int64)
+
+
+def _example_tables(adapter: ModelAdapter, items: list[Any], layers: list[int],
+                    batch_size: int | None, progress: Progress | None) -> list[TokenTable]:
+    """Token activations (players only) of every example at every chosen layer."""
+    rows: list[list[torch.Tensor]] = [[] for _ in layers]
+    owners: list[torch.Tensor] = []
+    offset = 0
+
+    def tick(done: int, total: int) -> None:
+        if progress:
+            progress(0.3 * done / total, f"activations of {total} concept and random examples")
+
+    for cap in adapter.capture_batches(items, grads=False, batch_size=batch_size, progress=tick):
+        mask = cap.valid_mask
+        idx = torch.arange(offset, offset + len(cap))[:, None].expand_as(mask)
+        owners.append(idx[mask])
+        for j, l in enumerate(layers):
+            rows[j].append(cap.activations[l][mask])
+        offset += len(cap)
+    example = torch.cat(owners)
+    return [TokenTable(rows=torch.cat(r), example=example) for r in rows]
+
+
+def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
+             concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
+             config: TCAVConfig | None = None, progress: Progress | None = None) -> TCAVResult:
+    """Attention-weighted token-level TCAV of `concepts` for the class `target`.
+
+    ``inputs`` are inputs of the target class. ``pools`` maps random-pool names to their sets;
+    each concept draws random negatives and its random-vs-random CAVs from its
+    ``default_pool``. Returns tidy DataFrames (see :class:`TCAVResult`).
+    """
+    cfg = config or TCAVConfig()
+    cfg.validate()
+    t0 = time.perf_counter()
+    target_idx = adapter.label_index(target)
+    target_name = adapter.labels[target_idx]
+    layers = list(range(adapter.num_layers)) if cfg.layers is None else list(cfg.layers)
+    bad = [l for l in layers if not 0 <= l < adapter.num_layers]
+    if bad or not layers:
+        raise UserInputError(f"Unknown layer(s) {bad or layers}: this model has layers "
+                             f"0..{adapter.num_layers - 1}.")
+    if len(inputs) < cfg.min_inputs:
+        raise UserInputError(f"Only {len(inputs)} inputs of class {target_name!r}; TCAV needs at "
+                             f"least {cfg.min_inputs}.")
+    if not concepts:
+        raise UserInputError("No concepts to test.")
+    for c in [*concepts, *pools.values()]:
+        if c.modality != adapter.modality:
+            raise UserInputError(f"Concept set {c.name!r} is {c.modality} but the model is "
+                                 f"{adapter.modality}.")
+    pooling = cfg.pooling or adapter.pooling
+    rng = np.random.default_rng(cfg.seed)
+
+    # -- which examples each CAV uses ----------------------------------------------------------
+    ex = _Examples()
+    concept_idx = {c.name: ex.add(c.examples) for c in concepts}
+    counter_idx = {c.name: ex.add(c.counterexamples) for c in concepts if c.counterexamples}
+    modes = {c.name: _negatives_mode(c, cfg.negatives) for c in concepts}
+    pool_of: dict[str, str] = {}
+    for c in concepts:  # every concept's random baseline comes from its pool, whatever its negatives
+        if not c.default_pool or c.default_pool not in pools:
+            raise UserInputError(f"Concept {c.name!r} names the random pool "
+                                 f"{c.default_pool!r}, which is not available.")
+        pool_of[c.name] = c.default_pool
+    pool_idx = {name: ex.add(pools[name].examples) for name in sorted(set(pool_of.values()))}
+
+    specs: list[CAVSpec] = []
+    for c in concepts:
+        pos = concept_idx[c.name]
+        m = len(pos)
+        for r in range(cfg.num_cavs):
+            if modes[c.name] == "matched":
+                # Each repetition subsamples the pairs: both members of a pair go together.
+                keep = rng.choice(m, size=max(2, int(round(0.8 * m))), replace=False)
+                specs.append(CAVSpec(c.name, r, "concept", pos[keep], counter_idx[c.name][keep]))
+                continue
+            if modes[c.name] == "relative":
+                others = np.concatenate([concept_idx[o.name] for o in concepts if o.name != c.name]
+                                        or [np.empty(0, np.int64)])
+                others = np.setdiff1d(others, pos)
+                if len(others) < 2:
+                    raise UserInputError("Relative negatives need at least two concepts.")
+                neg = rng.choice(others, size=min(m, len(others)), replace=False)
+            else:
+                candidates = np.setdiff1d(pool_idx[pool_of[c.name]], pos)
+                neg = rng.choice(candidates, size=min(m, len(candidates)), replace=False)
+            specs.append(CAVSpec(c.name, r, "concept", pos, neg))
+    n_random = max(cfg.num_random, cfg.num_null if cfg.test == "empirical" else 0)
+    for pool_name, idx in pool_idx.items():
+        m = int(np.median([len(concept_idx[c]) for c, p in pool_of.items() if p == pool_name]))
+        if len(idx) < 2 * m:
+            raise UserInputError(f"Random pool {pool_name!r} has {len(idx)} examples; random CAVs "
+                                 f"need at least {2 * m} (two disjoint sets of {m}).")
+        for r in range(n_random):
+            draw = rng.choice(idx, size=2 * m, replace=False)
+            specs.append(CAVSpec(f"random:{pool_name}", r, "random", draw[:m], draw[m:]))
+
+    # -- (1) example activations, (2) CAVs ---------------------------------------------------------
+    tables = _example_tables(adapter, ex.items, layers, cfg.batch_size, progress)
+    t_examples = time.perf_counter()
+    fits = []
+    for j, l in enumerate(layers):
+        fits.append(train_cavs(tables[j], specs, seed=cfg.seed, l2=cfg.l2, holdout=cfg.holdout,
+                               device=adapter.device))
+        if progress:
+            progress(0.3 + 0.3 * (j + 1) / len(layers), f"trained {len(specs)} CAVs at layer {l}")
+    del tables
+    t_cavs = time.perf_counter()
+    directions = torch.stack([f.directions for f in fits])  # [L, K, d]
+
+    # -- (3) S(x) for all layers x CAVs ----------------------------------------------------------
+    weightings = cfg.weightings()
+    S_parts: dict[str, list[torch.Tensor]] = {w: [] for w in weightings}
+    D_parts: dict[str, list[torch.Tensor]] = {w: [] for w in weightings}
+
+    def tick(done: int, total: int) -> None:
+        if progress:
+            progress(0.6 + 0.35 * done / total, f"gradients of {total} inputs of {target_name!r}")
+
+    scoring_s = 0.0
+    for cap in adapter.capture_batches(list(inputs), target=target_idx, grads=True,
+                                       batch_size=cfg.batch_size, progress=tick):
+        start = time.perf_counter()
+        for w in weightings:
+            S_w, D_w = capture_scores(cap, directions, layers, pooling, w)
+            S_parts[w].append(S_w)
+            D_parts[w].append(D_w)
+        scoring_s += time.perf_counter() - start
+    t_scored = time.perf_counter()
+    S = {w: torch.cat(parts, dim=-1) for w, parts in S_parts.items()}  # [L, K, B]
+    D = {w: torch.cat(parts, dim=-1) for w, parts in D_parts.items()}
+
+    # -- (4) tables and statistics ---------------------------------------------------------------
+    result = _tables(target_name, concepts, specs, layers, fits, S, D, pool_of, modes, cfg,
+                     n_inputs=len(inputs))
+    result.cavs = {(c.name, l): directions[j, [k for k, s in enumerate(specs)
+                                               if s.kind == "concept" and s.name == c.name]]
+                   for c in concepts for j, l in enumerate(layers)}
+    result.config = {**asdict(cfg), "layers": layers, "pooling": pooling, "target": target_name}
+    result.timings = {
+        "example_activations_s": t_examples - t0,
+        "cav_training_s": t_cavs - t_examples,
+        "target_capture_s": t_scored - t_cavs - scoring_s,
+        "scoring_s": scoring_s,
+        "total_s": time.perf_counter() - t0,
+        "num_cavs_per_layer": len(specs),
+    }
+    if progress:
+        progress(1.0, "done")
+    return result
+
+
+def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], layers: list[int],
+            fits: list, S: dict[str, torch.Tensor], D: dict[str, torch.Tensor],
+            pool_of: dict[str, str],
+            modes: dict[str, str], cfg: TCAVConfig, n_inputs: int) -> TCAVResult:
+    spec_df = pd.DataFrame({"cav_name": [s.name for s in specs], "rep": [s.rep for s in specs],
+                            "kind": [s.kind for s in specs]})
+    acc_rows, cav_rows, input_rows = [], [], []
+    for j, l in enumerate(layers):
+        acc_rows.append(spec_df.assign(layer=l, accuracy=fits[j].accuracy.numpy(),
+                                       train_accuracy=fits[j].train_accuracy.numpy()))
+        for w, S_w in S.items():
+            cav_rows.append(spec_df.assign(layer=l, weighting=w,
+                                           tcav=tcav_sign(S_w[j]).numpy(),
+                                           magnitude=tcav_magnitude(S_w[j]).numpy(),
+                                           derivative=D[w][j].mean(-1).numpy()))
+            concept_k = np.flatnonzero(spec_df["kind"].to_numpy() == "concept")
+            vals = S_w[j][concept_k].numpy()  # [Kc, B]
+            input_rows.append(pd.DataFrame({
+                "concept": np.repeat(spec_df["cav_name"].to_numpy()[concept_k], vals.shape[1]),
+                "rep": np.repeat(spec_df["rep"].to_numpy()[concept_k], vals.shape[1]),
+                "layer": l, "weighting": w,
+                "input_index": np.tile(np.arange(vals.shape[1]), len(concept_k)),
+                "score": vals.reshape(-1)}))
+    cav_accuracy = pd.concat(acc_rows, ignore_index=True)
+    cav_scores = pd.concat(cav_rows, ignore_index=True)
+    input_scores = pd.concat(input_rows, ignore_index=True)
+    input_scores.insert(0, "target", target)
+    cav_scores.insert(0, "target", target)
+
+    rows = []
+    for c in concepts:
+        rand_name = f"random:{pool_of[c.name]}"
+        for l in layers:
+            acc = cav_accuracy[(cav_accuracy.cav_name == c.name) & (cav_accuracy.layer == l)]
+            for w in S:
+                sel = (cav_scores.layer == l) & (cav_scores.weighting == w)
+                con = cav_scores[sel & (cav_scores.cav_name == c.name)]
+                rnd = cav_scores[sel & (cav_scores.cav_name == rand_name)]
+                base = rnd[rnd.rep < cfg.num_random]
+                stat = cfg.statistic
+                null = rnd if cfg.test == "empirical" else base
+                p = p_value(con[stat].to_numpy(), null[stat].to_numpy(), cfg.test, STATISTICS[stat])
+                rows.append({
+                    "target": target, "concept": c.name, "layer": l, "weighting": w,
+                    "mean": con.tcav.mean(), "std": con.tcav.std(ddof=1),
+                    "magnitude_mean": con.magnitude.mean(), "magnitude_std": con.magnitude.std(ddof=1),
+                    "random_mean": base.tcav.mean(), "random_std": base.tcav.std(ddof=1),
+                    "random_magnitude_mean": base.magnitude.mean(),
+                    "derivative_mean": con.derivative.mean(),
+                    "null_derivative_std": null.derivative.std(ddof=1),
+                    "p_value": p, "cav_accuracy": acc.accuracy.mean(),
+                    "cav_accuracy_std": acc.accuracy.std(ddof=1),
+                    "n_inputs": n_inputs, "num_cavs": len(con), "num_random": len(base),
+                    "num_null": len(rnd) if cfg.test == "empirical" else 0,
+                    "negatives": modes[c.name], "random_pool": pool_of[c.name],
+                    "test": cfg.test, "statistic": cfg.statistic, "correction": cfg.correction})
+    summary = pd.DataFrame(rows)
+    summary["reliable"] = summary["cav_accuracy"] >= cfg.min_accuracy
+    summary["p_adjusted"] = adjust(summary["p_value"].to_numpy(), cfg.correction)
+    summary["significant"] = summary["reliable"] & (summary["p_adjusted"] < cfg.alpha)
+    summary["direction"] = np.where(summary["mean"] > 0.5, "positive",
+                                    np.where(summary["mean"] < 0.5, "negative", "none"))
+    order = ["target", "concept", "layer", "weighting", "mean", "std", "magnitude_mean",
+             "magnitude_std", "random_mean", "random_std", "random_magnitude_mean",
+             "derivative_mean", "null_derivative_std", "p_value",
+             "p_adjusted", "significant", "direction", "cav_accuracy", "cav_accuracy_std",
+             "reliable", "n_inputs", "num_cavs", "num_random", "num_null", "negatives",
+             "random_pool", "test", "statistic", "correction"]
+    return TCAVResult(summary=summary[order], cav_scores=cav_scores, input_scores=input_scores,
+                      cav_accuracy=cav_accuracy, cavs={})
