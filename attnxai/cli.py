@@ -120,6 +120,8 @@ def _model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from attnxai import cli_audit, cli_explain  # imported here: they reuse this module's helpers
+
     parser = argparse.ArgumentParser(
         prog="attnxai",
         description="Audit transformer models with attention-weighted TCAV and attention-Shapley.")
@@ -156,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+    b = bench_sub.add_parser("shapley", help="exact attention-Shapley: closed form vs enumeration, "
+                                             "share of a forward pass, sampling error")
+    cli_explain.bench_shapley_arguments(b)
+
+    cli_explain.register(sub)
+    cli_audit.register(sub)
     return parser
 
 

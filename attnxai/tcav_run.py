@@ -262,6 +262,31 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
     return result
 
 
+def apply_correction(summary: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
+    """Adjust p-values across every test in `summary` and mark significance.
+
+    Unreliable layers (CAV accuracy below the threshold) take part in the correction but are
+    never marked significant. Use this after concatenating several targets' summaries so the
+    correction spans the whole audit.
+    """
+    out = summary.copy()
+    out["p_adjusted"] = adjust(out["p_value"].to_numpy(), correction)
+    out["significant"] = out["reliable"] & (out["p_adjusted"] < alpha)
+    out["correction"] = correction
+    return out
+
+
+def target_inputs(items: Sequence[Any], labels: Sequence[str] | None, adapter: ModelAdapter,
+                  target: int | str, batch_size: int | None = None) -> tuple[list[Any], str]:
+    """The inputs of class `target`: by gold label when the data has labels naming the class,
+    else by the model's prediction. Returns the inputs and which rule picked them."""
+    name = adapter.labels[adapter.label_index(target)]
+    if labels is not None and name in set(labels):
+        return [x for x, y in zip(items, labels) if y == name], "label"
+    predicted = adapter.predict(list(items), batch_size=batch_size).argmax(1).tolist()
+    return [x for x, p in zip(items, predicted) if adapter.labels[p] == name], "prediction"
+
+
 def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], layers: list[int],
             fits: list, S: dict[str, torch.Tensor], D: dict[str, torch.Tensor],
             pool_of: dict[str, str],
@@ -320,10 +345,9 @@ def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], l
                     "test": cfg.test, "statistic": cfg.statistic, "correction": cfg.correction})
     summary = pd.DataFrame(rows)
     summary["reliable"] = summary["cav_accuracy"] >= cfg.min_accuracy
-    summary["p_adjusted"] = adjust(summary["p_value"].to_numpy(), cfg.correction)
-    summary["significant"] = summary["reliable"] & (summary["p_adjusted"] < cfg.alpha)
     summary["direction"] = np.where(summary["mean"] > 0.5, "positive",
                                     np.where(summary["mean"] < 0.5, "negative", "none"))
+    summary = apply_correction(summary, cfg.correction, cfg.alpha)
     order = ["target", "concept", "layer", "weighting", "mean", "std", "magnitude_mean",
              "magnitude_std", "random_mean", "random_std", "random_magnitude_mean",
              "derivative_mean", "null_derivative_std", "p_value",
