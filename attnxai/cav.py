@@ -7,8 +7,9 @@ matrix (the tokens of every example involved) and differ only in which rows they
 they are fitted together: logits for all CAVs are one matrix product, and one L-BFGS run
 minimises the sum of the independent objectives.
 
-Held-out accuracy is measured on examples (not tokens) left out of each CAV's training, so
-tokens of one sentence or image never sit on both sides of the split.
+Held-out accuracy is measured on examples left out of each CAV's training (tokens of one
+sentence or image never sit on both sides of the split), classifying each example by the
+mean score of its tokens.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class CAVFit:
     """The CAVs of one layer."""
 
     directions: torch.Tensor  # [K, d] unit vectors in activation space
-    accuracy: torch.Tensor  # [K] held-out balanced accuracy (token level)
+    accuracy: torch.Tensor  # [K] held-out balanced accuracy (per example, by mean token score)
     train_accuracy: torch.Tensor  # [K]
     converged: bool
 
@@ -68,23 +69,25 @@ def split_examples(spec: CAVSpec, holdout: float, rng: np.random.Generator
     return pos_tr, pos_te, neg_tr, neg_te
 
 
-def fit_logistic_batched(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor, l2: float,
-                         max_iter: int = 300, tol: float = 1e-4, ftol: float = 1e-7,
-                         history: int = 10
+def fit_logistic_batched(X: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                         l2: float, max_iter: int = 300, tol: float = 1e-4, ftol: float = 1e-7,
+                         history: int = 10, chunk_floats: int = 2**25
                          ) -> tuple[torch.Tensor, torch.Tensor, bool]:
-    """Fit K logistic regressions sharing the rows of X: a batched L-BFGS.
+    """Fit K logistic regressions on rows of a shared X: a batched L-BFGS.
 
-    Problem k minimises ``sum_i w[k,i] * BCE(X_i . coef_k + b_k, y[k,i]) + l2/2 * |coef_k|^2``
-    (intercept not penalised). Rows with w = 0 take no part. X: [N, d]; y, w: [K, N].
+    Problem k uses the rows ``X[rows[k]]`` with labels ``y[k]`` and weights ``w[k]`` (padding
+    entries have w = 0) and minimises ``sum_i w[k,i] * BCE(x_i . coef_k + b_k, y[k,i]) +
+    l2/2 * |coef_k|^2`` (intercept not penalised). X: [N, d]; rows, y, w: [K, n].
 
     torch's L-BFGS on the summed objective shares one curvature model and one line search
     across all problems and needs hundreds of iterations; here every problem keeps its own
-    history and its own backtracking step, while each iteration is still two matrix products
-    for all K problems. A problem stops when max |gradient| < tol or when a step lowers its
-    loss by less than ftol (relative; float32 cannot resolve smaller changes). Returns coef
+    history and its own backtracking step, while each iteration is two batched matrix
+    products over each problem's own rows. A problem stops when max |gradient| < tol or when a
+    step lowers its loss by less than ftol (relative; float32 cannot resolve smaller changes).
+    Problems are solved in chunks of at most ``chunk_floats`` gathered values. Returns coef
     [K, d], intercept [K], and whether every problem stopped before max_iter.
     """
-    K, d = y.shape[0], X.shape[1]
+    d = X.shape[1]
     # Precondition with the curvature at the start, H0 ~ Cov(X)/4 + l2*I, shared by all
     # problems: with coef = P phi the problem in phi is nearly isotropic, so few iterations
     # suffice even though transformer activations are very anisotropic. The objective is
@@ -95,16 +98,32 @@ def fit_logistic_batched(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor, l2: 
     P = ((evecs * inv_sqrt) @ evecs.T).to(X.dtype)
     P2 = ((evecs * inv_sqrt**2) @ evecs.T).to(X.dtype)
     Za = torch.cat([X @ P, torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)], dim=1)
+    step = max(1, chunk_floats // max(1, rows.shape[1] * (d + 1)))
+    coefs, intercepts, all_done = [], [], True
+    for start in range(0, rows.shape[0], step):
+        sl = slice(start, start + step)
+        phi, done = _lbfgs_chunk(Za[rows[sl]], y[sl], w[sl], P2, l2, max_iter, tol, ftol, history)
+        coefs.append(phi[:, :d] @ P)
+        intercepts.append(phi[:, d])
+        all_done &= done
+    return torch.cat(coefs), torch.cat(intercepts), all_done
+
+
+def _lbfgs_chunk(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, P2: torch.Tensor, l2: float,
+                 max_iter: int, tol: float, ftol: float, history: int) -> tuple[torch.Tensor, bool]:
+    """Batched L-BFGS with per-problem histories and steps; Z: [K, n, d+1] gathered rows."""
+    K, _, d1 = Z.shape
+    d = d1 - 1
 
     def loss_grad(phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = phi @ Za.T  # [K, N]
+        z = torch.bmm(Z, phi[:, :, None])[..., 0]  # [K, n]
         pen = phi[:, :d] @ P2
         loss = (w * (F.softplus(z) - y * z)).sum(1) + 0.5 * l2 * (pen * phi[:, :d]).sum(1)
-        grad = (w * (torch.sigmoid(z) - y)) @ Za
+        grad = torch.bmm((w * (torch.sigmoid(z) - y))[:, None, :], Z)[:, 0]
         grad[:, :d] += l2 * pen
         return loss, grad
 
-    theta = torch.zeros(K, d + 1, dtype=X.dtype, device=X.device)  # phi and the intercept
+    theta = torch.zeros(K, d1, dtype=Z.dtype, device=Z.device)  # phi and the intercept
     f, g = loss_grad(theta)
     S: list[torch.Tensor] = []
     Y: list[torch.Tensor] = []
@@ -137,7 +156,7 @@ def fit_logistic_batched(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor, l2: 
         slope = torch.where(bad, -(g * g).sum(1), slope)
         p[done] = 0.0
         # Backtracking (Armijo), each problem with its own step.
-        t = torch.ones(K, dtype=X.dtype, device=X.device)
+        t = torch.ones(K, dtype=Z.dtype, device=Z.device)
         for _ in range(20):
             f_new, g_new = loss_grad(theta + t[:, None] * p)
             ok = (f_new <= f + 1e-4 * t * slope) | done
@@ -164,17 +183,30 @@ def fit_logistic_batched(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor, l2: 
             S.pop(0), Y.pop(0), rho.pop(0)
         converged = g.abs().amax(1) < tol
         done = done | converged | flat
-    return theta[:, :d] @ P, theta[:, d], bool(done.all())
+    return theta, bool(done.all())
 
 
-def _balanced_accuracy(scores: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of per-class accuracy over the rows in mask; [K]."""
-    pred = scores > 0
-    accs = []
-    for cls in (1.0, 0.0):
-        sel = mask & (y == cls)
-        correct = (pred == (y == 1.0)) & sel
-        accs.append(correct.sum(1) / sel.sum(1).clamp(min=1))
+def _example_accuracy(scores: torch.Tensor, examples: torch.Tensor, role: torch.Tensor,
+                      num_examples: int, held_out: bool) -> torch.Tensor:
+    """Balanced accuracy of classifying whole examples by their mean token score; [K].
+
+    Judged per example, not per token: in a matched pair most tokens (the background of a
+    scene, the shared words of a sentence) are identical on both sides and no direction can
+    tell them apart, so token accuracy stays near 0.5 for a perfectly good concept CAV.
+    """
+    K = scores.shape[0]
+    which = (role.abs() == 2) if held_out else (role.abs() == 1)
+    sums = torch.zeros(K, num_examples, dtype=scores.dtype, device=scores.device)
+    counts = torch.zeros_like(sums)
+    sums.scatter_add_(1, examples, scores * which)
+    counts.scatter_add_(1, examples, which.to(scores.dtype))
+    label = torch.zeros_like(sums)
+    label.scatter_add_(1, examples, ((role > 0) & which).to(scores.dtype))
+    present = counts > 0
+    positive = present & (label > 0)
+    correct = (sums > 0) == positive
+    accs = [((correct & sel).sum(1) / sel.sum(1).clamp(min=1))
+            for sel in (positive, present & ~positive)]
     return (accs[0] + accs[1]) / 2
 
 
@@ -190,26 +222,39 @@ def train_cavs(table: TokenTable, specs: list[CAVSpec], seed: int, l2: float = 1
     mean = X.mean(0)
     scale = (X - mean).pow(2).sum(1).mean().sqrt().clamp(min=1e-12) / np.sqrt(X.shape[1])
     X = (X - mean) / scale
-    E = int(table.example.max()) + 1
-    K, N = len(specs), X.shape[0]
-    # Per-CAV role of each example: +1 train positive, -1 train negative, +2/-2 held out.
-    role = torch.zeros(K, E, dtype=torch.int8)
-    for k, spec in enumerate(specs):
-        pos_tr, pos_te, neg_tr, neg_te = split_examples(spec, holdout, rng)
-        role[k, pos_tr], role[k, neg_tr], role[k, pos_te], role[k, neg_te] = 1, -1, 2, -2
-    row_role = role[:, table.example].to(device)  # [K, N]
-    y = (row_role > 0).to(X.dtype)
-    train = (row_role == 1) | (row_role == -1)
-    test = (row_role == 2) | (row_role == -2)
+    # Rows of each example (rows are grouped by example, in order).
+    example = table.example.numpy()
+    counts = np.bincount(example)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    # Per CAV: its examples' rows with a role: +1 train positive, -1 train negative, +2/-2 held out.
+    row_lists, role_lists = [], []
+    for spec in specs:
+        parts = zip(split_examples(spec, holdout, rng), (1, 2, -1, -2))
+        exs = [(e, r) for idx, r in parts for e in idx]
+        ex_ids = np.array([e for e, _ in exs], dtype=np.int64)
+        c = counts[ex_ids]
+        offsets = np.repeat(starts[ex_ids] - np.concatenate([[0], np.cumsum(c)[:-1]]), c)
+        row_lists.append(offsets + np.arange(c.sum()))
+        role_lists.append(np.repeat([r for _, r in exs], c))
+    n = max(len(r) for r in row_lists)
+    rows = torch.zeros(len(specs), n, dtype=torch.long)
+    role = torch.zeros(len(specs), n, dtype=torch.int8)  # 0 = padding
+    for k, (r, ro) in enumerate(zip(row_lists, role_lists)):
+        rows[k, : len(r)] = torch.from_numpy(r)
+        role[k, : len(ro)] = torch.from_numpy(ro.astype(np.int8))
+    rows, role = rows.to(device), role.to(device)
+    y = (role > 0).to(X.dtype)
     # Class-balanced weights summing to 1 per CAV: each class contributes half.
-    n_pos = ((row_role == 1).sum(1, keepdim=True)).clamp(min=1)
-    n_neg = ((row_role == -1).sum(1, keepdim=True)).clamp(min=1)
-    w = torch.where(row_role == 1, 0.5 / n_pos, torch.where(row_role == -1, 0.5 / n_neg, 0.0)).to(X.dtype)
-    coef, intercept, converged = fit_logistic_batched(X, y, w, l2)
-    scores = (X @ coef.T + intercept).T  # [K, N]
+    n_pos = (role == 1).sum(1, keepdim=True).clamp(min=1)
+    n_neg = (role == -1).sum(1, keepdim=True).clamp(min=1)
+    w = torch.where(role == 1, 0.5 / n_pos, torch.where(role == -1, 0.5 / n_neg, 0.0)).to(X.dtype)
+    coef, intercept, converged = fit_logistic_batched(X, rows, y, w, l2)
+    scores = (X @ coef.T).T.gather(1, rows) + intercept[:, None]  # [K, n], without gathering X
+    examples = table.example.to(device)[rows]
+    E = len(counts)
     return CAVFit(
         directions=F.normalize(coef, dim=1).cpu(),
-        accuracy=_balanced_accuracy(scores, y, test).cpu(),
-        train_accuracy=_balanced_accuracy(scores, y, train).cpu(),
+        accuracy=_example_accuracy(scores, examples, role, E, held_out=True).cpu(),
+        train_accuracy=_example_accuracy(scores, examples, role, E, held_out=False).cpu(),
         converged=converged,
     )

@@ -108,6 +108,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_tcav(args: argparse.Namespace) -> int:
+    """`attnxai bench tcav`: demo audits of the built-ins, timed."""
+    from attnxai.bench import bench_tcav, format_tcav_table
+
+    rows = []
+    for spec in args.models:
+        print(f"benchmarking a demo audit of {spec} ...", file=sys.stderr)
+        rows.append(bench_tcav(spec, device=args.device, num_cavs=args.num_cavs,
+                               num_random=args.num_random))
+    print(json.dumps([r.as_dict() for r in rows], indent=2) if args.json else format_tcav_table(rows))
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------------
 def _model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--model", required=required, default=None if required else "builtin:minilm-zeroshot",
@@ -158,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
+    b = bench_sub.add_parser("tcav", help="demo TCAV audits: time split and batching ratios")
+    b.add_argument("--models", nargs="+", default=["builtin:minilm-zeroshot", "builtin:shapes-vit"])
+    b.add_argument("--device", default=None)
+    b.add_argument("--num-cavs", type=int, default=20)
+    b.add_argument("--num-random", type=int, default=10)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_tcav)
     b = bench_sub.add_parser("shapley", help="exact attention-Shapley: closed form vs enumeration, "
                                              "share of a forward pass, sampling error")
     cli_explain.bench_shapley_arguments(b)

@@ -13,8 +13,12 @@ S(x); it puts the per-token map on the attention's scale.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
+from attnxai.models.base import ModelAdapter
 from attnxai.models.capture import Capture
 
 WEIGHTINGS = ("attention", "plain")
@@ -104,3 +108,34 @@ def capture_scores(cap: Capture, cavs: torch.Tensor, layers: list[int], pooling:
     else:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
     return input_scores(s, a, cap.token_mask), weighted_derivative(s, a, cap.token_mask)
+
+
+@dataclass
+class ConceptHeatmap:
+    """Per-token concept sensitivity s'_t of one input at one layer (mean over the CAVs)."""
+
+    values: torch.Tensor  # [T] over the input's real tokens (specials included, padding dropped)
+    valid: torch.Tensor  # [T] which of them are players (word pieces / patches)
+    tokens: list[str] | None  # text
+    grid: torch.Tensor | None  # vision: [rows, cols] patch values
+
+
+def concept_heatmap(adapter: ModelAdapter, x: Any, cavs: torch.Tensor, layer: int,
+                    target: int | str | None = None, weighting: str = "attention",
+                    pooling: str | None = None) -> ConceptHeatmap:
+    """s'_t for one input (text or image) at `layer`, averaged over a concept's CAVs [R, d]."""
+    cap = adapter.capture([x], target=target)
+    s = directional_derivatives(cap.grad_activations[layer][None], cavs[None].float())[0]  # [R,1,T]
+    a = None
+    if weighting == "attention":
+        a = token_weights(cap.attentions[layer], cap.token_mask, pooling or adapter.pooling)
+    elif weighting != "plain":
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
+    per_token = weighted_token_scores(s, a, cap.token_mask).mean(0)[0]  # [T]
+    real = cap.token_mask[0]
+    values, valid = per_token[real], cap.valid_mask[0][real]
+    grid = None
+    if cap.grid is not None:
+        grid = values[valid].reshape(cap.grid)
+    tokens = [t for t, r in zip(cap.tokens[0], real) if r] if cap.tokens is not None else None
+    return ConceptHeatmap(values=values, valid=valid, tokens=tokens, grid=grid)

@@ -110,7 +110,67 @@ class _Examples:
         return np.asarray(out, dtype=np.int64)
 
 
-def _example_tables(adapter: ModelAdapter, items: list[Any], layers: list[int],
+@dataclass
+class CAVPlan:
+    """Every CAV a run trains (same for all layers) and the examples they draw on."""
+
+    examples: _Examples
+    specs: list[CAVSpec]
+    pool_of: dict[str, str]  # concept -> its random pool
+    modes: dict[str, str]  # concept -> negatives used (random | relative | matched)
+
+
+def plan_cavs(concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
+              cfg: TCAVConfig) -> CAVPlan:
+    """Seeded choice of positives and negatives for every concept and random CAV."""
+    rng = np.random.default_rng(cfg.seed)
+    ex = _Examples()
+    concept_idx = {c.name: ex.add(c.examples) for c in concepts}
+    counter_idx = {c.name: ex.add(c.counterexamples) for c in concepts if c.counterexamples}
+    modes = {c.name: _negatives_mode(c, cfg.negatives) for c in concepts}
+    pool_of: dict[str, str] = {}
+    for c in concepts:  # every concept's random baseline comes from its pool, whatever its negatives
+        if not c.default_pool or c.default_pool not in pools:
+            raise UserInputError(f"Concept {c.name!r} names the random pool "
+                                 f"{c.default_pool!r}, which is not available.")
+        pool_of[c.name] = c.default_pool
+    pool_idx = {name: ex.add(pools[name].examples) for name in sorted(set(pool_of.values()))}
+
+    specs: list[CAVSpec] = []
+    for c in concepts:
+        pos = concept_idx[c.name]
+        m = len(pos)
+        for r in range(cfg.num_cavs):
+            if modes[c.name] == "matched":
+                # Each repetition subsamples the pairs: both members of a pair go together.
+                keep = rng.choice(m, size=max(2, int(round(0.8 * m))), replace=False)
+                specs.append(CAVSpec(c.name, r, "concept", pos[keep], counter_idx[c.name][keep]))
+                continue
+            if modes[c.name] == "relative":
+                others = np.concatenate([concept_idx[o.name] for o in concepts if o.name != c.name]
+                                        or [np.empty(0, np.int64)])
+                others = np.setdiff1d(others, pos)
+                if len(others) < 2:
+                    raise UserInputError("Relative negatives need at least two concepts.")
+                neg = rng.choice(others, size=min(m, len(others)), replace=False)
+            else:
+                candidates = np.setdiff1d(pool_idx[pool_of[c.name]], pos)
+                neg = rng.choice(candidates, size=min(m, len(candidates)), replace=False)
+            specs.append(CAVSpec(c.name, r, "concept", pos, neg))
+    n_random = max(cfg.num_random, cfg.num_null if cfg.test == "empirical" else 0)
+    for pool_name, idx in pool_idx.items():
+        m = int(np.median([len(concept_idx[c]) for c, p in pool_of.items() if p == pool_name]))
+        if len(idx) < 2 * m:
+            raise UserInputError(f"Random pool {pool_name!r} has {len(idx)} examples; random CAVs "
+                                 f"need at least {2 * m} (two disjoint sets of {m}).")
+        for r in range(n_random):
+            draw = rng.choice(idx, size=2 * m, replace=False)
+            specs.append(CAVSpec(f"random:{pool_name}", r, "random", draw[:m], draw[m:]))
+
+    return CAVPlan(ex, specs, pool_of, modes)
+
+
+def example_tables(adapter: ModelAdapter, items: list[Any], layers: list[int],
                     batch_size: int | None, progress: Progress | None) -> list[TokenTable]:
     """Token activations (players only) of every example at every chosen layer."""
     rows: list[list[torch.Tensor]] = [[] for _ in layers]
@@ -161,54 +221,11 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
             raise UserInputError(f"Concept set {c.name!r} is {c.modality} but the model is "
                                  f"{adapter.modality}.")
     pooling = cfg.pooling or adapter.pooling
-    rng = np.random.default_rng(cfg.seed)
-
-    # -- which examples each CAV uses ----------------------------------------------------------
-    ex = _Examples()
-    concept_idx = {c.name: ex.add(c.examples) for c in concepts}
-    counter_idx = {c.name: ex.add(c.counterexamples) for c in concepts if c.counterexamples}
-    modes = {c.name: _negatives_mode(c, cfg.negatives) for c in concepts}
-    pool_of: dict[str, str] = {}
-    for c in concepts:  # every concept's random baseline comes from its pool, whatever its negatives
-        if not c.default_pool or c.default_pool not in pools:
-            raise UserInputError(f"Concept {c.name!r} names the random pool "
-                                 f"{c.default_pool!r}, which is not available.")
-        pool_of[c.name] = c.default_pool
-    pool_idx = {name: ex.add(pools[name].examples) for name in sorted(set(pool_of.values()))}
-
-    specs: list[CAVSpec] = []
-    for c in concepts:
-        pos = concept_idx[c.name]
-        m = len(pos)
-        for r in range(cfg.num_cavs):
-            if modes[c.name] == "matched":
-                # Each repetition subsamples the pairs: both members of a pair go together.
-                keep = rng.choice(m, size=max(2, int(round(0.8 * m))), replace=False)
-                specs.append(CAVSpec(c.name, r, "concept", pos[keep], counter_idx[c.name][keep]))
-                continue
-            if modes[c.name] == "relative":
-                others = np.concatenate([concept_idx[o.name] for o in concepts if o.name != c.name]
-                                        or [np.empty(0, np.int64)])
-                others = np.setdiff1d(others, pos)
-                if len(others) < 2:
-                    raise UserInputError("Relative negatives need at least two concepts.")
-                neg = rng.choice(others, size=min(m, len(others)), replace=False)
-            else:
-                candidates = np.setdiff1d(pool_idx[pool_of[c.name]], pos)
-                neg = rng.choice(candidates, size=min(m, len(candidates)), replace=False)
-            specs.append(CAVSpec(c.name, r, "concept", pos, neg))
-    n_random = max(cfg.num_random, cfg.num_null if cfg.test == "empirical" else 0)
-    for pool_name, idx in pool_idx.items():
-        m = int(np.median([len(concept_idx[c]) for c, p in pool_of.items() if p == pool_name]))
-        if len(idx) < 2 * m:
-            raise UserInputError(f"Random pool {pool_name!r} has {len(idx)} examples; random CAVs "
-                                 f"need at least {2 * m} (two disjoint sets of {m}).")
-        for r in range(n_random):
-            draw = rng.choice(idx, size=2 * m, replace=False)
-            specs.append(CAVSpec(f"random:{pool_name}", r, "random", draw[:m], draw[m:]))
+    plan = plan_cavs(concepts, pools, cfg)
+    specs, pool_of, modes = plan.specs, plan.pool_of, plan.modes
 
     # -- (1) example activations, (2) CAVs ---------------------------------------------------------
-    tables = _example_tables(adapter, ex.items, layers, cfg.batch_size, progress)
+    tables = example_tables(adapter, plan.examples.items, layers, cfg.batch_size, progress)
     t_examples = time.perf_counter()
     fits = []
     for j, l in enumerate(layers):

@@ -215,3 +215,24 @@ def test_default_test_is_calibrated_on_random_concepts(trigger_model):
     s = run_tcav(trigger_model, inputs, "triggered", concepts, {"pool": pool}, cfg).summary
     false_positive_rate = (s.p_value < 0.05).mean()
     assert len(s) == 200 and false_positive_rate <= 0.05
+
+
+def test_concept_heatmap_text_and_vision(tiny_bert_dir, tiny_timm_ckpt, images):
+    from attnxai.tcav import concept_heatmap
+
+    torch.manual_seed(0)
+    bert = attnxai.load_model(str(tiny_bert_dir), device="cpu")
+    cavs = torch.nn.functional.normalize(torch.randn(3, 32), dim=-1)
+    hm = concept_heatmap(bert, "the team won the cup", cavs, layer=1, target=0)
+    assert hm.tokens == ["[CLS]", "the", "team", "won", "the", "cup", "[SEP]"]
+    assert hm.valid.tolist() == [False, True, True, True, True, True, False]
+    # Equal to the per-CAV maps averaged, each from the formula.
+    cap = bert.capture(["the team won the cup"], target=0)
+    a = token_weights(cap.attentions[1], cap.token_mask, "cls")
+    s = torch.einsum("btd,kd->kbt", cap.grad_activations[1], cavs)
+    expected = (a * s * (a.norm() / (s.norm(dim=-1, keepdim=True) + 1e-12))).mean(0)[0]
+    torch.testing.assert_close(hm.values, expected)
+    vit = attnxai.load_model(f"timm:vit_tiny_patch16_224@{tiny_timm_ckpt}", device="cpu")
+    hm = concept_heatmap(vit, images[0], cavs, layer=0)
+    assert hm.grid.shape == (4, 4) and hm.tokens is None
+    torch.testing.assert_close(hm.grid.reshape(-1), hm.values[1:])
