@@ -5,7 +5,7 @@ For an input x of the target class k, at layer l, with CAV v:
     s_t  = grad_{h_t} y_k . v                      (all layers x all CAVs: one contraction)
     a_t  = mean over heads of A[q, t]              (q = [CLS] row, or mean over query rows)
     s'_t = a_t * s_t * |a| / (|s| + eps)           (norms over the input's tokens)
-    S(x) = mean of s'_t over the input's tokens    (padding excluded everywhere)
+    S(x) = mean of s'_t over the input's players   (valid tokens: no specials, no padding)
 
 ``plain`` weighting uses a_t = 1. The rescaling is positive, so it never changes the sign of
 S(x); it puts the per-token map on the attention's scale.
@@ -107,7 +107,10 @@ def capture_scores(cap: Capture, cavs: torch.Tensor, layers: list[int], pooling:
                          for l in layers])[:, None]
     else:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
-    return input_scores(s, a, cap.token_mask), weighted_derivative(s, a, cap.token_mask)
+    # Players only, like the CAVs' training rows: a [CLS]-read model's last block passes no
+    # gradient to its patch tokens, and a score resting on the [CLS] token alone would apply
+    # the CAV to a token it was never trained on (METHOD.md §6).
+    return input_scores(s, a, cap.valid_mask), weighted_derivative(s, a, cap.valid_mask)
 
 
 @dataclass
@@ -131,7 +134,7 @@ def concept_heatmap(adapter: ModelAdapter, x: Any, cavs: torch.Tensor, layer: in
         a = token_weights(cap.attentions[layer], cap.token_mask, pooling or adapter.pooling)
     elif weighting != "plain":
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
-    per_token = weighted_token_scores(s, a, cap.token_mask).mean(0)[0]  # [T]
+    per_token = weighted_token_scores(s, a, cap.valid_mask).mean(0)[0]  # [T], 0 off the players
     real = cap.token_mask[0]
     values, valid = per_token[real], cap.valid_mask[0][real]
     grid = None

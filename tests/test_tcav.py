@@ -137,19 +137,19 @@ def _sentence(rng: np.random.Generator, include: str | None = None) -> list[str]
 
 @pytest.fixture(scope="module")
 def trigger_model(tmp_path_factory):
-    """A 2-layer BERT trained in seconds: class 1 iff the trigger word occurs."""
+    """A 3-layer BERT trained in seconds: class 1 iff the trigger word occurs."""
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     tok = BertTokenizer(vocab={w: i for i, w in enumerate(VOCAB)})
-    cfg = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
+    cfg = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=3,
                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=32,
                      num_labels=2, id2label={0: "other", 1: "triggered"},
                      label2id={"other": 0, "triggered": 1})
     model = BertForSequenceClassification(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    for _ in range(250):
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(200):
         labels = rng.integers(0, 2, size=32)
         texts = []
         for y in labels:
@@ -214,7 +214,7 @@ def test_default_test_is_calibrated_on_random_concepts(trigger_model):
                      min_accuracy=0.0, seed=1)
     s = run_tcav(trigger_model, inputs, "triggered", concepts, {"pool": pool}, cfg).summary
     false_positive_rate = (s.p_value < 0.05).mean()
-    assert len(s) == 200 and false_positive_rate <= 0.05
+    assert len(s) == 100 * trigger_model.num_layers and false_positive_rate <= 0.05
 
 
 def test_concept_heatmap_text_and_vision(tiny_bert_dir, tiny_timm_ckpt, images):
@@ -228,8 +228,8 @@ def test_concept_heatmap_text_and_vision(tiny_bert_dir, tiny_timm_ckpt, images):
     assert hm.valid.tolist() == [False, True, True, True, True, True, False]
     # Equal to the per-CAV maps averaged, each from the formula.
     cap = bert.capture(["the team won the cup"], target=0)
-    a = token_weights(cap.attentions[1], cap.token_mask, "cls")
-    s = torch.einsum("btd,kd->kbt", cap.grad_activations[1], cavs)
+    a = token_weights(cap.attentions[1], cap.token_mask, "cls") * cap.valid_mask
+    s = torch.einsum("btd,kd->kbt", cap.grad_activations[1], cavs) * cap.valid_mask
     expected = (a * s * (a.norm() / (s.norm(dim=-1, keepdim=True) + 1e-12))).mean(0)[0]
     torch.testing.assert_close(hm.values, expected)
     vit = attnxai.load_model(f"timm:vit_tiny_patch16_224@{tiny_timm_ckpt}", device="cpu")
