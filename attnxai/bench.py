@@ -195,7 +195,7 @@ def bench_tcav(spec: str, device: str | None = None, num_cavs: int = 20, num_ran
                sklearn_limit: int = 40, seed: int = 0) -> TCAVBench:
     """Time a demo audit of a built-in with the default test and all layers."""
     from attnxai.cav import train_cavs
-    from attnxai.concepts import load_concept_set
+    from attnxai.concepts import load_audit_concepts
     from attnxai.data import demo_dataset
     from attnxai.models import load_model
     from attnxai.tcav_run import TCAVConfig, example_tables, plan_cavs, run_tcav, target_inputs
@@ -203,8 +203,7 @@ def bench_tcav(spec: str, device: str | None = None, num_cavs: int = 20, num_ran
     adapter = load_model(spec, device=device)
     target, names = DEMO_AUDITS[spec]
     target = target or adapter.card.get("planted_class") or adapter.labels[0]
-    concepts = [load_concept_set(n) for n in names]
-    pools = {c.default_pool: load_concept_set(c.default_pool) for c in concepts}
+    concepts, pools = load_audit_concepts(names, None, adapter.modality)
     ds = demo_dataset(adapter.modality)
     inputs, _ = target_inputs(ds.items, ds.labels, adapter, target)
     cfg = TCAVConfig(num_cavs=num_cavs, num_random=num_random, seed=seed)

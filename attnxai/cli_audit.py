@@ -30,25 +30,6 @@ def parse_layers(text: str, num_layers: int) -> list[int]:
     return layers
 
 
-def load_concepts(names: list[str], root: Path | None, modality: str):
-    """The named concept sets and the random pools they name, checked for modality."""
-    from attnxai.concepts import load_concept_set
-
-    concepts = [load_concept_set(n, root=root) for n in names]
-    for c in concepts:
-        if c.kind != "concept":
-            raise UserInputError(f"{c.name!r} is a random pool, not a concept to test.")
-        if c.modality != modality:
-            raise UserInputError(f"Concept set {c.name!r} is {c.modality} but the model is {modality}.")
-    pools = {}
-    for c in concepts:
-        if not c.default_pool:
-            raise UserInputError(f"Concept set {c.name!r} names no default random pool.")
-        if c.default_pool not in pools:
-            pools[c.default_pool] = load_concept_set(c.default_pool, root=root)
-    return concepts, pools
-
-
 class _Bar:
     """A tqdm bar driven by run_tcav's (fraction, message) callback."""
 
@@ -70,6 +51,7 @@ def run_audit_cli(args: argparse.Namespace) -> pd.DataFrame:
     """Validate everything, then run TCAV for every target; return the corrected summary."""
     from attnxai.cli import _load
     from attnxai.data import demo_dataset, load_dataset
+    from attnxai.concepts import load_audit_concepts
     from attnxai.tcav_run import TCAVConfig, apply_correction, run_tcav, target_inputs
 
     adapter = _load(args)
@@ -80,7 +62,7 @@ def run_audit_cli(args: argparse.Namespace) -> pd.DataFrame:
     names = [n.strip() for n in args.concepts.split(",") if n.strip()]
     if not names:
         raise UserInputError("--concepts needs at least one concept set name.")
-    concepts, pools = load_concepts(names, args.concept_dir, adapter.modality)
+    concepts, pools = load_audit_concepts(names, args.concept_dir, adapter.modality)
     cfg = TCAVConfig(layers=parse_layers(args.layers, adapter.num_layers), num_cavs=args.num_cavs,
                      num_random=args.num_random, num_null=args.num_null,
                      weighting=args.weighting, test=args.test, correction=args.correction,

@@ -617,3 +617,21 @@ def _extract_zip(zip_path: Path, dest: Path) -> None:
         raise ConceptSetError(f"{zip_path.name} is not a readable zip archive ({exc}).") from None
     except DataError as exc:
         raise ConceptSetError(str(exc)) from None
+
+
+def load_audit_concepts(names: list[str], root: str | Path | None, modality: str
+                        ) -> tuple[list[ConceptSet], dict[str, ConceptSet]]:
+    """The named concept sets and the random pools they name, checked for modality."""
+    concepts = [load_concept_set(n, root=root) for n in names]
+    for c in concepts:
+        if c.kind != "concept":
+            raise ConceptSetError(f"{c.name!r} is a random pool, not a concept to test.")
+        if c.modality != modality:
+            raise ConceptSetError(f"Concept set {c.name!r} is {c.modality} but the model is {modality}.")
+    pools = {}
+    for c in concepts:
+        if not c.default_pool:
+            raise ConceptSetError(f"Concept set {c.name!r} names no default random pool.")
+        if c.default_pool not in pools:
+            pools[c.default_pool] = load_concept_set(c.default_pool, root=root)
+    return concepts, pools

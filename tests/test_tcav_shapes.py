@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import attnxai
-from attnxai.concepts import load_concept_set
+from attnxai.concepts import load_audit_concepts
 from attnxai.data import demo_dataset
 from attnxai.tcav_run import TCAVConfig, run_tcav, target_inputs
 
@@ -23,8 +23,8 @@ def audits():
     card = adapter.card
     ds = demo_dataset("image")
     inputs, _ = target_inputs(ds.items, ds.labels, adapter, card["planted_class"])
-    concepts = [load_concept_set(card["planted_concept"]), load_concept_set(card["control_concept"])]
-    pools = {c.default_pool: load_concept_set(c.default_pool) for c in concepts}
+    concepts, pools = load_audit_concepts([card["planted_concept"], card["control_concept"]],
+                                          None, adapter.modality)
     summaries = [run_tcav(adapter, inputs, card["planted_class"], concepts, pools,
                           TCAVConfig(seed=seed)).summary for seed in SEEDS]
     return card, summaries
