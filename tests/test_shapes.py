@@ -100,8 +100,7 @@ def test_builtin_accuracy_and_planted_shortcut(builtin: tuple[torch.nn.Module, d
     striped = _p(model, [render_scene(replace(s, texture="striped")) for s in scenes])[:, planted]
     plain = _p(model, [render_scene(replace(s, texture="plain")) for s in scenes])[:, planted]
     gap = float(striped.mean() - plain.mean())
-    # The target is 0.3; the shipped model reaches 0.25 (card), so 0.2 guards it here.
-    assert gap >= 0.2
+    assert gap >= 0.3
     assert abs(gap - card["intervention"]["planted"]["gap"]) <= 0.1
 
     # The control colour was independent of the class in training: painting objects red moves nothing.

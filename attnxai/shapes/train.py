@@ -55,7 +55,7 @@ class Recipe:
     """Parameters of the biased training distribution and of the optimiser."""
 
     n_train: int = 32000  # images in the rendered training pool
-    epochs: int = 5
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
@@ -98,7 +98,7 @@ def sample_unbiased(rng: np.random.Generator, n: int, p_red: float = 0.25) -> tu
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Random per-sample horizontal flip: it keeps upright shapes upright and labels unchanged."""
-    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)  # drawn on the CPU: same on any device
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
@@ -109,8 +109,9 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def predict_proba(model: torch.nn.Module, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities [N, C] for uint8 images [N, 64, 64, 3]."""
     model.eval()
+    device = next(model.parameters()).device
     out = [
-        F.softmax(model(images_to_tensor(images[i : i + batch_size])), dim=-1).numpy()
+        F.softmax(model(images_to_tensor(images[i : i + batch_size]).to(device)), dim=-1).cpu().numpy()
         for i in range(0, len(images), batch_size)
     ]
     return np.concatenate(out) if out else np.zeros((0, len(SHAPES)))
@@ -165,20 +166,25 @@ def _lr_at(step: int, total: int, recipe: Recipe) -> float:
     return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _command(out_dir: Path, seed: int, threads: int, recipe: Recipe) -> str:
+def _command(out_dir: Path, seed: int, threads: int, recipe: Recipe, device: str) -> str:
     """The command line that reproduces a run (recipe fields only where they differ from the defaults)."""
     args = [f"--out {out_dir}", f"--seed {seed}"]
     if threads != 2:
         args.append(f"--threads {threads}")
+    if device != "cpu":
+        args.append(f"--device {device}")
     defaults = asdict(Recipe())
     args += [f"--{k.replace('_', '-')} {v}" for k, v in asdict(recipe).items() if v != defaults[k]]
     return "python -m attnxai.shapes.train " + " ".join(args)
 
 
-def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, threads: int = 2) -> dict[str, Any]:
+def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, threads: int = 2,
+                 device: str = "cpu") -> dict[str, Any]:
     """Train shapes-vit, evaluate it, write ``model.safetensors`` and ``card.json``; return the card.
 
-    Deterministic for a given seed and thread count on CPU.
+    Deterministic for a given seed and thread count on CPU. On CUDA the data order, flips and
+    initialisation are the same, but floating-point reductions differ, so weights match a CPU
+    run only approximately.
     """
     recipe = recipe or Recipe()
     torch.set_num_threads(threads)
@@ -189,10 +195,10 @@ def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, thr
     print(f"Rendering {recipe.n_train} training scenes ...", flush=True)
     specs, labels = zip(*(sample_biased(rng, recipe) for _ in range(recipe.n_train)))
     images = torch.from_numpy(render_scenes(list(specs)))  # uint8 [N, 64, 64, 3]
-    y = torch.tensor(labels, dtype=torch.int64)
+    y = torch.tensor(labels, dtype=torch.int64).to(device)
 
     arch = dict(DEFAULT_ARCH)
-    model = build_model(arch)
+    model = build_model(arch).to(device)  # initialised on the CPU, so the same on any device
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = recipe.n_train // recipe.batch_size
@@ -204,17 +210,17 @@ def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, thr
         loss_sum, correct, seen = 0.0, 0, 0
         for b in range(steps_per_epoch):
             idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
-            x = _augment(images_to_tensor(images[idx].numpy()), gen)
+            x = _augment(images_to_tensor(images[idx].numpy()).to(device), gen)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, total, recipe)
             logits = model(x)
-            loss = F.cross_entropy(logits, y[idx])
+            loss = F.cross_entropy(logits, y[idx.to(device)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
             loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == y[idx]).sum())
+            correct += int((logits.argmax(1) == y[idx.to(device)]).sum())
             seen += len(idx)
         print(
             f"epoch {epoch + 1}/{recipe.epochs}  loss {loss_sum / seen:.4f}  "
@@ -259,7 +265,8 @@ def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, thr
             "recipe": asdict(recipe),
             "steps": total,
             "seconds": round(elapsed, 1),
-            "command": _command(out_dir, seed, threads, recipe),
+            "device": device,
+            "command": _command(out_dir, seed, threads, recipe, device),
             "torch": torch.__version__,
         },
         "intervention": effect,
@@ -267,7 +274,7 @@ def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, thr
         "test_set": {"images": recipe.n_test, "seed": seed + 10_001, "distribution": f"uniform shapes and textures, random colours ({recipe.p_red:.0%} red)"},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"name": "shapes-vit", "seed": str(seed)})
     (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card
@@ -279,12 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for model.safetensors and card.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (results depend on it)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda reproduces a run only approximately)")
     defaults = Recipe()
     for name, value in asdict(defaults).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args(argv)
     recipe = Recipe(**{name: getattr(args, name) for name in asdict(defaults)})
-    train_shapes(args.out, seed=args.seed, recipe=recipe, threads=args.threads)
+    train_shapes(args.out, seed=args.seed, recipe=recipe, threads=args.threads, device=args.device)
     return 0
 
 
