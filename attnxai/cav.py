@@ -45,6 +45,18 @@ class TokenTable:
         ex_idx = torch.arange(acts.shape[0])[:, None].expand_as(mask)
         return TokenTable(rows=acts[mask], example=ex_idx[mask])
 
+    def select(self, keep: dict[int, torch.Tensor]) -> TokenTable:
+        """Keep only some rows of some examples: ``keep[e]`` is a bool mask over example e's
+        rows, in order; examples not named keep all their rows."""
+        counts = torch.bincount(self.example)
+        starts = torch.cumsum(counts, 0) - counts
+        mask = torch.ones(len(self.example), dtype=torch.bool)
+        for e, m in keep.items():
+            if len(m) != int(counts[e]):
+                raise ValueError(f"Example {e} has {int(counts[e])} rows, the mask {len(m)}.")
+            mask[int(starts[e]):int(starts[e]) + len(m)] = m
+        return TokenTable(rows=self.rows[mask], example=self.example[mask])
+
 
 @dataclass
 class CAVFit:
@@ -81,10 +93,10 @@ def fit_logistic_batched(X: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w
 
     torch's L-BFGS on the summed objective shares one curvature model and one line search
     across all problems and needs hundreds of iterations; here every problem keeps its own
-    history and its own backtracking step, while each iteration is two batched matrix
-    products over each problem's own rows. A problem stops when max |gradient| < tol or when a
-    step lowers its loss by less than ftol (relative; float32 cannot resolve smaller changes).
-    Problems are solved in chunks of at most ``chunk_floats`` gathered values. Returns coef
+    history and its own backtracking step, while each evaluation is two dense matrix products
+    over the shared rows. A problem stops when max |gradient| < tol or when a step lowers its
+    loss by less than ftol (relative; float32 cannot resolve smaller changes). Problems are
+    solved in chunks whose [N, chunk] score matrix holds at most ``chunk_floats`` values. Returns coef
     [K, d], intercept [K], and whether every problem stopped before max_iter.
     """
     d = X.shape[1]
@@ -98,68 +110,113 @@ def fit_logistic_batched(X: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w
     P = ((evecs * inv_sqrt) @ evecs.T).to(X.dtype)
     P2 = ((evecs * inv_sqrt**2) @ evecs.T).to(X.dtype)
     Za = torch.cat([X @ P, torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)], dim=1)
-    step = max(1, chunk_floats // max(1, rows.shape[1] * (d + 1)))
-    coefs, intercepts, all_done = [], [], True
-    for start in range(0, rows.shape[0], step):
-        sl = slice(start, start + step)
-        phi, done = _lbfgs_chunk(Za[rows[sl]], y[sl], w[sl], P2, l2, max_iter, tol, ftol, history)
-        coefs.append(phi[:, :d] @ P)
-        intercepts.append(phi[:, d])
+    coef = torch.zeros(rows.shape[0], d, dtype=X.dtype, device=X.device)
+    intercept = torch.zeros(rows.shape[0], dtype=X.dtype, device=X.device)
+    all_done = True
+    for group, lo, hi in _span_groups(rows, w, chunk_floats):
+        local = torch.where(w[group] > 0, rows[group] - lo, 0)  # padding points at any row
+        phi, done = _lbfgs_chunk(Za[lo:hi], local, y[group], w[group], P2, l2,
+                                 max_iter, tol, ftol, history)
+        coef[group], intercept[group] = phi[:, :d] @ P, phi[:, d]
         all_done &= done
-    return torch.cat(coefs), torch.cat(intercepts), all_done
+    return coef, intercept, all_done
 
 
-def _lbfgs_chunk(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, P2: torch.Tensor, l2: float,
-                 max_iter: int, tol: float, ftol: float, history: int) -> tuple[torch.Tensor, bool]:
-    """Batched L-BFGS with per-problem histories and steps; Z: [K, n, d+1] gathered rows."""
-    K, _, d1 = Z.shape
+def _span_groups(rows: torch.Tensor, w: torch.Tensor, chunk_floats: int
+                 ) -> list[tuple[torch.Tensor, int, int]]:
+    """Chunks of problems, each with the span [lo, hi) of rows its problems use.
+
+    A chunk's work is proportional to (problems x rows in its span), so problems that draw on
+    the same part of the table (the random CAVs of one pool, say) go together, and a chunk
+    holds at most ``chunk_floats`` scores.
+    """
+    used = w > 0
+    lo = torch.where(used, rows, rows.max() + 1).amin(1).cpu()
+    hi = (torch.where(used, rows, -1).amax(1) + 1).cpu()
+    groups: list[tuple[torch.Tensor, int, int]] = []
+    members: list[int] = []
+    g_lo = g_hi = g_wide = 0
+    for k in torch.argsort(lo * (int(hi.max()) + 1) + hi).tolist():
+        k_lo, k_hi = int(lo[k]), int(hi[k])
+        n_lo, n_hi, wide = min(g_lo, k_lo), max(g_hi, k_hi), max(g_wide, k_hi - k_lo)
+        if members and (n_hi - n_lo > 1.25 * wide or (len(members) + 1) * (n_hi - n_lo) > chunk_floats):
+            groups.append((torch.tensor(members, device=rows.device), g_lo, g_hi))
+            members, n_lo, n_hi, wide = [], k_lo, k_hi, k_hi - k_lo
+        members.append(k)
+        g_lo, g_hi, g_wide = n_lo, n_hi, wide
+    if members:
+        groups.append((torch.tensor(members, device=rows.device), g_lo, g_hi))
+    return groups
+
+
+def _lbfgs_chunk(Za: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                 P2: torch.Tensor, l2: float, max_iter: int, tol: float, ftol: float, history: int
+                 ) -> tuple[torch.Tensor, bool]:
+    """Batched L-BFGS with per-problem histories and steps over the shared rows Za [N, d+1].
+
+    Scores and gradients of the problems still running are two dense matrix products with Za
+    (scores of every row for every problem, then residuals scattered back onto the rows):
+    compute-bound work that beats gathering each problem's rows, which is memory-bound.
+    Problems that have stopped drop out, so a few slow ones do not make the rest pay.
+    """
+    N, d1 = Za.shape
+    K = rows.shape[0]
     d = d1 - 1
 
-    def loss_grad(phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = torch.bmm(Z, phi[:, :, None])[..., 0]  # [K, n]
+    def loss_grad(phi: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and gradient of the problems `idx` at their parameters `phi` [len(idx), d+1]."""
+        # Problem-major [k, N] layout: each problem's rows are runs of consecutive rows, so
+        # the gather and the scatter below walk memory in order.
+        r_i, y_i, w_i = rows[idx], y[idx], w[idx]
+        z = (phi @ Za.T).gather(1, r_i)  # [k, n]
         pen = phi[:, :d] @ P2
-        loss = (w * (F.softplus(z) - y * z)).sum(1) + 0.5 * l2 * (pen * phi[:, :d]).sum(1)
-        grad = torch.bmm((w * (torch.sigmoid(z) - y))[:, None, :], Z)[:, 0]
+        loss = (w_i * (F.softplus(z) - y_i * z)).sum(1) + 0.5 * l2 * (pen * phi[:, :d]).sum(1)
+        resid = torch.zeros(len(idx), N, dtype=Za.dtype, device=Za.device)
+        resid.scatter_add_(1, r_i, w_i * (torch.sigmoid(z) - y_i))
+        grad = resid @ Za
         grad[:, :d] += l2 * pen
         return loss, grad
 
-    theta = torch.zeros(K, d1, dtype=Z.dtype, device=Z.device)  # phi and the intercept
-    f, g = loss_grad(theta)
-    S: list[torch.Tensor] = []
+    theta = torch.zeros(K, d1, dtype=Za.dtype, device=Za.device)  # phi and the intercept
+    f, g = loss_grad(theta, torch.arange(K, device=Za.device))
+    S: list[torch.Tensor] = []  # histories of all K problems; rows of stopped ones go stale
     Y: list[torch.Tensor] = []
     rho: list[torch.Tensor] = []
-    converged = g.abs().amax(1) < tol
-    done = converged.clone()
+    done = g.abs().amax(1) < tol
     for _ in range(max_iter):
-        if bool(done.all()):
+        act = (~done).nonzero().flatten()
+        if len(act) == 0:
             break
-        # Two-loop recursion, per problem (all vectors are [K, d+1]).
-        q = g.clone()
+        ga = g[act]
+        # Two-loop recursion, per problem (all vectors are [k, d+1]).
+        q = ga.clone()
+        hist = [(s_i[act], y_i[act], r_i[act]) for s_i, y_i, r_i in zip(S, Y, rho)]
         alphas = []
-        for s_i, y_i, r_i in zip(reversed(S), reversed(Y), reversed(rho)):
+        for s_i, y_i, r_i in reversed(hist):
             a = r_i * (s_i * q).sum(1, keepdim=True)
             q -= a * y_i
             alphas.append(a)
-        if S:
-            sy = (S[-1] * Y[-1]).sum(1, keepdim=True)
-            yy = (Y[-1] * Y[-1]).sum(1, keepdim=True)
+        if hist:
+            s_i, y_i, _ = hist[-1]
+            sy = (s_i * y_i).sum(1, keepdim=True)
+            yy = (y_i * y_i).sum(1, keepdim=True)
             q *= torch.where(yy > 0, sy / yy.clamp(min=1e-30), torch.ones_like(sy))
         else:
-            q /= g.norm(dim=1, keepdim=True).clamp(min=1e-30)  # first step: unit length
-        for s_i, y_i, r_i, a in zip(S, Y, rho, reversed(alphas)):
+            q /= ga.norm(dim=1, keepdim=True).clamp(min=1e-30)  # first step: unit length
+        for (s_i, y_i, r_i), a in zip(hist, reversed(alphas)):
             b = r_i * (y_i * q).sum(1, keepdim=True)
             q += s_i * (a - b)
         p = -q
-        slope = (p * g).sum(1)
+        slope = (p * ga).sum(1)
         bad = slope >= 0  # not a descent direction: fall back to steepest descent
-        p[bad] = -g[bad]
-        slope = torch.where(bad, -(g * g).sum(1), slope)
-        p[done] = 0.0
+        p[bad] = -ga[bad]
+        slope = torch.where(bad, -(ga * ga).sum(1), slope)
         # Backtracking (Armijo), each problem with its own step.
-        t = torch.ones(K, dtype=Z.dtype, device=Z.device)
+        th, fa = theta[act], f[act]
+        t = torch.ones(len(act), dtype=Za.dtype, device=Za.device)
         for _ in range(20):
-            f_new, g_new = loss_grad(theta + t[:, None] * p)
-            ok = (f_new <= f + 1e-4 * t * slope) | done
+            f_new, g_new = loss_grad(th + t[:, None] * p, act)
+            ok = f_new <= fa + 1e-4 * t * slope
             if bool(ok.all()):
                 break
             t = torch.where(ok, t, 0.5 * t)
@@ -167,22 +224,23 @@ def _lbfgs_chunk(Z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, P2: torch.Te
         stalled = ~ok
         if bool(stalled.any()):
             t = torch.where(stalled, torch.zeros_like(t), t)
-            f_new, g_new = loss_grad(theta + t[:, None] * p)
-            done = done | stalled
+            f_new, g_new = loss_grad(th + t[:, None] * p, act)
         s_new = t[:, None] * p
-        y_new = g_new - g
-        flat = (f - f_new) <= ftol * f.abs().clamp(min=1.0)
-        theta, f, g = theta + s_new, f_new, g_new
+        y_new = g_new - ga
+        flat = (fa - f_new) <= ftol * fa.abs().clamp(min=1.0)
+        theta[act], f[act], g[act] = th + s_new, f_new, g_new
         sy = (s_new * y_new).sum(1, keepdim=True)
         # Problems without positive curvature along the step keep their history unchanged.
         keep = sy > 1e-12
-        S.append(torch.where(keep, s_new, torch.zeros_like(s_new)))
-        Y.append(torch.where(keep, y_new, torch.zeros_like(y_new)))
-        rho.append(torch.where(keep, 1.0 / sy.clamp(min=1e-12), torch.zeros_like(sy)))
-        if len(S) > history:
-            S.pop(0), Y.pop(0), rho.pop(0)
-        converged = g.abs().amax(1) < tol
-        done = done | converged | flat
+        for store, value in ((S, torch.where(keep, s_new, torch.zeros_like(s_new))),
+                             (Y, torch.where(keep, y_new, torch.zeros_like(y_new))),
+                             (rho, torch.where(keep, 1.0 / sy.clamp(min=1e-12), torch.zeros_like(sy)))):
+            full = torch.zeros(K, value.shape[1], dtype=value.dtype, device=value.device)
+            full[act] = value
+            store.append(full)
+            if len(store) > history:
+                store.pop(0)
+        done[act] = stalled | flat | (g_new.abs().amax(1) < tol)
     return theta, bool(done.all())
 
 

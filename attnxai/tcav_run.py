@@ -22,11 +22,16 @@ from attnxai.cav import CAVSpec, TokenTable, train_cavs
 from attnxai.concepts import ConceptSet
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
+from attnxai.pairs import differing_players
 from attnxai.stats import CORRECTIONS, STATISTICS, TESTS, adjust, p_value
 from attnxai.tcav import WEIGHTINGS, capture_scores, tcav_magnitude, tcav_sign
 
 NEGATIVES = ("auto", "random", "relative", "matched")
+PAIR_ROWS = ("differing", "all")
 Progress = Callable[[float, str], None]
+#: Token activations of examples at layers: ``(items, layers) -> one TokenTable per layer``, rows in
+#: item order as :func:`example_tables` returns them (lets a caller serve them from a cache).
+ActivationSource = Callable[[list[Any], list[int]], list[TokenTable]]
 
 
 @dataclass
@@ -43,6 +48,7 @@ class TCAVConfig:
     correction: str = "bh"  # bh | bonferroni | none
     alpha: float = 0.05
     negatives: str = "auto"  # auto (matched if paired, else random) | random | relative | matched
+    pair_rows: str = "differing"  # matched CAVs train on the tokens where a pair differs | all
     min_accuracy: float = 0.6  # layers whose concept CAVs are less accurate are unreliable
     l2: float = 1e-2
     holdout: float = 0.25
@@ -65,6 +71,8 @@ class TCAVConfig:
             raise UserInputError(f"correction must be one of {', '.join(CORRECTIONS)}, not {self.correction!r}.")
         if self.negatives not in NEGATIVES:
             raise UserInputError(f"negatives must be one of {', '.join(NEGATIVES)}, not {self.negatives!r}.")
+        if self.pair_rows not in PAIR_ROWS:
+            raise UserInputError(f"pair_rows must be one of {', '.join(PAIR_ROWS)}, not {self.pair_rows!r}.")
         if self.num_cavs < 2 or self.num_random < 2:
             raise UserInputError("num_cavs and num_random must be at least 2.")
         if self.test == "empirical" and self.num_null < 20:
@@ -99,10 +107,12 @@ class _Examples:
         self.items: list[Any] = []
         self._index: dict[str, int] = {}
 
-    def add(self, items: Sequence[Any]) -> np.ndarray:
+    def add(self, items: Sequence[Any], tag: str = "") -> np.ndarray:
+        """Indices of `items`, adding the new ones; a `tag` keeps separate entries for the same
+        inputs (their rows may be restricted, so they cannot be shared)."""
         out = []
         for x in items:
-            key = x if isinstance(x, str) else f"path:{x}"
+            key = f"{tag}|{x}" if isinstance(x, str) else f"{tag}|path:{x}"
             if key not in self._index:
                 self._index[key] = len(self.items)
                 self.items.append(x)
@@ -118,6 +128,8 @@ class CAVPlan:
     specs: list[CAVSpec]
     pool_of: dict[str, str]  # concept -> its random pool
     modes: dict[str, str]  # concept -> negatives used (random | relative | matched)
+    #: Matched pairs trained on their differing tokens: (example indices, counterexample indices).
+    pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
 def plan_cavs(concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
@@ -125,9 +137,13 @@ def plan_cavs(concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
     """Seeded choice of positives and negatives for every concept and random CAV."""
     rng = np.random.default_rng(cfg.seed)
     ex = _Examples()
-    concept_idx = {c.name: ex.add(c.examples) for c in concepts}
-    counter_idx = {c.name: ex.add(c.counterexamples) for c in concepts if c.counterexamples}
     modes = {c.name: _negatives_mode(c, cfg.negatives) for c in concepts}
+    restrict = {c.name for c in concepts if modes[c.name] == "matched" and cfg.pair_rows == "differing"}
+    concept_idx = {c.name: ex.add(c.examples, "pair" if c.name in restrict else "")
+                   for c in concepts}
+    counter_idx = {c.name: ex.add(c.counterexamples, "pair" if c.name in restrict else "")
+                   for c in concepts if c.counterexamples}
+    pairs = [(concept_idx[n], counter_idx[n]) for n in sorted(restrict)]
     pool_of: dict[str, str] = {}
     for c in concepts:  # every concept's random baseline comes from its pool, whatever its negatives
         if not c.default_pool or c.default_pool not in pools:
@@ -167,7 +183,20 @@ def plan_cavs(concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
             draw = rng.choice(idx, size=2 * m, replace=False)
             specs.append(CAVSpec(f"random:{pool_name}", r, "random", draw[:m], draw[m:]))
 
-    return CAVPlan(ex, specs, pool_of, modes)
+    return CAVPlan(ex, specs, pool_of, modes, pairs)
+
+
+def pair_row_masks(adapter: ModelAdapter, plan: CAVPlan, batch_size: int | None
+                   ) -> dict[int, torch.Tensor]:
+    """Per example of a restricted matched pair: which of its player tokens differ in the pair."""
+    keep: dict[int, torch.Tensor] = {}
+    items = plan.examples.items
+    for pos, neg in plan.pairs:
+        masks_a, masks_b = differing_players(adapter, [items[i] for i in pos],
+                                             [items[i] for i in neg], batch_size)
+        keep.update(zip(pos.tolist(), masks_a))
+        keep.update(zip(neg.tolist(), masks_b))
+    return keep
 
 
 def example_tables(adapter: ModelAdapter, items: list[Any], layers: list[int],
@@ -194,12 +223,14 @@ def example_tables(adapter: ModelAdapter, items: list[Any], layers: list[int],
 
 def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
              concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
-             config: TCAVConfig | None = None, progress: Progress | None = None) -> TCAVResult:
+             config: TCAVConfig | None = None, progress: Progress | None = None,
+             activations: ActivationSource | None = None) -> TCAVResult:
     """Attention-weighted token-level TCAV of `concepts` for the class `target`.
 
     ``inputs`` are inputs of the target class. ``pools`` maps random-pool names to their sets;
     each concept draws random negatives and its random-vs-random CAVs from its
-    ``default_pool``. Returns tidy DataFrames (see :class:`TCAVResult`).
+    ``default_pool``. ``activations`` supplies the examples' token activations (default: forward
+    passes by :func:`example_tables`). Returns tidy DataFrames (see :class:`TCAVResult`).
     """
     cfg = config or TCAVConfig()
     cfg.validate()
@@ -225,7 +256,13 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
     specs, pool_of, modes = plan.specs, plan.pool_of, plan.modes
 
     # -- (1) example activations, (2) CAVs ---------------------------------------------------------
-    tables = example_tables(adapter, plan.examples.items, layers, cfg.batch_size, progress)
+    if activations is None:
+        tables = example_tables(adapter, plan.examples.items, layers, cfg.batch_size, progress)
+    else:
+        tables = activations(plan.examples.items, layers)
+    if plan.pairs:
+        keep = pair_row_masks(adapter, plan, cfg.batch_size)
+        tables = [t.select(keep) for t in tables]
     t_examples = time.perf_counter()
     fits = []
     for j, l in enumerate(layers):
@@ -298,10 +335,28 @@ def target_inputs(items: Sequence[Any], labels: Sequence[str] | None, adapter: M
     """The inputs of class `target`: by gold label when the data has labels naming the class,
     else by the model's prediction. Returns the inputs and which rule picked them."""
     name = adapter.labels[adapter.label_index(target)]
-    if labels is not None and name in set(labels):
-        return [x for x, y in zip(items, labels) if y == name], "label"
-    predicted = adapter.predict(list(items), batch_size=batch_size).argmax(1).tolist()
-    return [x for x, p in zip(items, predicted) if adapter.labels[p] == name], "prediction"
+    predicted = None
+    if not labels_name_class(labels, name):
+        predicted = [adapter.labels[p] for p in
+                     adapter.predict(list(items), batch_size=batch_size).argmax(1).tolist()]
+    indices, rule = target_indices(labels, predicted, name)
+    return [items[i] for i in indices], rule
+
+
+def labels_name_class(labels: Sequence[str] | None, name: str) -> bool:
+    """Whether gold labels exist and name the class (then they, not predictions, select inputs)."""
+    return labels is not None and name in set(labels)
+
+
+def target_indices(labels: Sequence[str] | None, predicted: Sequence[str] | None,
+                   name: str) -> tuple[list[int], str]:
+    """Positions of the inputs of class `name`: by gold label when the labels name the class,
+    else by predicted label (``predicted`` is then required). Returns them and the rule used."""
+    if labels_name_class(labels, name):
+        return [i for i, y in enumerate(labels) if y == name], "label"
+    if predicted is None:
+        raise ValueError("predicted labels are needed when the gold labels do not name the class")
+    return [i for i, p in enumerate(predicted) if p == name], "prediction"
 
 
 def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], layers: list[int],
