@@ -150,8 +150,10 @@ class ModelAdapter(ABC):
         # Padding positions carry values that depend on the batch's length; zero them so a
         # capture does not depend on how inputs were batched.
         real = batch.token_mask.to(self.device)
-        tok = real[:, :, None]
-        pair = (real[:, :, None] & real[:, None, :])[:, None]
+        tok = pair = None  # without padding (every image batch) nothing needs zeroing or copying
+        if not bool(real.all()):
+            tok = real[:, :, None]
+            pair = (real[:, :, None] & real[:, None, :])[:, None]
         with torch.set_grad_enabled(grads):
             rec = self.forward_recording(batch)
             tgt = self.resolve_target(target, rec.logits)
@@ -211,7 +213,8 @@ def find_blocks(model: torch.nn.Module, num_layers: int) -> list[torch.nn.Module
 
 
 def _cpu(t: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """Detached float32 copy on the CPU, zero where `keep` (broadcast) is false."""
+    """Detached float32 tensor on the CPU (a copy only where needed), zero where `keep`
+    (broadcast) is false."""
     t = t.detach()
     if keep is not None:
         t = t.masked_fill(~keep, 0.0)
