@@ -133,7 +133,7 @@ def _model_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from attnxai import cli_audit, cli_explain  # imported here: they reuse this module's helpers
+    from attnxai import cli_audit, cli_explain, cli_store  # imported here: they reuse this module's helpers
 
     parser = argparse.ArgumentParser(
         prog="attnxai",
@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_explain.register(sub)
     cli_audit.register(sub)
+    cli_store.register(sub)
     return parser
 
 

@@ -1,32 +1,33 @@
-"""`attnxai audit` (TCAV of concepts for target classes) and `attnxai bench tcav`."""
+"""`attnxai audit`: TCAV of concepts for target classes, kept in the audit store."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from attnxai.audit import DEMO, AuditConfig, run_audit
 from attnxai.errors import UserInputError
-
-SUMMARY_COLUMNS = ["target", "concept", "layer", "weighting", "mean", "std", "magnitude_mean",
-                   "p_value", "p_adjusted", "significant", "direction", "cav_accuracy", "reliable",
-                   "n_inputs"]
+from attnxai.report import detail_path, export_run, summary_frame
+from attnxai.store import Store
 
 
-def parse_layers(text: str, num_layers: int) -> list[int]:
-    """`all` or a comma list like `0,3,5` -> layer indices, checked against the model."""
+def parse_layers(text: str) -> list[int] | None:
+    """`all` -> None (every layer), or a comma list like `0,3,5` -> layer indices (checked
+    against the model when the audit is validated)."""
     if text.strip().lower() == "all":
-        return list(range(num_layers))
+        return None
     try:
         layers = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise UserInputError(f"--layers must be 'all' or numbers like 0,3,5, not {text!r}.") from None
-    bad = [l for l in layers if not 0 <= l < num_layers]
-    if bad or not layers:
-        raise UserInputError(f"Unknown layer(s) {bad or text!r}: this model has layers 0..{num_layers - 1}.")
+    if not layers:
+        raise UserInputError(f"--layers must be 'all' or numbers like 0,3,5, not {text!r}.")
     return layers
 
 
@@ -47,56 +48,29 @@ class _Bar:
         self.bar.close()
 
 
-def run_audit_cli(args: argparse.Namespace) -> pd.DataFrame:
-    """Validate everything, then run TCAV for every target; return the corrected summary."""
-    from attnxai.cli import _load
-    from attnxai.data import demo_dataset, load_dataset
-    from attnxai.concepts import load_audit_concepts
-    from attnxai.tcav_run import TCAVConfig, apply_correction, run_tcav, target_inputs
-
-    adapter = _load(args)
-    ds = load_dataset(args.data) if args.data else demo_dataset(adapter.modality)
-    if ds.modality != adapter.modality:
-        raise UserInputError(f"The data is {ds.modality} but {args.model} is a {adapter.modality} model.")
-    targets = [adapter.labels[adapter.label_index(t)] for t in args.target]
+def audit_config(args: argparse.Namespace) -> AuditConfig:
+    """The AuditConfig of an `attnxai audit` command line."""
     names = [n.strip() for n in args.concepts.split(",") if n.strip()]
     if not names:
         raise UserInputError("--concepts needs at least one concept set name.")
-    concepts, pools = load_audit_concepts(names, args.concept_dir, adapter.modality)
-    cfg = TCAVConfig(layers=parse_layers(args.layers, adapter.num_layers), num_cavs=args.num_cavs,
-                     num_random=args.num_random, num_null=args.num_null,
-                     weighting=args.weighting, test=args.test, correction=args.correction,
-                     alpha=args.alpha, negatives=args.negatives, seed=args.seed,
-                     batch_size=args.batch_size)
-    cfg.validate()
-    selected = {}
-    for t in targets:  # check every target before spending time on any
-        inputs, rule = target_inputs(ds.items, ds.labels, adapter, t, args.batch_size)
-        if len(inputs) < cfg.min_inputs:
-            raise UserInputError(f"Only {len(inputs)} inputs of class {t!r} in the data (by {rule}); "
-                                 f"TCAV needs at least {cfg.min_inputs}.")
-        selected[t] = (inputs[: args.limit] if args.limit else inputs, rule)
-    summaries = []
-    for t, (inputs, rule) in selected.items():
-        print(f"{t}: {len(inputs)} inputs (selected by {rule})", file=sys.stderr)
-        bar = _Bar(f"TCAV {t}")
-        try:
-            summaries.append(run_tcav(adapter, inputs, t, concepts, pools, cfg, progress=bar).summary)
-        finally:
-            bar.close()
-    summary = apply_correction(pd.concat(summaries, ignore_index=True), cfg.correction, cfg.alpha)
-    summary.insert(0, "model", adapter.spec)
-    summary["seed"] = cfg.seed
-    return summary
+    return AuditConfig(model=args.model, datasets=args.data or [DEMO], targets=args.target,
+                       concepts=names, layers=parse_layers(args.layers), num_cavs=args.num_cavs,
+                       num_random=args.num_random, num_null=args.num_null,
+                       weighting=args.weighting, test=args.test, correction=args.correction,
+                       alpha=args.alpha, negatives=args.negatives, seed=args.seed,
+                       batch_size=args.batch_size, limit=args.limit,
+                       concept_dir=str(args.concept_dir) if args.concept_dir else None,
+                       device=args.device, trust_remote_code=args.trust_remote_code)
 
 
 def format_summary(summary: pd.DataFrame) -> str:
     """A readable per-layer table: TCAV mean ± std, magnitude, p-values and significance."""
     lines = []
-    for (target, concept, weighting), g in summary.groupby(["target", "concept", "weighting"], sort=False):
-        lines.append(f"\n{concept} -> {target}  ({weighting} weighting, {g['test'].iloc[0]} test on "
-                     f"{g['statistic'].iloc[0]}, {g['correction'].iloc[0]} correction, "
-                     f"{int(g['n_inputs'].iloc[0])} inputs)")
+    keys = ["dataset", "target", "concept", "weighting"]
+    for (dataset, target, concept, weighting), g in summary.groupby(keys, sort=False):
+        lines.append(f"\n[{dataset}] {concept} -> {target}  ({weighting} weighting, "
+                     f"{g['test'].iloc[0]} test on {g['statistic'].iloc[0]}, "
+                     f"{g['correction'].iloc[0]} correction, {int(g['n_inputs'].iloc[0])} inputs)")
         lines.append(f"  {'layer':>5} {'TCAV':>13} {'magnitude':>9} {'p':>7} {'p adj':>7} "
                      f"{'CAV acc':>7}  verdict")
         for r in g.itertuples():
@@ -107,18 +81,37 @@ def format_summary(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _check_out(path: str | None) -> None:
+    if path and not Path(path).parent.is_dir():
+        raise UserInputError(f"Cannot write {path}: folder {Path(path).parent} does not exist.")
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
-    if args.csv:
-        out = Path(args.csv)
-        if out.parent and not out.parent.exists():
-            raise UserInputError(f"Cannot write {out}: folder {out.parent} does not exist.")
-    summary = run_audit_cli(args)
-    print(format_summary(summary))
-    if args.csv:
-        tmp = Path(f"{args.csv}.partial")
-        summary.to_csv(tmp, index=False)
-        tmp.replace(args.csv)  # never leave a half-written CSV behind
-        print(f"\nwrote {len(summary)} rows to {args.csv}", file=sys.stderr)
+    """Run an audit; keep it in the --db store (if given) and write --csv (if given)."""
+    _check_out(args.csv)
+    config = audit_config(args)
+    with contextlib.ExitStack() as stack:
+        if args.db is None:  # not persisted: a throw-away store holds the run until exported
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="attnxai-audit-"))
+            store = Store(Path(tmp) / "audit.duckdb")
+        else:
+            store = Store(args.db or None, notify=lambda m: print(m, file=sys.stderr))
+            store.schema_version()  # an unusable file fails now, before the model loads
+        bar = _Bar("audit")
+        try:
+            run_id = run_audit(config, store, progress=bar)
+        finally:
+            bar.close()
+        run = store.get_run(run_id)
+        print(format_summary(summary_frame(store, run_id)))
+        if args.csv:
+            export_run(store, run_id, args.csv, detail=args.detail)
+            print(f"\nwrote {args.csv}" + (f" and {detail_path(args.csv)}" if args.detail else ""),
+                  file=sys.stderr)
+        if args.db is not None:
+            print(f"run {run_id} saved to {store.path} ({run['duration_s']:.1f} s; "
+                  f"{run['activations_cached']} examples' activations from the cache, "
+                  f"{run['activations_computed']} computed)", file=sys.stderr)
     return 0
 
 
@@ -128,7 +121,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("audit", help="TCAV audit: do target classes rely on concepts, per layer?")
     _model_args(p)
-    p.add_argument("--data", help="dataset (CSV/TXT/JSONL, image folder or zip); default: demo data")
+    p.add_argument("--data", action="append",
+                   help="dataset (CSV/TXT/JSONL, image folder or zip, or 'demo'); repeat to audit "
+                        "several datasets in one run; default: the model's demo data")
     p.add_argument("--target", action="append", required=True, help="class to audit (repeatable)")
     p.add_argument("--concepts", required=True, help="comma-separated concept set names")
     p.add_argument("--concept-dir", type=Path, default=None, help="folder of concept sets")
@@ -145,4 +140,9 @@ def register(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=0, help="at most this many inputs per target")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--csv", help="write the summary CSV here")
+    p.add_argument("--detail", action="store_true",
+                   help="with --csv, also write the per-input CSV <name>.detail.csv")
+    p.add_argument("--db", nargs="?", const="", default=None, metavar="PATH",
+                   help="keep the run in this audit database (--db alone: "
+                        "$ATTNXAI_HOME/audits.duckdb, default ~/.attnxai/audits.duckdb)")
     p.set_defaults(func=cmd_audit)

@@ -221,6 +221,22 @@ def example_tables(adapter: ModelAdapter, items: list[Any], layers: list[int],
     return [TokenTable(rows=torch.cat(r), example=example) for r in rows]
 
 
+def cav_tables(adapter: ModelAdapter, plan: CAVPlan, layers: list[int], batch_size: int | None,
+               activations: ActivationSource | None = None, progress: Progress | None = None
+               ) -> list[TokenTable]:
+    """The rows every CAV of `plan` trains on, one table per layer: the examples' token
+    activations (from `activations`, else forward passes), matched pairs cut to the tokens
+    where the pair differs."""
+    if activations is None:
+        tables = example_tables(adapter, plan.examples.items, layers, batch_size, progress)
+    else:
+        tables = activations(plan.examples.items, layers)
+    if plan.pairs:
+        keep = pair_row_masks(adapter, plan, batch_size)
+        tables = [t.select(keep) for t in tables]
+    return tables
+
+
 def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
              concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
              config: TCAVConfig | None = None, progress: Progress | None = None,
@@ -256,13 +272,7 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
     specs, pool_of, modes = plan.specs, plan.pool_of, plan.modes
 
     # -- (1) example activations, (2) CAVs ---------------------------------------------------------
-    if activations is None:
-        tables = example_tables(adapter, plan.examples.items, layers, cfg.batch_size, progress)
-    else:
-        tables = activations(plan.examples.items, layers)
-    if plan.pairs:
-        keep = pair_row_masks(adapter, plan, cfg.batch_size)
-        tables = [t.select(keep) for t in tables]
+    tables = cav_tables(adapter, plan, layers, cfg.batch_size, activations, progress)
     t_examples = time.perf_counter()
     fits = []
     for j, l in enumerate(layers):

@@ -1,32 +1,235 @@
-"""The dashboard page renders on the built-in models and shows a prediction (Streamlit AppTest)."""
+"""The dashboard's pages under Streamlit's AppTest: each renders; the concept studio persists a
+new set; a tiny audit started on Run audit completes and its charts appear on Results; the CSV
+download holds the run's rows; drill-down and history work on it; bad uploads show an error and
+store nothing.
+
+Every test gets its own $ATTNXAI_HOME (audit store, uploads) and concept folder. The audit uses
+trimmed copies of the shipped text sets (12 examples, a pool of 100) and tiny settings so it
+runs in seconds on two CPU cores.
+"""
 
 from __future__ import annotations
 
+import io
+import zipfile
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "dashboard" / "app.py")
+PAGES = ["setup", "concepts", "run", "results", "drilldown", "history"]
 
 
-def test_opens_on_the_text_builtin():
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    assert not at.exception
-    assert at.sidebar.selectbox[0].value == "builtin:minilm-zeroshot"
-    assert [m.value for m in at.metric][:3] == ["text", "6", "12"]
-    at.text_area[0].input("The goalkeeper saved a penalty in the cup final").run()
-    assert not at.exception
-    assert len(at.get("vega_lite_chart")) == 1
+def _problems(at) -> list[str]:
+    return [e.value for e in at.exception] + [e.value for e in at.error]
 
 
-def test_shapes_builtin_and_bad_spec():
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.sidebar.selectbox[0].select("builtin:shapes-vit").run()
-    assert not at.exception
+@pytest.fixture()
+def env(tmp_path, monkeypatch):
+    """A fresh home and a concept folder holding trimmed copies of three shipped text sets."""
+    from attnxai.concepts import load_concept_set, save_concept_set
+
+    home, concepts = tmp_path / "home", tmp_path / "concepts"
+    home.mkdir()
+    for name, n in (("random-text", 100), ("sports-words", 12), ("finance-words", 12)):
+        cs = load_concept_set(ROOT / "concept_sets" / name)
+        cs.examples = cs.examples[:n]
+        save_concept_set(cs, concepts)
+    monkeypatch.setenv("ATTNXAI_HOME", str(home))
+    monkeypatch.setenv("ATTNXAI_CONCEPTS", str(concepts))
+    return home, concepts
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=180)
+
+
+def test_every_page_renders_without_a_run(env):
+    at = _app().run()
+    assert not _problems(at)
+    # Setup opens on the offline MiniLM built-in with its card and the demo data's predictions.
+    assert at.selectbox(key="w_model_pick").value == "builtin:minilm-zeroshot"
+    assert [m.value for m in at.metric][:4] == ["text", "6", "12", "4"]
+    assert any(b.label == "Run the demo audit" for b in at.button)
+    assert len(at.get("vega_lite_chart")) >= 1
+    for page in PAGES[1:]:
+        at.switch_page(f"views/{page}.py").run()
+        assert not _problems(at), page
+    # Results explains itself and offers the demo while no run exists.
+    at.switch_page("views/results.py").run()
+    assert any("No finished audit yet" in m.value for m in at.markdown)
+    assert any(b.label == "Run the demo audit" for b in at.button)
+
+
+def test_setup_switches_model_and_reports_a_bad_spec(env):
+    at = _app().run()
+    at.selectbox(key="w_model_pick").select("builtin:shapes-vit").run()
+    assert not _problems(at)
     assert [m.value for m in at.metric][0] == "image"
     assert any("Planted shortcut" in i.value for i in at.info)
-    at.sidebar.selectbox[0].select(at.sidebar.selectbox[0].options[-1]).run()
-    at.sidebar.text_input[0].input("/no/such/model/folder").run()
+    at.selectbox(key="w_model_pick").select(at.selectbox(key="w_model_pick").options[-1]).run()
+    at.text_input(key="w_model_custom").input("/no/such/model/folder").run()
     assert not at.exception
-    assert "No such model folder" in at.error[0].value
+    assert any("No such model folder" in e.value for e in at.error)
+
+
+def test_bad_dataset_upload_shows_an_error_and_stores_nothing(env):
+    home, _ = env
+    at = _app().run()
+    at.radio(key="w_data_source").set_value("Upload a file").run()
+    at.file_uploader(key="w_data_upload").set_value(("broken.jsonl", b"{not json\n", "application/json"))
+    at.run()
+    assert not at.exception
+    assert any("broken.jsonl" in e.value and "line 1" in e.value for e in at.error)
+    assert at.session_state["data_ref"] == "demo"
+    assert not [p for p in (home / "uploads").rglob("*") if p.is_file()]
+
+
+def test_good_dataset_upload_is_used(env):
+    at = _app().run()
+    at.radio(key="w_data_source").set_value("Upload a file").run()
+    data = "text,label\n" + "".join(f"Match {i} ends in a late winner,sports\n" for i in range(6))
+    at.file_uploader(key="w_data_upload").set_value(("my data.csv", data.encode(), "text/csv"))
+    at.run()
+    assert not _problems(at)
+    assert at.session_state["data_ref"].endswith("my_data.csv")
+    assert [m.value for m in at.metric][4] == "6"
+
+
+def test_concept_studio_creates_a_set_that_persists(env):
+    from attnxai.store import Store
+
+    _, concepts = env
+    at = _app().run()
+    at.switch_page("views/concepts.py").run()
+    assert at.selectbox(key="w_cs_pick").value == "New concept set…"
+    name = [w for w in at.text_input if w.label == "Name"][0]
+    name.input("weather-talk")
+    [w for w in at.text_area if w.label == "Description"][0].input("Sentences about weather.")
+    lines = "\n".join(f"Heavy rain and strong wind expected on day {i}" for i in range(12))
+    [w for w in at.text_area if w.label.startswith("Examples")][0].input(lines)
+    [w for w in at.radio if w.label == "Negatives for its CAVs"][0].set_value(
+        "A random pool of the same kind")
+    at.run()
+    assert not _problems(at)
+    assert any("Ready to save" in s.value for s in at.success)
+    [b for b in at.button if b.label == "Save concept set"][0].click().run()
+    assert not _problems(at)
+    assert any("Saved weather-talk" in s.value for s in at.success)
+    saved = concepts / "weather-talk" / "concept.json"
+    assert saved.is_file()
+    from attnxai.concepts import load_concept_set
+
+    cs = load_concept_set("weather-talk", concepts)
+    assert len(cs.examples) == 12 and cs.default_pool == "random-text"
+    versions = Store().concept_versions("weather-talk")
+    assert list(versions["version_hash"]) == [cs.version_hash()]
+    # The new set opens for editing and is offered on Run audit.
+    assert at.selectbox(key="w_cs_pick").value == "weather-talk"
+    at.switch_page("views/run.py").run()
+    assert "weather-talk" in at.multiselect(key="w_run_concepts").options
+
+
+def test_concept_studio_rejects_a_bad_import_and_too_few_examples(env):
+    _, concepts = env
+    before = sorted(p.name for p in concepts.iterdir())
+    at = _app().run()
+    at.switch_page("views/concepts.py").run()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("evil/concept.json", '{"format": 1, "name": "../evil"}')
+    at.file_uploader(key="cs_import_0").set_value(("evil.zip", buf.getvalue(), "application/zip"))
+    at.run()
+    [b for b in at.button if b.label == "Import"][0].click().run()
+    assert not at.exception
+    assert at.error, "a bad import must show an error"
+    assert sorted(p.name for p in concepts.iterdir()) == before
+    # Validation as you go: too few examples disables saving.
+    [w for w in at.text_input if w.label == "Name"][0].input("tiny")
+    [w for w in at.text_area if w.label.startswith("Examples")][0].input("one\ntwo")
+    at.run()
+    assert any("at least 10" in w.value for w in at.warning)
+    assert [b for b in at.button if b.label == "Save concept set"][0].disabled
+
+
+def test_tiny_audit_from_run_page_to_results_csv_drilldown_history(env, monkeypatch):
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def record(self, path_or_data, mimetype, kind, filename=None):
+        if isinstance(path_or_data, bytes) and filename:
+            files[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+
+    at = _app().run()
+    at.switch_page("views/run.py").run()
+    assert not _problems(at)
+    assert at.multiselect(key="w_run_targets").value == ["sports"]
+    assert at.multiselect(key="w_run_concepts").value == ["sports-words", "finance-words"]
+    at.multiselect(key="w_run_layers").set_value([4, 5])
+    at.number_input(key="w_run_cavs").set_value(3)
+    at.number_input(key="w_run_random").set_value(3)
+    at.number_input(key="w_run_null").set_value(20)
+    at.number_input(key="w_run_limit").set_value(6)
+    [b for b in at.button if b.label == "Start audit"][0].click().run()
+    assert not _problems(at)
+    job = at.session_state["audit_job"]
+    job.wait(240)
+    assert job.status == "done", job.error
+    at.run()
+    assert any("Finished" in s.value for s in at.success)
+
+    at.switch_page("views/results.py").run()
+    assert not _problems(at)
+    assert at.session_state["run_id"] == job.run_id
+    assert len(at.get("vega_lite_chart")) >= 3  # layer-wise, heatmap, CAV accuracy, weightings
+    assert any("empirical-null test" in c.value for c in at.caption)
+    summary_name = f"attnxai-{job.run_id}.csv"
+    assert summary_name in files
+    csv = pd.read_csv(io.BytesIO(files[summary_name]))
+    # 2 concepts x 2 layers x 2 weightings for one target, all of this run
+    assert len(csv) == 8 and set(csv["run_id"]) == {job.run_id}
+    assert set(csv["concept"]) == {"sports-words", "finance-words"}
+    assert set(csv["layer"]) == {4, 5}
+
+    at.switch_page("views/drilldown.py").run(timeout=240)
+    assert not _problems(at)
+    assert any(d.value.shape[0] == 6 for d in at.dataframe)  # the run's 6 inputs
+    assert any("mean over 3 CAVs" in c.value for c in at.caption)
+
+    at.switch_page("views/history.py").run()
+    assert not _problems(at)
+    assert [m.value for m in at.metric][0] == "1"  # one completed run
+    at.checkbox(key=f"hist_sure_{job.run_id}").check().run()
+    [b for b in at.button if b.label == "Delete run"][0].click().run()
+    assert not _problems(at)
+    from attnxai.store import Store
+
+    assert Store().list_runs().empty
+
+
+def test_cancel_leaves_no_results(env):
+    at = _app().run()
+    at.switch_page("views/run.py").run()
+    at.number_input(key="w_run_cavs").set_value(3)
+    at.number_input(key="w_run_null").set_value(20)
+    [b for b in at.button if b.label == "Start audit"][0].click().run()
+    job = at.session_state["audit_job"]
+    job.cancel.set()
+    job.wait(240)
+    assert job.status in ("cancelled", "done")
+    at.run()
+    assert not at.exception
+    if job.status == "cancelled":
+        assert any("cancelled" in w.value for w in at.warning)
+        from attnxai.store import Store
+
+        runs = Store().list_runs()
+        assert (runs["status"] != "completed").all()

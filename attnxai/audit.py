@@ -1,0 +1,352 @@
+"""An audit run: one model, one or more datasets, target classes and concepts -> a stored run.
+
+:func:`validate_audit` loads and checks everything (model, classes, layers, concepts and their
+pools, datasets and the inputs of every target) and raises :class:`UserInputError` before any
+run exists. :func:`run_audit` then records the run as ``running``, runs TCAV for every
+dataset x target (concept and random-pool activations computed once, through the store's
+activation cache), corrects p-values across the whole run, and writes all results in the
+transaction that marks the run ``completed``. On an exception the run is marked ``failed``
+with the error and the exception propagates; on cancellation it is marked ``cancelled`` and
+:class:`AuditCancelled` is raised. Neither leaves result rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attnxai.actcache import CachedActivations, model_hash
+from attnxai.concepts import ConceptSet, load_audit_concepts
+from attnxai.data import Dataset, demo_dataset, load_dataset
+from attnxai.errors import UserInputError
+from attnxai.models.base import ModelAdapter
+from attnxai.store import Store
+from attnxai.tcav_run import (Progress, TCAVConfig, TCAVResult, apply_correction, plan_cavs,
+                              labels_name_class, run_tcav, target_indices)
+
+log = logging.getLogger(__name__)
+DEMO = "demo"
+_VERSIONED = ("attnxai", "torch", "transformers", "timm", "numpy", "scipy", "pandas", "duckdb")
+
+
+class AuditCancelled(Exception):
+    """Raised by :func:`run_audit` after a cancelled run has been marked ``cancelled``."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"audit run {run_id} was cancelled")
+        self.run_id = run_id
+
+
+@dataclass
+class AuditConfig:
+    """Everything that defines an audit (stored with the run as its config JSON).
+
+    ``datasets``: ``"demo"`` (the model's demo data) or dataset paths; ``targets``: class names;
+    ``concepts``: concept-set names under ``concept_dir`` (default: the shipped/configured
+    root); ``layers``: None = all; ``limit``: at most this many inputs per dataset and target
+    (0 = all); ``labels``: zero-shot label -> description for ``builtin:minilm-zeroshot``.
+    The statistics settings are those of :class:`attnxai.tcav_run.TCAVConfig`.
+    """
+
+    model: str
+    datasets: list[str] = field(default_factory=lambda: [DEMO])
+    targets: list[str] = field(default_factory=list)  # required: validation rejects an empty list
+    concepts: list[str] = field(default_factory=list)  # required, likewise
+    layers: list[int] | None = None
+    num_cavs: int = 20
+    num_random: int = 10
+    num_null: int = 200
+    weighting: str = "both"
+    test: str = "empirical"
+    correction: str = "bh"
+    alpha: float = 0.05
+    negatives: str = "auto"
+    seed: int = 0
+    batch_size: int | None = None
+    limit: int = 0
+    concept_dir: str | None = None
+    labels: dict[str, str] | None = None
+    statistic: str = "derivative"
+    min_accuracy: float = 0.6
+    device: str | None = None
+    trust_remote_code: bool = False
+
+    def tcav_config(self) -> TCAVConfig:
+        """The per-target TCAV settings of this audit."""
+        return TCAVConfig(layers=self.layers, num_cavs=self.num_cavs, num_random=self.num_random,
+                          num_null=self.num_null, weighting=self.weighting, test=self.test,
+                          statistic=self.statistic, correction=self.correction, alpha=self.alpha,
+                          negatives=self.negatives, min_accuracy=self.min_accuracy,
+                          seed=self.seed, batch_size=self.batch_size)
+
+
+@dataclass
+class AuditDataset:
+    """One dataset of an audit: its name in the results, and the inputs of each target."""
+
+    name: str  # the `dataset` column: "demo" or the file/folder name (made unique)
+    data: Dataset
+    predictions: list[str]
+    probabilities: list[float]
+    selected: dict[str, tuple[list[int], str]]  # target -> (item indices, rule)
+
+
+@dataclass
+class PreparedAudit:
+    """A validated audit, ready to run: everything loaded and checked."""
+
+    config: AuditConfig
+    adapter: ModelAdapter
+    tcav: TCAVConfig
+    targets: list[str]
+    datasets: list[AuditDataset]
+    concepts: list[ConceptSet]
+    pools: dict[str, ConceptSet]
+
+
+def _check_config(config: AuditConfig) -> None:
+    for what in ("targets", "concepts", "datasets"):
+        values = getattr(config, what)
+        if isinstance(values, str) or not values or not all(isinstance(v, str) and v.strip()
+                                                           for v in values):
+            raise UserInputError(f"An audit needs at least one of {what}, as a list of names.")
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise UserInputError(f"{what} lists {', '.join(dupes)} more than once.")
+    if config.limit < 0:
+        raise UserInputError("limit must be 0 (all inputs) or a positive number.")
+    if not 0 < config.alpha < 1:
+        raise UserInputError(f"alpha must be between 0 and 1, not {config.alpha}.")
+    if config.layers is not None and not config.layers:
+        raise UserInputError("layers must be None (all) or a non-empty list of layer numbers.")
+
+
+def _load_datasets(config: AuditConfig, adapter: ModelAdapter) -> list[tuple[str, Dataset]]:
+    out, names = [], set()
+    for spec in config.datasets:
+        ds = demo_dataset(adapter.modality) if spec == DEMO else load_dataset(spec)
+        if ds.modality != adapter.modality:
+            raise UserInputError(f"Dataset {spec} holds {ds.modality} data but {config.model} is a "
+                                 f"{adapter.modality} model.")
+        if len(ds) == 0:
+            raise UserInputError(f"Dataset {spec} is empty.")
+        name = DEMO if spec == DEMO else Path(spec).name
+        base, k = name, 2
+        while name in names:  # two files of the same name in different folders
+            name, k = f"{base}#{k}", k + 1
+        names.add(name)
+        out.append((name, ds))
+    return out
+
+
+def validate_audit(config: AuditConfig, adapter: ModelAdapter | None = None,
+                   progress: Progress | None = None) -> PreparedAudit:
+    """Load and check everything an audit needs; raise UserInputError on the first problem.
+
+    Loads the model (unless ``adapter`` is given), checks classes, layers, concepts and pools
+    (modality, pool sizes) and datasets (modality, non-empty), predicts every dataset's
+    inputs and checks each target has enough inputs in each dataset. Nothing is written.
+    """
+    from attnxai.models import load_model
+
+    _check_config(config)
+    tcav = config.tcav_config()
+    tcav.validate()
+    if adapter is None:
+        adapter = load_model(config.model, device=config.device, labels=config.labels,
+                             batch_size=config.batch_size or 32,
+                             trust_remote_code=config.trust_remote_code)
+    targets = [adapter.labels[adapter.label_index(t)] for t in config.targets]
+    if len(set(targets)) < len(targets):
+        raise UserInputError("targets name the same class more than once.")
+    layers = list(range(adapter.num_layers)) if config.layers is None else list(config.layers)
+    bad = [l for l in layers if not isinstance(l, int) or not 0 <= l < adapter.num_layers]
+    if bad:
+        raise UserInputError(f"Unknown layer(s) {bad}: this model has layers "
+                             f"0..{adapter.num_layers - 1}.")
+    tcav.layers = layers
+    concepts, pools = load_audit_concepts(list(config.concepts), config.concept_dir,
+                                          adapter.modality)
+    plan_cavs(concepts, pools, tcav)  # pool sizes, matched/relative negatives: fail now, not mid-run
+
+    datasets = []
+    loaded = _load_datasets(config, adapter)
+    for k, (name, ds) in enumerate(loaded):
+        def tick(done: int, total: int, k: int = k) -> None:
+            if progress:
+                progress((k + done / total) / len(loaded) * 0.05, f"predicting {name}")
+        probs = adapter.predict(ds.items, batch_size=config.batch_size, progress=tick)
+        top = probs.max(1)
+        predictions = [adapter.labels[i] for i in top.indices.tolist()]
+        selected = {}
+        for t in targets:
+            idx, rule = target_indices(ds.labels, predictions, t)
+            if len(idx) < tcav.min_inputs:
+                how = "labelled" if labels_name_class(ds.labels, t) else "predicted as"
+                raise UserInputError(f"Dataset {name} has {len(idx)} inputs {how} {t!r}; TCAV "
+                                     f"needs at least {tcav.min_inputs}.")
+            selected[t] = (idx[: config.limit] if config.limit else idx, rule)
+        datasets.append(AuditDataset(name, ds, predictions, top.values.tolist(), selected))
+    return PreparedAudit(config, adapter, tcav, targets, datasets, concepts, pools)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries an audit's numbers depend on."""
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus random hex."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+
+
+class _Steps:
+    """Maps each stage's own 0..1 progress into the run's, and checks for cancellation."""
+
+    def __init__(self, run_id: str, progress: Progress | None,
+                 cancel: threading.Event | None) -> None:
+        self.run_id, self.progress, self.cancel = run_id, progress, cancel
+        self.lo, self.hi, self.label = 0.0, 1.0, ""
+
+    def stage(self, lo: float, hi: float, label: str) -> None:
+        self.lo, self.hi, self.label = lo, hi, label
+        self(0.0, "")
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel.is_set():
+            raise AuditCancelled(self.run_id)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.check()  # called per batch, so a cancel takes effect within one batch
+        if self.progress:
+            text = f"{self.label}: {message}" if self.label and message else self.label or message
+            self.progress(self.lo + (self.hi - self.lo) * min(max(fraction, 0.0), 1.0), text)
+
+
+def _input_name(ds: AuditDataset, i: int) -> str:
+    """How the drill-down finds input i: the text, the image path, or (for images held in
+    memory, e.g. from a zip) the dataset source and the item's position."""
+    x = ds.data.items[i]
+    if isinstance(x, str):
+        return x
+    return str(x) if isinstance(x, Path) else f"{ds.data.source}#{i}"
+
+
+def _with_dataset(result: TCAVResult, name: str) -> dict[str, pd.DataFrame]:
+    tables = {"summary": result.summary, "cav_scores": result.cav_scores,
+              "cav_accuracy": result.cav_accuracy.assign(target=result.config["target"]),
+              "input_scores": result.input_scores}
+    return {k: v.assign(dataset=name) for k, v in tables.items()}
+
+
+def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations
+             ) -> dict[str, pd.DataFrame]:
+    """TCAV for every dataset x target; the result tables of the whole run."""
+    pairs = [(ds, t) for ds in prep.datasets for t in prep.targets]
+    steps.stage(0.05, 0.2, "concept and random-pool activations")
+    layers = list(prep.tcav.layers)
+    acts(_plan_items(prep), layers)  # once for the whole run; each run_tcav reuses it
+    parts: dict[str, list[pd.DataFrame]] = {}
+    inputs = []
+    span = 0.75 / len(pairs)
+    for k, (ds, target) in enumerate(pairs):
+        idx, rule = ds.selected[target]
+        steps.stage(0.2 + k * span, 0.2 + (k + 1) * span, f"{ds.name} / {target}")
+        result = run_tcav(prep.adapter, [ds.data.items[i] for i in idx], target, prep.concepts,
+                          prep.pools, prep.tcav, progress=steps, activations=acts)
+        for name, frame in _with_dataset(result, ds.name).items():
+            parts.setdefault(name, []).append(frame)
+        inputs.append(pd.DataFrame({
+            "dataset": ds.name, "target": target, "input_index": range(len(idx)),
+            "item_index": idx, "input": [_input_name(ds, i) for i in idx],
+            "label": [ds.data.labels[i] for i in idx] if ds.data.labels else None,
+            "prediction": [ds.predictions[i] for i in idx],
+            "probability": [ds.probabilities[i] for i in idx], "selected_by": rule}))
+    tables = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
+    # One family of tests per run: correct across every dataset, target, concept and layer.
+    tables["summary"] = apply_correction(tables["summary"], prep.tcav.correction, prep.tcav.alpha)
+    tables["inputs"] = pd.concat(inputs, ignore_index=True)
+    return tables
+
+
+def _plan_items(prep: PreparedAudit) -> list[Any]:
+    return plan_cavs(prep.concepts, prep.pools, prep.tcav).examples.items
+
+
+def _end(store: Store, run_id: str, status: str, error: str, t0: float) -> None:
+    """Record how a run ended without hiding the exception that ended it."""
+    try:
+        store.end_run(run_id, status, error, time.perf_counter() - t0)
+    except Exception:  # e.g. the file stayed locked: the original error matters more
+        log.exception("could not mark audit run %s %s", run_id, status)
+
+
+def run_audit(config: AuditConfig, store: Store, progress: Progress | None = None,
+              cancel: threading.Event | None = None, adapter: ModelAdapter | None = None,
+              use_cache: bool = True) -> str:
+    """Validate, run and store an audit; return its run id.
+
+    ``progress(fraction, message)`` is called throughout; setting ``cancel`` stops the run
+    within one batch, marks it ``cancelled`` and raises :class:`AuditCancelled`. Any other
+    exception marks it ``failed`` (with the message) and propagates. Validation errors raise
+    :class:`UserInputError` before any run row is written. ``use_cache=False`` neither reads
+    nor writes the activation cache.
+    """
+    prep = validate_audit(config, adapter, progress)
+    adapter = prep.adapter
+    mhash = model_hash(adapter)
+    store.record_model(mhash, adapter.spec, adapter.modality, adapter.num_layers, adapter.labels,
+                       adapter.card)
+    ds_rows = []
+    for ds in prep.datasets:
+        dhash = ds.data.content_hash()
+        store.record_dataset(dhash, ds.data.name, ds.data.source, ds.data.modality, len(ds.data),
+                             ds.data.labels is not None)
+        ds_rows.append({"dataset": ds.name, "dataset_hash": dhash, "source": ds.data.source,
+                        "n_items": len(ds.data)})
+    concept_rows = [{"name": c.name, "version_hash": store.record_concept_set(c), "role": role}
+                    for role, sets in (("concept", prep.concepts), ("pool", prep.pools.values()))
+                    for c in sets]
+    run_id = new_run_id()
+    run_config = {**asdict(config), "layers": list(prep.tcav.layers), "targets": prep.targets}
+    store.start_run(run_id, model=adapter.spec, model_hash=mhash, datasets=ds_rows,
+                    targets=prep.targets, concepts=concept_rows, seed=config.seed,
+                    config=run_config, library_versions=library_versions())
+    t0 = time.perf_counter()
+    steps = _Steps(run_id, progress, cancel)
+    acts = CachedActivations(store if use_cache else None, adapter, mhash, config.batch_size,
+                             progress=steps)
+    try:
+        tables = _execute(prep, steps, acts)
+        steps.stage(0.95, 1.0, "saving results")
+        steps.check()  # the last moment a cancel applies; after this the run completes
+        store.complete_run(run_id, tables, time.perf_counter() - t0,
+                           activations_cached=acts.cached, activations_computed=acts.computed)
+    except AuditCancelled:
+        _end(store, run_id, "cancelled", "cancelled by the user", t0)
+        raise
+    except KeyboardInterrupt:
+        _end(store, run_id, "cancelled", "interrupted", t0)
+        raise
+    except BaseException as exc:
+        _end(store, run_id, "failed", f"{type(exc).__name__}: {exc}", t0)
+        raise
+    if progress:
+        progress(1.0, "done")
+    return run_id

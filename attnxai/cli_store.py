@@ -1,0 +1,166 @@
+"""`attnxai runs`, `attnxai export` (stored audit runs) and `attnxai concepts ...` (concept sets)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from attnxai.concepts import (default_concept_root, export_concept_set, import_concept_set,
+                              list_concept_sets, load_concept_set)
+from attnxai.report import detail_path, export_run
+from attnxai.store import Store, StoreError, default_db_path
+
+RUNS_COLUMNS = ["run_id", "status", "created", "model", "datasets", "targets", "concepts",
+                "duration_s"]
+
+
+def _store(args: argparse.Namespace, must_exist: bool = True) -> Store | None:
+    """The --db store; None (or an error, with ``must_exist``) when its file does not exist,
+    so reading commands never create an empty database."""
+    path = Path(args.db).expanduser() if args.db else default_db_path()
+    if not path.is_file():
+        if must_exist:
+            raise StoreError(f"No audit database at {path}; run `attnxai audit ... --db` first.")
+        return None
+    return Store(path, notify=lambda m: print(m, file=sys.stderr))
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """List stored runs, newest first."""
+    store = _store(args, must_exist=False)
+    runs = store.list_runs()[[*RUNS_COLUMNS, "error"]] if store else None
+    if args.json:
+        records = [] if runs is None else json.loads(runs.to_json(orient="records",
+                                                                   date_format="iso"))
+        print(json.dumps(records, indent=2))
+        return 0
+    if runs is None or runs.empty:
+        print("no audit runs yet", file=sys.stderr)
+        return 0
+    table = runs[RUNS_COLUMNS].copy()
+    table["created"] = table["created"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    table["duration_s"] = table["duration_s"].map(lambda v: "" if v != v else f"{v:.1f}")
+    print(table.to_string(index=False))
+    for r in runs.itertuples():
+        if r.error:
+            print(f"{r.run_id}: {r.status}: {r.error}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write a stored run's summary CSV (and per-input CSV with --detail)."""
+    out = export_run(_store(args), args.run_id, args.out, detail=args.detail)
+    print(f"wrote {out}" + (f" and {detail_path(out)}" if args.detail else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_concepts_list(args: argparse.Namespace) -> int:
+    """Concept sets under the concept folder: name, modality, kind, number of examples."""
+    infos = list_concept_sets(args.concept_dir, modality=args.modality)
+    rows = [{"name": i.name, "modality": i.modality, "kind": i.kind, "n_examples": i.n_examples,
+             "default_pool": i.default_pool, "error": i.error} for i in infos]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no concept sets in {args.concept_dir or default_concept_root()}", file=sys.stderr)
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        tail = f"  BROKEN: {r['error']}" if r["error"] else (
+            f"  pool: {r['default_pool']}" if r["default_pool"] else "")
+        print(f"{r['name']:<{width}}  {r['modality'] or '?':<5}  {r['kind'] or '?':<11} "
+              f"{r['n_examples']:>5} examples{tail}")
+    return 0
+
+
+def cmd_concepts_show(args: argparse.Namespace) -> int:
+    """One concept set: its manifest fields, version hash and first examples."""
+    cs = load_concept_set(args.name, args.concept_dir)
+    info = {"name": cs.name, "modality": cs.modality, "kind": cs.kind,
+            "description": cs.description, "default_pool": cs.default_pool, "paired": cs.paired,
+            "n_examples": len(cs.examples), "n_counterexamples": len(cs.counterexamples),
+            "version_hash": cs.version_hash(), "folder": str(cs.folder),
+            "examples": [str(x) for x in cs.examples[: args.n]],
+            "counterexamples": [str(x) for x in cs.counterexamples[: args.n]]}
+    if args.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    for key in ("name", "modality", "kind", "description", "default_pool", "paired",
+                "n_examples", "n_counterexamples", "version_hash", "folder"):
+        print(f"{key:>17}: {info[key]}")
+    for which in ("examples", "counterexamples"):
+        for x in info[which]:
+            print(f"{which[:-1]:>17}: {x}")
+    return 0
+
+
+def cmd_concepts_import(args: argparse.Namespace) -> int:
+    """Import a concept set (zip or folder) and record its version in the audit database."""
+    store = Store(args.db or None, notify=lambda m: print(m, file=sys.stderr))
+    store.schema_version()  # an unusable database fails before anything is imported
+    cs = import_concept_set(args.source, args.concept_dir, overwrite=args.overwrite)
+    version = store.record_concept_set(cs)
+    print(f"imported {cs.name} ({cs.modality} {cs.kind}, {len(cs.examples)} examples, "
+          f"version {version[:12]}) into {cs.folder.parent}", file=sys.stderr)
+    return 0
+
+
+def cmd_concepts_export(args: argparse.Namespace) -> int:
+    """Export a concept set to a zip."""
+    out = export_concept_set(args.name, args.out, args.concept_dir)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the `runs`, `export` and `concepts` subcommands."""
+    def db_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--db", default=None, metavar="PATH",
+                       help="audit database (default: $ATTNXAI_HOME/audits.duckdb, "
+                            "~/.attnxai/audits.duckdb)")
+
+    def dir_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--concept-dir", type=Path, default=None,
+                       help="folder of concept sets (default: $ATTNXAI_CONCEPTS or the shipped ones)")
+
+    p = sub.add_parser("runs", help="list stored audit runs, newest first")
+    db_arg(p)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("export", help="write a stored audit run as CSV")
+    p.add_argument("run_id")
+    p.add_argument("--out", required=True, help="summary CSV file to write")
+    p.add_argument("--detail", action="store_true",
+                   help="also write the per-input CSV <name>.detail.csv")
+    db_arg(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("concepts", help="list, show, import and export concept sets")
+    csub = p.add_subparsers(dest="concepts_command", required=True)
+    c = csub.add_parser("list", help="name, modality, kind and size of every concept set")
+    dir_arg(c)
+    c.add_argument("--modality", choices=["text", "image"], default=None)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_concepts_list)
+    c = csub.add_parser("show", help="one concept set's details and first examples")
+    c.add_argument("name")
+    dir_arg(c)
+    c.add_argument("-n", type=int, default=5, help="how many examples to show")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_concepts_show)
+    c = csub.add_parser("import", help="import a concept set from a zip or folder")
+    c.add_argument("source", type=Path, help="ZIP file or folder")
+    c.add_argument("--overwrite", action="store_true", help="replace a set of the same name")
+    dir_arg(c)
+    db_arg(c)
+    c.set_defaults(func=cmd_concepts_import)
+    c = csub.add_parser("export", help="export a concept set to a zip")
+    c.add_argument("name")
+    c.add_argument("--out", required=True, help="ZIP file to write")
+    dir_arg(c)
+    c.set_defaults(func=cmd_concepts_export)

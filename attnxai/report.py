@@ -1,0 +1,101 @@
+"""CSV reports of stored audit runs (column meanings: README, "Audit store and CSV export").
+
+- summary CSV: one row per dataset x target x concept x layer x weighting with the statistics,
+  CAV accuracy and the run's config columns (:func:`summary_frame`);
+- detail CSV (optional): one row per input x concept x layer x weighting with the mean score
+  over the concept's CAVs, the share of CAVs scoring it positive, and the input itself
+  (:func:`detail_frame`).
+Files are written to a temporary name and renamed, so a reader never sees half a CSV.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from attnxai.errors import UserInputError
+from attnxai.store import Store
+
+# Run-level columns appended to every summary row, so one CSV is self-describing.
+RUN_COLUMNS = ["run_id", "created", "model", "model_hash", "dataset_hash", "concept_version",
+               "seed", "alpha", "min_accuracy", "layers", "attnxai_version"]
+
+
+def _completed_run(store: Store, run_id: str) -> dict:
+    run = store.get_run(run_id)
+    if run["status"] != "completed":
+        reason = f": {run['error']}" if run.get("error") else ""
+        raise UserInputError(f"Run {run_id} is {run['status']}{reason}; only completed runs have "
+                             "results to export.")
+    return run
+
+
+def summary_frame(store: Store, run_id: str) -> pd.DataFrame:
+    """The run's tidy summary plus its config columns (:data:`RUN_COLUMNS`)."""
+    run = _completed_run(store, run_id)
+    summary = store.summary(run_id)
+    hashes = {d["dataset"]: d["dataset_hash"] for d in run["dataset_details"]}
+    versions = {c["name"]: c["version_hash"] for c in run["concept_versions"]}
+    config = run["config"]
+    summary.insert(0, "run_id", run_id)
+    summary["created"] = run["created"]
+    summary["model"] = run["model"]
+    summary["model_hash"] = run["model_hash"]
+    summary["dataset_hash"] = summary["dataset"].map(hashes)
+    summary["concept_version"] = summary["concept"].map(versions)
+    summary["seed"] = run["seed"]
+    summary["alpha"] = config["alpha"]
+    summary["min_accuracy"] = config["min_accuracy"]
+    summary["layers"] = ",".join(str(l) for l in config["layers"])
+    summary["attnxai_version"] = (run["library_versions"] or {}).get("attnxai", "")
+    return summary
+
+
+def detail_frame(store: Store, run_id: str) -> pd.DataFrame:
+    """Per-input detail of a completed run (see :meth:`Store.input_detail`), with ``run_id``."""
+    _completed_run(store, run_id)
+    detail = store.input_detail(run_id)
+    detail.insert(0, "run_id", run_id)
+    return detail
+
+
+def detail_path(out: str | Path) -> Path:
+    """Where :func:`export_run` writes the detail CSV beside ``out``: ``<stem>.detail.csv``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.detail.csv")
+
+
+def summary_csv_bytes(store: Store, run_id: str) -> bytes:
+    """The summary CSV as bytes (for a download button)."""
+    return summary_frame(store, run_id).to_csv(index=False).encode("utf-8")
+
+
+def export_run(store: Store, run_id: str, out: str | Path, detail: bool = False) -> Path:
+    """Write the summary CSV to ``out`` (and with ``detail`` the per-input CSV to
+    :func:`detail_path`); return ``out``. Everything is read before anything is written, and
+    each file appears complete or not at all."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserInputError(f"{out} is a folder; give a file name like {out / 'audit.csv'}.")
+    if not out.parent.is_dir():
+        raise UserInputError(f"Cannot write {out}: folder {out.parent} does not exist.")
+    frames = [(out, summary_frame(store, run_id))]
+    if detail:
+        frames.append((detail_path(out), detail_frame(store, run_id)))
+    for path, frame in frames:
+        _write_atomic(path, frame.to_csv(index=False).encode("utf-8"))
+    return out
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -1,0 +1,575 @@
+"""The audit store: one DuckDB file holding every audit run, its results and an activation cache.
+
+Schema (version :data:`SCHEMA_VERSION`, see the README's "Audit store and CSV export"):
+
+- ``meta`` (schema version), ``models`` (spec, content hash, card), ``datasets`` (source,
+  content hash, size), ``concept_sets`` (name, version hash, examples);
+- ``runs`` (id, created, status running/completed/failed/cancelled, error, config JSON, seed,
+  library versions, duration) with ``run_datasets`` and ``run_concepts`` (what exactly it used);
+- results, all keyed by ``run_id`` and carrying ``dataset``: ``summary`` (one row per dataset x
+  target x concept x layer x weighting), ``cav_scores``, ``cav_accuracy``, ``input_scores`` and
+  ``inputs`` (the input behind each ``input_index``);
+- ``activation_cache``: token activations per (model hash, example hash, layer).
+
+Several processes share the file (dashboard and CLI), and DuckDB lets only one process open it
+at a time: every operation opens a connection, does its work in one transaction and closes it.
+When another process holds the file, the operation waits (with a message) and retries for a
+bounded time, then raises :class:`StoreLockedError`. A run's results are written in the same
+transaction that marks it completed, so no reader ever sees partial results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import pandas as pd
+import torch
+
+from attnxai.actcache import example_hash
+from attnxai.concepts import ConceptSet
+from attnxai.errors import UserInputError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SCHEMA_VERSION = 2
+STATUSES = ("running", "completed", "failed", "cancelled")
+DEFAULT_LOCK_TIMEOUT_S = 60.0
+_CONFLICT_RETRIES = 8
+# DuckDB shares one database instance between a process's connections to a file; two threads
+# opening (or closing the last connection) at the same moment race on attaching the file.
+_ATTACH_LOCK = threading.Lock()
+_MIGRATE_LOCK = threading.Lock()
+
+# Each step brings the schema from version i to i + 1 and runs in one transaction with the
+# version bump; a fresh file runs them all, so every step is exercised on every new database.
+MIGRATIONS: list[list[str]] = [
+    [  # 0 -> 1: runs and their results
+        """CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)""",
+        """CREATE TABLE models (model_hash VARCHAR PRIMARY KEY, spec VARCHAR, modality VARCHAR,
+               num_layers INTEGER, labels JSON, card JSON, first_seen TIMESTAMP)""",
+        """CREATE TABLE datasets (dataset_hash VARCHAR PRIMARY KEY, name VARCHAR, source VARCHAR,
+               modality VARCHAR, n_items INTEGER, labelled BOOLEAN, first_seen TIMESTAMP)""",
+        """CREATE TABLE concept_sets (name VARCHAR, version_hash VARCHAR, modality VARCHAR,
+               kind VARCHAR, description VARCHAR, default_pool VARCHAR, paired BOOLEAN,
+               n_examples INTEGER, n_counterexamples INTEGER, examples JSON,
+               counterexamples JSON, recorded TIMESTAMP, PRIMARY KEY (name, version_hash))""",
+        """CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, created TIMESTAMP, finished TIMESTAMP,
+               status VARCHAR, error VARCHAR, model VARCHAR, model_hash VARCHAR,
+               datasets JSON, targets JSON, concepts JSON, seed INTEGER, config JSON,
+               library_versions JSON, duration_s DOUBLE)""",
+        """CREATE TABLE run_datasets (run_id VARCHAR, dataset VARCHAR, dataset_hash VARCHAR,
+               source VARCHAR, n_items INTEGER)""",
+        """CREATE TABLE run_concepts (run_id VARCHAR, name VARCHAR, version_hash VARCHAR,
+               role VARCHAR)""",
+        """CREATE TABLE summary (run_id VARCHAR, seq INTEGER, dataset VARCHAR, target VARCHAR,
+               concept VARCHAR, layer INTEGER, weighting VARCHAR, mean DOUBLE, std DOUBLE,
+               magnitude_mean DOUBLE, magnitude_std DOUBLE, random_mean DOUBLE,
+               random_std DOUBLE, random_magnitude_mean DOUBLE, derivative_mean DOUBLE,
+               null_derivative_std DOUBLE, p_value DOUBLE, p_adjusted DOUBLE,
+               significant BOOLEAN, direction VARCHAR, cav_accuracy DOUBLE,
+               cav_accuracy_std DOUBLE, reliable BOOLEAN, n_inputs INTEGER, num_cavs INTEGER,
+               num_random INTEGER, num_null INTEGER, negatives VARCHAR, random_pool VARCHAR,
+               test VARCHAR, statistic VARCHAR, correction VARCHAR)""",
+        """CREATE TABLE cav_scores (run_id VARCHAR, seq BIGINT, dataset VARCHAR, target VARCHAR,
+               cav_name VARCHAR, rep INTEGER, kind VARCHAR, layer INTEGER, weighting VARCHAR,
+               tcav DOUBLE, magnitude DOUBLE, derivative DOUBLE)""",
+        """CREATE TABLE cav_accuracy (run_id VARCHAR, seq BIGINT, dataset VARCHAR,
+               target VARCHAR, cav_name VARCHAR, rep INTEGER, kind VARCHAR, layer INTEGER,
+               accuracy DOUBLE, train_accuracy DOUBLE)""",
+        """CREATE TABLE input_scores (run_id VARCHAR, seq BIGINT, dataset VARCHAR,
+               target VARCHAR, concept VARCHAR, rep INTEGER, layer INTEGER, weighting VARCHAR,
+               input_index INTEGER, score DOUBLE)""",
+    ],
+    [  # 1 -> 2: drill-down inputs, the activation cache, cache statistics and the run's owner
+        """CREATE TABLE inputs (run_id VARCHAR, dataset VARCHAR, target VARCHAR,
+               input_index INTEGER, item_index INTEGER, input VARCHAR, label VARCHAR,
+               prediction VARCHAR, probability DOUBLE, selected_by VARCHAR)""",
+        """CREATE TABLE activation_cache (model_hash VARCHAR, example_hash VARCHAR,
+               layer INTEGER, dtype VARCHAR, n_tokens INTEGER, dim INTEGER, data BLOB,
+               created TIMESTAMP, PRIMARY KEY (model_hash, example_hash, layer))""",
+        "ALTER TABLE runs ADD COLUMN activations_cached INTEGER DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN activations_computed INTEGER DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN pid INTEGER",
+        "ALTER TABLE runs ADD COLUMN host VARCHAR",
+    ],
+]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+# Columns of each result table as written by an audit (besides run_id); the order of `seq`.
+RESULT_COLUMNS: dict[str, list[str]] = {
+    "summary": ["dataset", "target", "concept", "layer", "weighting", "mean", "std",
+                "magnitude_mean", "magnitude_std", "random_mean", "random_std",
+                "random_magnitude_mean", "derivative_mean", "null_derivative_std", "p_value",
+                "p_adjusted", "significant", "direction", "cav_accuracy", "cav_accuracy_std",
+                "reliable", "n_inputs", "num_cavs", "num_random", "num_null", "negatives",
+                "random_pool", "test", "statistic", "correction"],
+    "cav_scores": ["dataset", "target", "cav_name", "rep", "kind", "layer", "weighting", "tcav",
+                   "magnitude", "derivative"],
+    "cav_accuracy": ["dataset", "target", "cav_name", "rep", "kind", "layer", "accuracy",
+                     "train_accuracy"],
+    "input_scores": ["dataset", "target", "concept", "rep", "layer", "weighting", "input_index",
+                     "score"],
+}
+INPUT_COLUMNS = ["dataset", "target", "input_index", "item_index", "input", "label", "prediction",
+                 "probability", "selected_by"]
+RUN_LIST_COLUMNS = ["run_id", "status", "created", "finished", "model", "model_hash", "datasets",
+                    "targets", "concepts", "seed", "duration_s", "error", "config",
+                    "activations_cached", "activations_computed"]
+_JSON_RUN_FIELDS = ("datasets", "targets", "concepts", "config", "library_versions")
+
+
+class StoreError(UserInputError):
+    """The audit database cannot be used (unreadable, newer schema, unknown run, ...)."""
+
+
+class StoreLockedError(StoreError):
+    """Another process kept the database file locked for longer than the store waits."""
+
+
+def default_db_path() -> Path:
+    """``$ATTNXAI_HOME/audits.duckdb``; ``ATTNXAI_HOME`` defaults to ``~/.attnxai``."""
+    home = os.environ.get("ATTNXAI_HOME")
+    return (Path(home) if home else Path.home() / ".attnxai") / "audits.duckdb"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)  # stored as naive UTC
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return "lock" in str(exc).lower()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+class Store:
+    """The audit database at ``path`` (default :func:`default_db_path`).
+
+    Every method opens its own short connection, so a ``Store`` is cheap, safe to share
+    between threads and never keeps other processes out for longer than one operation.
+    ``lock_timeout`` bounds how long an operation waits for another process's lock;
+    ``notify`` receives the waiting message (default: a logging warning).
+    """
+
+    def __init__(self, path: str | Path | None = None, *,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+                 notify: Callable[[str], None] | None = None) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_db_path()
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder; give the audit database's file name "
+                             "(e.g. audits.duckdb).")
+        if path is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.parent.is_dir():
+            raise StoreError(f"Cannot use {self.path}: folder {self.path.parent} does not exist.")
+        self.lock_timeout = lock_timeout
+        self.notify = notify or log.warning
+        self._schema_ok = False
+
+    # -- connections and transactions ------------------------------------------------------------
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        deadline = time.monotonic() + self.lock_timeout
+        delay, warned = 0.05, False
+        while True:
+            try:
+                with _ATTACH_LOCK:
+                    return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc):
+                    raise StoreError(f"Cannot open the audit database {self.path}: {exc}") from None
+                if time.monotonic() >= deadline:
+                    raise StoreLockedError(
+                        f"The audit database {self.path} is in use by another process and stayed "
+                        f"locked for {self.lock_timeout:.0f} s; try again when it is done, or use "
+                        "another database file (--db).") from None
+                if not warned:
+                    self.notify(f"The audit database {self.path} is in use by another process; "
+                                f"waiting up to {self.lock_timeout:.0f} s ...")
+                    warned = True
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    @contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = self._open()
+        try:
+            if not self._schema_ok:
+                with _MIGRATE_LOCK:  # other processes are kept out by the file lock
+                    self._migrate(con)
+                self._schema_ok = True
+            yield con
+        finally:
+            with _ATTACH_LOCK:
+                con.close()
+
+    def _write(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run ``fn`` in one transaction; retry it a few times if a concurrent transaction of
+        this process conflicts (e.g. two threads adding the same cache key: DuckDB reports a
+        write-write conflict or a duplicate key at commit, and the retry then finds the row)."""
+        for attempt in range(_CONFLICT_RETRIES):
+            with self._connect() as con:
+                con.begin()
+                try:
+                    out = fn(con)
+                    con.commit()
+                    return out
+                except (duckdb.TransactionException, duckdb.ConstraintException):
+                    _rollback(con)
+                    if attempt == _CONFLICT_RETRIES - 1:
+                        raise
+                except BaseException:
+                    _rollback(con)
+                    raise
+            time.sleep(0.02 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        with self._connect() as con:
+            return con.execute(sql, list(params)).df()
+
+    # -- schema ------------------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        """The schema version of the file (after any migration this store applied)."""
+        with self._connect() as con:
+            return _file_version(con, self.path)
+
+    def _migrate(self, con: duckdb.DuckDBPyConnection) -> None:
+        while True:
+            version = _file_version(con, self.path)
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} was written by a newer attnxai (schema {version}; "
+                                 f"this one knows up to {SCHEMA_VERSION}); upgrade attnxai.")
+            if version == SCHEMA_VERSION:
+                return
+            con.begin()
+            try:
+                for statement in MIGRATIONS[version]:
+                    con.execute(statement)
+                con.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                            [str(version + 1)])
+                con.commit()
+            except BaseException:
+                _rollback(con)
+                raise
+
+    # -- models, datasets, concept sets ------------------------------------------------------------
+    def record_model(self, model_hash: str, spec: str, modality: str, num_layers: int,
+                     labels: Sequence[str], card: dict[str, Any]) -> None:
+        """Remember a model by content hash (idempotent: the first record is kept)."""
+        self._write(lambda con: con.execute(
+            "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [model_hash, spec, modality, num_layers, json.dumps(list(labels)),
+             json.dumps(card, default=str), _now()]))
+
+    def record_dataset(self, dataset_hash: str, name: str, source: str, modality: str,
+                       n_items: int, labelled: bool) -> None:
+        """Remember a dataset by content hash (idempotent: the first record is kept)."""
+        self._write(lambda con: con.execute(
+            "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [dataset_hash, name, source, modality, n_items, labelled, _now()]))
+
+    def record_concept_set(self, cs: ConceptSet) -> str:
+        """Store a concept set's version (examples included; images as file name + content hash);
+        return its version hash. Recording the same version again changes nothing."""
+        version = cs.version_hash()
+        manifest = cs.to_manifest()
+        lists = {}
+        for which in ("examples", "counterexamples"):
+            if cs.modality == "image":
+                lists[which] = [{"file": rel, "example_hash": example_hash(x)}
+                                for rel, x in zip(manifest[which], getattr(cs, which))]
+            else:
+                lists[which] = list(getattr(cs, which))
+        self._write(lambda con: con.execute(
+            "INSERT INTO concept_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT DO NOTHING",
+            [cs.name, version, cs.modality, cs.kind, cs.description, cs.default_pool, cs.paired,
+             len(cs.examples), len(cs.counterexamples), json.dumps(lists["examples"]),
+             json.dumps(lists["counterexamples"]), _now()]))
+        return version
+
+    def concept_versions(self, name: str) -> pd.DataFrame:
+        """Every recorded version of the concept set ``name``, newest first."""
+        return self._read(
+            "SELECT name, version_hash, modality, kind, description, default_pool, paired, "
+            "n_examples, n_counterexamples, recorded FROM concept_sets WHERE name = ? "
+            "ORDER BY recorded DESC", [name])
+
+    def concept_examples(self, name: str, version_hash: str) -> dict[str, list]:
+        """The stored examples and counterexamples of one concept-set version."""
+        with self._connect() as con:
+            row = _one(con, "SELECT examples, counterexamples FROM concept_sets "
+                       "WHERE name = ? AND version_hash = ?", [name, version_hash])
+        if row is None:
+            raise StoreError(f"No version {version_hash[:12]} of concept set {name!r} in {self.path}.")
+        return {"examples": json.loads(row[0]), "counterexamples": json.loads(row[1])}
+
+    # -- runs ----------------------------------------------------------------------------------------
+    def start_run(self, run_id: str, *, model: str, model_hash: str, datasets: list[dict],
+                  targets: list[str], concepts: list[dict], seed: int, config: dict[str, Any],
+                  library_versions: dict[str, str]) -> None:
+        """Insert a run with status ``running``. ``datasets``: dicts with ``dataset,
+        dataset_hash, source, n_items``; ``concepts``: dicts with ``name, version_hash, role``."""
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(
+                "INSERT INTO runs (run_id, created, status, model, model_hash, datasets, targets, "
+                "concepts, seed, config, library_versions, pid, host) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, _now(), model, model_hash, json.dumps([d["dataset"] for d in datasets]),
+                 json.dumps(targets),
+                 json.dumps([c["name"] for c in concepts if c["role"] == "concept"]), seed,
+                 json.dumps(config, default=str), json.dumps(library_versions), os.getpid(),
+                 socket.gethostname()])
+            for d in datasets:
+                con.execute("INSERT INTO run_datasets VALUES (?, ?, ?, ?, ?)",
+                            [run_id, d["dataset"], d["dataset_hash"], d["source"], d["n_items"]])
+            for c in concepts:
+                con.execute("INSERT INTO run_concepts VALUES (?, ?, ?, ?)",
+                            [run_id, c["name"], c["version_hash"], c["role"]])
+        self._write(write)
+
+    def complete_run(self, run_id: str, tables: dict[str, pd.DataFrame], duration_s: float,
+                     activations_cached: int = 0, activations_computed: int = 0) -> None:
+        """Write a run's result tables and mark it completed, in one transaction.
+
+        ``tables`` maps ``summary``, ``cav_scores``, ``cav_accuracy``, ``input_scores`` and
+        ``inputs`` to DataFrames holding (at least) the columns of :data:`RESULT_COLUMNS` /
+        :data:`INPUT_COLUMNS`, with a ``dataset`` column.
+        """
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            status = _one(con, "SELECT status FROM runs WHERE run_id = ?", [run_id])
+            if status is None or status[0] != "running":
+                raise StoreError(f"Run {run_id} is not running (it is "
+                                 f"{status[0] if status else 'gone'}); its results were not saved.")
+            for table, columns in RESULT_COLUMNS.items():
+                _insert_frame(con, table, run_id, tables[table], columns, with_seq=True)
+            _insert_frame(con, "inputs", run_id, tables["inputs"], INPUT_COLUMNS, with_seq=False)
+            con.execute("UPDATE runs SET status = 'completed', finished = ?, duration_s = ?, "
+                        "activations_cached = ?, activations_computed = ? WHERE run_id = ?",
+                        [_now(), duration_s, activations_cached, activations_computed, run_id])
+        self._write(write)
+
+    def end_run(self, run_id: str, status: str, error: str, duration_s: float) -> None:
+        """Mark a run failed or cancelled, with the reason; it keeps no results."""
+        if status not in ("failed", "cancelled"):
+            raise ValueError(f"end_run is for failed or cancelled runs, not {status!r}")
+        self._write(lambda con: con.execute(
+            "UPDATE runs SET status = ?, error = ?, finished = ?, duration_s = ? "
+            "WHERE run_id = ? AND status = 'running'", [status, error, _now(), duration_s, run_id]))
+
+    def list_runs(self) -> pd.DataFrame:
+        """Every run, newest first; ``datasets``/``targets``/``concepts`` as comma-separated text
+        and ``config`` as a JSON string. Runs whose process died are first marked failed."""
+        self._reap_orphans()
+        df = self._read(f"SELECT {', '.join(RUN_LIST_COLUMNS)} FROM runs "
+                        "ORDER BY created DESC, run_id DESC")
+        for col in ("datasets", "targets", "concepts"):
+            df[col] = [", ".join(json.loads(v)) if v else "" for v in df[col]]
+        return df
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """Every field of one run, with the JSON fields parsed and ``dataset_details`` /
+        ``concept_versions`` (what exactly it used) added."""
+        self._reap_orphans()
+        with self._connect() as con:
+            found = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
+            if found.empty:
+                raise StoreError(f"No run {run_id!r} in {self.path}; `attnxai runs` lists them.")
+            run = {k: _plain(v) for k, v in found.iloc[0].to_dict().items()}
+            run["dataset_details"] = con.execute(
+                "SELECT dataset, dataset_hash, source, n_items FROM run_datasets WHERE run_id = ? "
+                "ORDER BY rowid", [run_id]).df().to_dict("records")
+            run["concept_versions"] = con.execute(
+                "SELECT name, version_hash, role FROM run_concepts WHERE run_id = ? ORDER BY rowid",
+                [run_id]).df().to_dict("records")
+        for key in _JSON_RUN_FIELDS:
+            run[key] = json.loads(run[key]) if run[key] is not None else None
+        return run
+
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run and all its rows (unknown id: StoreError)."""
+        self.get_run(run_id)
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            for table in (*RESULT_COLUMNS, "inputs", "run_datasets", "run_concepts", "runs"):
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        self._write(write)
+
+    def _reap_orphans(self) -> None:
+        """Mark failed the runs still 'running' whose process on this host no longer exists."""
+        with self._connect() as con:
+            rows = con.execute("SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?",
+                               [socket.gethostname()]).fetchall()
+        dead = [(run_id, pid) for run_id, pid in rows if pid is not None and not _pid_alive(pid)]
+        for run_id, pid in dead:
+            self.end_run(run_id, "failed", f"the process running it (pid {pid}) ended without "
+                                           "finishing it", 0.0)
+
+    # -- results ---------------------------------------------------------------------------------
+    def _results(self, table: str, run_id: str) -> pd.DataFrame:
+        self.get_run(run_id)  # a clear error for an unknown id
+        cols = ", ".join(RESULT_COLUMNS[table])
+        return self._read(f"SELECT {cols} FROM {table} WHERE run_id = ? ORDER BY seq", [run_id])
+
+    def summary(self, run_id: str) -> pd.DataFrame:
+        """The run's tidy summary: one row per dataset x target x concept x layer x weighting
+        (no rows unless the run completed)."""
+        return self._results("summary", run_id)
+
+    def cav_scores(self, run_id: str) -> pd.DataFrame:
+        """TCAV and magnitude score of every CAV (concept and random) per layer and weighting."""
+        return self._results("cav_scores", run_id)
+
+    def cav_accuracy(self, run_id: str) -> pd.DataFrame:
+        """Held-out and training accuracy of every CAV per layer."""
+        return self._results("cav_accuracy", run_id)
+
+    def input_scores(self, run_id: str) -> pd.DataFrame:
+        """S(x) per concept CAV, layer, weighting and input (``input_index`` -> :meth:`inputs`)."""
+        return self._results("input_scores", run_id)
+
+    def inputs(self, run_id: str) -> pd.DataFrame:
+        """The audited inputs: ``input_index`` (as in the scores) per dataset and target, the
+        dataset position ``item_index``, ``input`` (the text, or the image path; for in-memory
+        images ``<source>#<item_index>``), gold ``label``, ``prediction`` and its probability."""
+        self.get_run(run_id)
+        return self._read(f"SELECT {', '.join(INPUT_COLUMNS)} FROM inputs WHERE run_id = ? "
+                          "ORDER BY rowid", [run_id])
+
+    def input_detail(self, run_id: str) -> pd.DataFrame:
+        """Per input, concept, layer and weighting: the mean and std of S(x) over the concept's
+        CAVs and the share of CAVs with S(x) > 0, joined with the input itself."""
+        self.get_run(run_id)
+        return self._read(
+            "SELECT s.dataset, s.target, s.concept, s.layer, s.weighting, s.input_index, "
+            "i.item_index, i.input, i.label, i.prediction, i.probability, "
+            "avg(s.score) AS score_mean, stddev_samp(s.score) AS score_std, "
+            "avg(CASE WHEN s.score > 0 THEN 1.0 ELSE 0.0 END) AS positive_fraction, "
+            "count(*) AS num_cavs, min(s.seq) AS first "
+            "FROM input_scores s LEFT JOIN inputs i ON i.run_id = s.run_id "
+            "AND i.dataset = s.dataset AND i.target = s.target AND i.input_index = s.input_index "
+            "WHERE s.run_id = ? GROUP BY ALL ORDER BY first", [run_id]).drop(columns="first")
+
+    # -- activation cache ------------------------------------------------------------------------
+    def cached_activations(self, model_hash: str, example_hashes: Sequence[str],
+                           layers: Sequence[int]) -> dict[tuple[str, int], torch.Tensor]:
+        """Cached token activations ``[(example hash, layer)] -> [tokens, d]`` that exist."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT example_hash, layer, dtype, n_tokens, dim, data FROM activation_cache "
+                "WHERE model_hash = ? AND example_hash IN (SELECT unnest(?)) "
+                "AND list_contains(?, layer)",
+                [model_hash, list(set(example_hashes)), list(layers)]).fetchall()
+        return {(h, layer): _tensor(data, dtype, n, d) for h, layer, dtype, n, d, data in rows}
+
+    def cache_activations(self, model_hash: str,
+                          entries: dict[tuple[str, int], torch.Tensor]) -> None:
+        """Add token activations to the cache (entries already there are kept as they are)."""
+        rows = []
+        for (h, layer), t in entries.items():
+            t = t.detach().cpu().contiguous()
+            rows.append((model_hash, h, layer, str(t.dtype).removeprefix("torch."), t.shape[0],
+                         t.shape[1], t.view(torch.uint8).numpy().tobytes()))
+        if not rows:
+            return
+        frame = pd.DataFrame(rows, columns=["model_hash", "example_hash", "layer", "dtype",
+                                            "n_tokens", "dim", "data"]).assign(created=_now())
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            # A registered frame inserts in one statement; executemany is ~100x slower here.
+            con.register("_cache", frame)
+            try:
+                con.execute("INSERT INTO activation_cache SELECT * FROM _cache ON CONFLICT DO NOTHING")
+            finally:
+                con.unregister("_cache")
+        self._write(write)
+
+    def cache_info(self) -> pd.DataFrame:
+        """Rows and bytes of the activation cache per model hash."""
+        return self._read("SELECT model_hash, count(*) AS entries, "
+                          "count(DISTINCT example_hash) AS examples, sum(octet_length(data)) AS bytes "
+                          "FROM activation_cache GROUP BY model_hash ORDER BY model_hash")
+
+    def clear_cache(self, model_hash: str | None = None) -> None:
+        """Drop cached activations (of one model, or all)."""
+        if model_hash is None:
+            self._write(lambda con: con.execute("DELETE FROM activation_cache"))
+        else:
+            self._write(lambda con: con.execute(
+                "DELETE FROM activation_cache WHERE model_hash = ?", [model_hash]))
+
+
+def _file_version(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    tables = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    if "meta" not in tables:
+        if tables:
+            raise StoreError(f"{path} is a DuckDB database but not an attnxai audit store "
+                             f"(it has tables {', '.join(sorted(tables))}); use another file.")
+        return 0
+    row = _one(con, "SELECT value FROM meta WHERE key = 'schema_version'")
+    return int(row[0]) if row else 0
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if a transaction is still open (a failed commit has already ended it)."""
+    try:
+        con.rollback()
+    except duckdb.TransactionException:
+        pass
+
+
+def _plain(value: Any) -> Any:
+    """A DataFrame cell as a plain Python value (None for missing, int/float for numpy)."""
+    if value is None or (not isinstance(value, (str, bytes)) and pd.isna(value)):
+        return None
+    return value.item() if hasattr(value, "item") and not isinstance(value, pd.Timestamp) else value
+
+
+def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+    """The first row of a query, or None (reads the whole result: DuckDB wants it consumed)."""
+    rows = con.execute(sql, list(params)).fetchall()
+    return rows[0] if rows else None
+
+
+def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, run_id: str, df: pd.DataFrame,
+                  columns: list[str], with_seq: bool) -> None:
+    """Insert the named columns of ``df`` (table and column names are code constants)."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{table} rows lack columns {missing}")
+    frame = df[columns].reset_index(drop=True)
+    if with_seq:
+        frame.insert(0, "seq", range(len(frame)))
+    frame.insert(0, "run_id", run_id)
+    con.register("_frame", frame)
+    try:
+        names = ", ".join(frame.columns)
+        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _frame")
+    finally:
+        con.unregister("_frame")
+
+
+def _tensor(data: bytes, dtype: str, n: int, d: int) -> torch.Tensor:
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return raw.view(getattr(torch, dtype)).reshape(n, d)

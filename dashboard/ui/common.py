@@ -1,0 +1,262 @@
+"""State, caching and error display shared by every page of the dashboard.
+
+The dashboard's choices live in ``st.session_state`` under plain keys (not widget keys, which
+Streamlit drops when a page stops showing the widget):
+
+- ``spec``      the model spec (default: the offline MiniLM built-in);
+- ``labels``    zero-shot labels ``{name: description}`` for the MiniLM built-in, or None;
+- ``data_ref``  ``"demo"`` or the path of a dataset file/folder (uploads are saved under
+                ``$ATTNXAI_HOME/uploads`` first, so audits can read them again);
+- ``run_id``    the run shown on Results and Drill-down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from attnxai.data import Dataset, demo_dataset, load_dataset
+from attnxai.errors import UserInputError
+from attnxai.models import BUILTINS, load_model
+
+log = logging.getLogger("attnxai.dashboard")
+
+DEFAULT_SPEC = BUILTINS[0]
+DEMO_REF = "demo"
+#: The one-click demo audit of each built-in: small enough to finish in well under a minute
+#: on two CPU cores, real enough to show every chart.
+DEMO_AUDITS: dict[str, dict[str, Any]] = {
+    "builtin:minilm-zeroshot": {"targets": ["sports"],
+                                "concepts": ["sports-words", "finance-words"]},
+    "builtin:shapes-vit": {"targets": ["triangle"],
+                           "concepts": ["striped-objects", "red-objects"]},
+}
+DEMO_SETTINGS: dict[str, Any] = {"layers": None, "num_cavs": 10, "num_random": 10,
+                                 "num_null": 50, "weighting": "both", "seed": 0}
+
+
+# -- session defaults --------------------------------------------------------------------------
+def init_state() -> None:
+    """Put the defaults in place on a session's first run."""
+    ss = st.session_state
+    ss.setdefault("spec", DEFAULT_SPEC)
+    ss.setdefault("labels", None)
+    ss.setdefault("data_ref", DEMO_REF)
+    ss.setdefault("run_id", None)
+
+
+def home_dir() -> Path:
+    """Where the dashboard keeps its database and uploads: $ATTNXAI_HOME, else the store's
+    default folder."""
+    return Path(store_path()).parent
+
+
+# -- errors ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def guard(action: str = "") -> Iterator[None]:
+    """Show problems as ``st.error`` with what to do; never a stack trace in the page.
+
+    User errors (bad file, unknown model, ...) carry their own sentence. Anything else is
+    logged with its traceback on the server and summarised in one line.
+    """
+    try:
+        yield
+    except UserInputError as exc:
+        st.error(str(exc), icon=":material/error:")
+    except Exception as exc:  # noqa: BLE001 - the page must survive and explain
+        if type(exc).__name__ in ("RerunException", "StopException"):
+            raise  # Streamlit's own control flow (st.rerun, st.stop, st.switch_page)
+        log.exception("dashboard error%s", f" while {action}" if action else "")
+        what = f" while {action}" if action else ""
+        st.error(f"Something went wrong{what}: {type(exc).__name__}: {exc}. "
+                 "Check the inputs and try again; the server log has the details.",
+                 icon=":material/error:")
+
+
+# -- models ------------------------------------------------------------------------------------
+def labels_key(labels: dict[str, str] | None) -> str:
+    return json.dumps(labels, sort_keys=False) if labels else ""
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def _load_adapter(spec: str, labels_json: str) -> Any:
+    return load_model(spec, labels=json.loads(labels_json) if labels_json else None)
+
+
+def get_adapter(spec: str | None = None, labels: dict[str, str] | None = None) -> Any:
+    """The cached adapter of ``spec`` (default: the session's model). Raises UserInputError."""
+    if spec is None:
+        spec, labels = st.session_state["spec"], st.session_state.get("labels")
+    if spec != "builtin:minilm-zeroshot":
+        labels = None
+    return _load_adapter(spec, labels_key(labels))
+
+
+def model_key() -> str:
+    """A string naming the session's model and labels, for data caches."""
+    return f"{st.session_state['spec']}|{labels_key(st.session_state.get('labels'))}"
+
+
+@st.cache_resource(max_entries=16)
+def _model_lock(key: str) -> threading.Lock:
+    return threading.Lock()
+
+
+def model_lock(key: str | None = None) -> threading.Lock:
+    """One lock per cached model: the vision adapters record with hooks, so two sessions must
+    not capture on the same model object at once."""
+    return _model_lock(key or model_key())
+
+
+# -- data --------------------------------------------------------------------------------------
+def _stamp(ref: str) -> float:
+    if ref == DEMO_REF:
+        return 0.0
+    p = Path(ref)
+    return p.stat().st_mtime if p.exists() else -1.0
+
+
+@st.cache_data(show_spinner="Reading the dataset…", max_entries=8)
+def _load_data(ref: str, modality: str, stamp: float) -> Dataset:
+    return demo_dataset(modality) if ref == DEMO_REF else load_dataset(ref)
+
+
+def get_dataset(ref: str | None = None, modality: str | None = None) -> Dataset:
+    """The session's dataset (or ``ref``); the demo data follows the model's modality."""
+    ref = ref or st.session_state["data_ref"]
+    if modality is None:
+        modality = get_adapter().modality
+    return _load_data(ref, modality, _stamp(ref))
+
+
+def data_label(ref: str | None = None) -> str:
+    ref = ref or st.session_state["data_ref"]
+    return "demo data" if ref == DEMO_REF else Path(ref).name
+
+
+def item_text(x: Any) -> str:
+    """A short, plain-text name of a dataset item (a text, or an image's file name)."""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, Path):
+        return f"{x.parent.name}/{x.name}"
+    return "in-memory image"
+
+
+@st.cache_data(show_spinner="Classifying the data…", max_entries=16)
+def predictions(_adapter: Any, key: str, ref: str, stamp: float, n: int) -> pd.DataFrame:
+    """Probabilities of the first ``n`` items of dataset ``ref`` under model ``key``."""
+    ds = _load_data(ref, _adapter.modality, stamp)
+    items = ds.items[:n]
+    with model_lock(key):
+        probs = _adapter.predict(items).numpy()
+    df = pd.DataFrame({"input": [item_text(x) for x in items]})
+    if ds.labels is not None:
+        df["label"] = ds.labels[:n]
+    df["prediction"] = [_adapter.labels[i] for i in probs.argmax(1)]
+    df["probability"] = probs.max(1)
+    for j, lab in enumerate(_adapter.labels):
+        df[f"p({lab})"] = probs[:, j]
+    return df
+
+
+def dataset_predictions(n: int = 500) -> pd.DataFrame:
+    adapter = get_adapter()
+    ref = st.session_state["data_ref"]
+    ds = get_dataset(ref, adapter.modality)
+    return predictions(adapter, model_key(), ref, _stamp(ref), min(n, len(ds)))
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def save_upload(name: str, data: bytes, kind: str = "uploads") -> Path:
+    """Write uploaded bytes to ``$ATTNXAI_HOME/<kind>/<sha>/<safe name>`` and return the path."""
+    base = Path(name).name
+    stem, suffix = os.path.splitext(base)
+    safe = (_SAFE.sub("_", stem).strip("._") or "upload")[:80] + suffix.lower()
+    folder = home_dir() / kind / hashlib.sha256(data).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / safe
+    tmp = folder / f".{safe}.part"
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def use_uploaded_dataset(name: str, data: bytes) -> Dataset:
+    """Save an uploaded dataset, check that it reads; on any problem remove it again and
+    raise, so a bad upload leaves nothing behind."""
+    path = save_upload(name, data)
+    try:
+        ds = load_dataset(path)
+    except Exception:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise
+    return ds
+
+
+# -- the store ---------------------------------------------------------------------------------
+def store_path() -> str:
+    """The audit database: ``$ATTNXAI_HOME/audits.duckdb`` (default home ``~/.attnxai``)."""
+    from attnxai.store import default_db_path
+
+    return str(default_db_path())
+
+
+def get_store() -> Any:
+    """The run store (DuckDB). A Store opens a short connection per operation, so one object
+    serves every session and the audit threads."""
+    path = Path(store_path())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _store(str(path))
+
+
+@st.cache_resource(max_entries=4)
+def _store(path: str) -> Any:
+    from attnxai.store import Store
+
+    return Store(path)
+
+
+def list_runs() -> pd.DataFrame:
+    return get_store().list_runs()
+
+
+def completed_runs() -> pd.DataFrame:
+    runs = list_runs()
+    if runs.empty:
+        return runs
+    return runs[runs["status"] == "completed"]
+
+
+def run_label(row: Any) -> str:
+    created = pd.to_datetime(row["created"]).strftime("%Y-%m-%d %H:%M") if row["created"] else ""
+    return (f"{created} UTC · {row['model']} · {row['concepts']} → {row['targets']} · "
+            f"{row['run_id']}")
+
+
+def concept_root() -> Path:
+    from attnxai.concepts import default_concept_root
+
+    return default_concept_root()
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def esc(text: object) -> str:
+    """User text made literal inside Markdown (Streamlit never renders raw HTML there)."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))

@@ -1,0 +1,171 @@
+"""Results: the layer-wise TCAV charts of a stored run, its summary table and CSV export."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ui.charts import accuracy_chart, heatmap, layer_chart, significance_caption, weighting_chart
+from ui.common import completed_runs, esc, get_store, guard, run_label
+from ui.demo import demo_offer
+from ui.jobs import current_job
+
+ss = st.session_state
+st.title("Results")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _summary(path: str, run_id: str) -> pd.DataFrame:
+    return get_store().summary(run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _csv(path: str, run_id: str, detail: bool) -> bytes:
+    from attnxai.report import detail_frame, summary_csv_bytes
+
+    store = get_store()
+    if detail:
+        return detail_frame(store, run_id).to_csv(index=False).encode("utf-8")
+    return summary_csv_bytes(store, run_id)
+
+
+runs = None
+with guard("reading the run history"):
+    runs = completed_runs()
+if runs is None:
+    st.stop()
+job = current_job()
+if job is not None and job.running:
+    st.info(f"An audit is running ({job.progress.get('fraction', 0):.0%}); it will appear here "
+            "when it finishes.", icon=":material/hourglass_top:")
+    st.page_link("views/run.py", label="Watch its progress", icon=":material/play_circle:")
+if runs.empty:
+    st.markdown("No finished audit yet. Results show the layer-wise TCAV scores of each concept "
+                "for each target class, tested against random concepts, once an audit has run.")
+    if job is None or not job.running:
+        demo_offer("demo_results", switch=True)
+    st.stop()
+
+ids = list(runs["run_id"])
+if ss.get("run_id") not in ids:
+    ss["run_id"] = ids[0]
+labels = {r["run_id"]: run_label(r) for _, r in runs.iterrows()}
+run_id = st.selectbox("Run", ids, index=ids.index(ss["run_id"]), format_func=labels.get,
+                      key="w_results_run")
+ss["run_id"] = run_id
+
+store = get_store()
+summary = run = None
+with guard("reading the run"):
+    run = store.get_run(run_id)
+    summary = _summary(str(store.path), run_id)
+if summary is None or run is None:
+    st.stop()
+if summary.empty:
+    st.warning("This run stored no summary rows.")
+    st.stop()
+cfg = run.get("config") or {}
+
+n_sig = int(summary["significant"].sum())
+m = st.columns(5)
+m[0].metric("inputs per target", int(summary["n_inputs"].max()))
+m[1].metric("CAVs per layer", int(summary["num_cavs"].max()))
+m[2].metric("layers", len(summary["layer"].unique()))
+m[3].metric("significant tests", f"{n_sig} of {len(summary)}")
+m[4].metric("duration", f"{run.get('duration_s') or 0:.0f} s")
+st.caption(f"Model {esc(run['model'])} · data {esc(', '.join(map(str, run.get('datasets') or [])))} · "
+           f"{summary['test'].iloc[0]} test on the {summary['statistic'].iloc[0]}, "
+           f"{summary['correction'].iloc[0]} correction, α = {cfg.get('alpha', 0.05):g} · "
+           f"{int(summary['num_null'].max())} random CAVs in the null · seed {run.get('seed')}")
+
+# -- filters ------------------------------------------------------------------------------------
+f = st.columns([1, 1, 1, 3])
+datasets = list(dict.fromkeys(summary["dataset"]))
+targets = list(dict.fromkeys(summary["target"]))
+weightings = list(dict.fromkeys(summary["weighting"]))
+dataset = f[0].selectbox("Dataset", datasets, key="w_results_dataset") if len(datasets) > 1 \
+    else datasets[0]
+target = f[1].selectbox("Target class", targets, key="w_results_target") if len(targets) > 1 \
+    else targets[0]
+weighting = f[2].selectbox("Weighting", weightings, key="w_results_weighting",
+                           index=weightings.index("attention") if "attention" in weightings else 0)
+concepts_all = list(dict.fromkeys(summary["concept"]))
+concepts = f[3].multiselect("Concepts", concepts_all, default=concepts_all,
+                            key="w_results_concepts") or concepts_all
+ss["results_view"] = {"run_id": run_id, "dataset": dataset, "target": target,
+                      "weighting": weighting}
+
+sel = summary[(summary["dataset"] == dataset) & (summary["target"] == target)
+              & summary["concept"].isin(concepts)]
+view = sel[sel["weighting"] == weighting]
+if view.empty:
+    st.warning("Nothing to show for this selection.")
+    st.stop()
+
+# -- verdicts -----------------------------------------------------------------------------------
+st.subheader(f"Does the class “{esc(target)}” rely on these concepts?")
+rows = []
+for c in concepts:
+    g = view[view["concept"] == c].sort_values("layer")
+    sig = g[g["significant"]]
+    unreliable = g[~g["reliable"]]["layer"].tolist()
+    if sig.empty:
+        verdict = "no significant layer"
+    else:
+        verdict = ", ".join(f"layer {int(r.layer)} ({r.direction})" for r in sig.itertuples())
+    rows.append({"concept": c, "significant layers": verdict,
+                 "max TCAV": g["mean"].max(), "max magnitude": g["magnitude_mean"].max(),
+                 "min adjusted p": g["p_adjusted"].min(),
+                 "unreliable layers": ", ".join(map(str, unreliable)) or "none"})
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+    "max TCAV": st.column_config.NumberColumn(format="%.3f"),
+    "max magnitude": st.column_config.NumberColumn(format="%.3f"),
+    "min adjusted p": st.column_config.NumberColumn(format="%.4f")})
+
+# -- charts -------------------------------------------------------------------------------------
+st.subheader("Layer-wise TCAV")
+st.caption(significance_caption(view, cfg.get("alpha")) +
+           f" {weighting.capitalize()} token weighting; {int(view['n_inputs'].iloc[0])} inputs.")
+st.altair_chart(layer_chart(view, concepts), width="content")
+
+tabs = st.tabs(["Concept × layer", "CAV accuracy", "Weighted vs plain", "Summary table"])
+with tabs[0]:
+    st.caption("Mean sign-count TCAV; 0.5 = no preference. ★ significant; faded cells: "
+               "unreliable CAVs.")
+    st.altair_chart(heatmap(view, concepts), width="stretch")
+with tabs[1]:
+    threshold = float(cfg.get("min_accuracy", 0.6))
+    acc = view[["concept", "layer", "cav_accuracy", "cav_accuracy_std"]].rename(
+        columns={"cav_accuracy": "accuracy", "cav_accuracy_std": "sd"}).fillna({"sd": 0.0})
+    st.caption("Held-out accuracy of each concept's CAVs (mean ± std over CAVs). Below the "
+               f"threshold ({threshold:g}) a layer does not separate the concept from its "
+               "negatives, and its scores mean nothing.")
+    st.altair_chart(accuracy_chart(acc, threshold, concepts), width="stretch")
+with tabs[2]:
+    if set(sel["weighting"]) >= {"attention", "plain"}:
+        st.caption("Attention-weighted against plain (unweighted) token-level TCAV, ± std.")
+        st.altair_chart(weighting_chart(sel, concepts), width="content")
+    else:
+        st.info("This run used one weighting only; run with weighting “both” to compare.")
+with tabs[3]:
+    cols = ["concept", "layer", "weighting", "mean", "std", "magnitude_mean", "random_mean",
+            "p_value", "p_adjusted", "significant", "direction", "cav_accuracy", "reliable",
+            "n_inputs"]
+    st.dataframe(sel[[c for c in cols if c in sel]], hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                for c in ("mean", "std", "magnitude_mean", "random_mean",
+                                          "p_value", "p_adjusted", "cav_accuracy")})
+
+# -- export -------------------------------------------------------------------------------------
+st.subheader("Export")
+e1, e2, e3 = st.columns([1, 1, 2])
+with guard("preparing the CSV"):
+    e1.download_button("Download summary CSV", _csv(str(store.path), run_id, False),
+                       file_name=f"attnxai-{run_id}.csv", mime="text/csv", type="primary",
+                       icon=":material/download:", key="dl_summary")
+    e2.download_button("Download per-input CSV", _csv(str(store.path), run_id, True),
+                       file_name=f"attnxai-{run_id}.detail.csv", mime="text/csv",
+                       icon=":material/download:", key="dl_detail")
+e3.caption("The summary CSV holds every dataset, target, concept, layer and weighting of the run "
+           "with its settings; the per-input CSV the score of each input.")
+st.page_link("views/drilldown.py", label="Drill down into single inputs", icon=":material/zoom_in:")

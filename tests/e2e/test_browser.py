@@ -1,0 +1,222 @@
+"""End to end in a real browser: `streamlit run` on a free port, driven by headless Chromium.
+
+Flow: open the app, run the demo audit, see the results chart, open a drill-down, download the
+CSV. A screenshot of every page goes to a temporary folder (and to $ATTNXAI_SCREENSHOTS when
+set). Needs the Debian packages `chromium` and `chromium-driver` (`.ci/run` installs them) and
+the `selenium` package (the `dev` extra); skipped, saying why, when either is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("ATTNXAI_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("ATTNXAI_CHROMEDRIVER", "/usr/bin/chromedriver")
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--window-size=1280,1000", "--hide-scrollbars"]
+
+pytestmark = pytest.mark.slow
+
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    pytest.skip(f"no headless browser here ({CHROMIUM} and {CHROMEDRIVER} are needed: "
+                "apt-get install chromium chromium-driver)", allow_module_level=True)
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
+                                "(pip install -e '.[dev]')")
+from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    concepts = tmp_path_factory.mktemp("concepts") / "concept_sets"
+    shutil.copytree(ROOT / "concept_sets", concepts)
+    port = _free_port()
+    env = {**os.environ, "ATTNXAI_HOME": str(home), "ATTNXAI_CONCEPTS": str(concepts),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    log = open(home / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
+         "--server.port", str(port), "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("streamlit exited:\n" + (home / "streamlit.log").read_text())
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError("streamlit did not start within 60 s")
+    yield url, home
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path_factory.mktemp("downloads")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in FLAGS:
+        opts.add_argument(flag)
+    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                           "download.prompt_for_download": False})
+    try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    except WebDriverException as exc:
+        pytest.skip(f"headless Chromium did not start here: {exc.msg}")
+    driver.execute_cdp_cmd("Page.setDownloadBehavior",
+                           {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.downloads = downloads
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("screenshots")
+    extra = os.environ.get("ATTNXAI_SCREENSHOTS")
+    dirs = [folder] + ([Path(extra)] if extra else [])
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+
+    def take(driver, name: str, height: int = 1000) -> None:
+        _settle(driver)
+        driver.set_window_size(1280, height)
+        time.sleep(0.8)
+        for d in dirs:
+            driver.save_screenshot(str(d / f"{name}.png"))
+        driver.set_window_size(1280, 1000)
+
+    take.folder = folder
+    return take
+
+
+def _settle(driver, quiet: float = 1.0, timeout: float = 60) -> None:
+    """Wait until the app has finished running its script (the status widget is gone)."""
+    end = time.time() + timeout
+    calm_since = None
+    while time.time() < end:
+        busy = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+        spinners = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSpinner"]')
+        if busy or spinners:
+            calm_since = None
+        elif calm_since is None:
+            calm_since = time.time()
+        elif time.time() - calm_since >= quiet:
+            return
+        time.sleep(0.2)
+
+
+def _text(driver, text: str, timeout: float = 120):
+    xpath = f"//*[contains(normalize-space(.), {text!r}) and not(*[contains(normalize-space(.), {text!r})])]"
+    return WebDriverWait(driver, timeout).until(EC.visibility_of_element_located((By.XPATH, xpath)))
+
+
+def _button(driver, label: str, timeout: float = 120):
+    xpath = f"//button[.//*[normalize-space(text())={label!r}]]"
+    return WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.XPATH, xpath)))
+
+
+def _nav(driver, title: str) -> None:
+    link = WebDriverWait(driver, 30).until(EC.element_to_be_clickable(
+        (By.XPATH, f"//a[@data-testid='stSidebarNavLink'][.//*[normalize-space(text())={title!r}]]")))
+    link.click()
+
+
+def _charts(driver, minimum: int = 1, timeout: float = 120) -> int:
+    WebDriverWait(driver, timeout).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".vega-embed canvas, .vega-embed svg"))
+        >= minimum)
+    return len(driver.find_elements(By.CSS_SELECTOR, ".vega-embed"))
+
+
+def test_demo_audit_results_drilldown_and_csv(server, browser, shots):
+    url, home = server
+    d = browser
+    d.get(url)
+    # 1. The app opens on Setup with the offline MiniLM built-in and offers the demo audit.
+    _text(d, "builtin:minilm-zeroshot", 120)
+    _text(d, "Preview with the model's predictions", 180)
+    _charts(d)
+    shots(d, "1-setup", 1500)
+    # 2. One click runs the demo audit; the Run page shows its progress until it finishes.
+    _button(d, "Run the demo audit").click()
+    try:
+        _text(d, "time left", 60)
+        shots(d, "2-run-progress", 900)
+    except TimeoutException:
+        pass  # a fast machine may finish before the progress panel is captured
+    _text(d, "Open the results", 900)  # the demo audit: ~40 s on 2 idle cores
+    shots(d, "3-run-done", 900)
+    # 3. The results: the layer-wise chart and the others.
+    d.find_element(By.XPATH, "//a[.//*[normalize-space(text())='Open the results']]").click()
+    _text(d, "Layer-wise TCAV", 60)
+    assert _charts(d, 2) >= 2
+    shots(d, "4-results", 1700)
+    # 4. The CSV download holds the run's summary rows.
+    _button(d, "Download summary CSV").click()
+    deadline = time.time() + 30
+    files: list[Path] = []
+    while time.time() < deadline:
+        files = [p for p in d.downloads.glob("*.csv") if not p.name.endswith(".crdownload")]
+        if files:
+            break
+        time.sleep(0.3)
+    assert files, "the summary CSV was not downloaded"
+    rows = list(csv.DictReader(io.StringIO(files[0].read_text())))
+    # demo: 2 concepts x 6 layers x 2 weightings for one target
+    assert len(rows) == 24
+    assert {r["concept"] for r in rows} == {"sports-words", "finance-words"}
+    assert {r["target"] for r in rows} == {"sports"}
+    assert len({r["run_id"] for r in rows}) == 1
+    # 5. Drill-down: attributions, faithfulness and the per-layer concept heatmap of one input.
+    _nav(d, "Drill-down")
+    _text(d, "Faithfulness on this input", 180)
+    _text(d, "Concept sensitivity per layer", 180)
+    _text(d, "mean over 10 CAVs", 240)
+    assert _charts(d, 6) >= 6
+    shots(d, "5-drilldown", 2600)
+    # 6. The other pages render too.
+    _nav(d, "Concept studio")
+    _text(d, "Import a set", 60)
+    shots(d, "6-concepts", 1500)
+    _nav(d, "History")
+    _text(d, "Configuration and provenance", 60)
+    shots(d, "7-history", 900)
+    for name in ("1-setup", "4-results", "5-drilldown", "6-concepts", "7-history"):
+        assert (shots.folder / f"{name}.png").stat().st_size > 10_000
+    errors = d.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert not errors, errors[0].text
