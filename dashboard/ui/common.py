@@ -43,8 +43,9 @@ DEMO_AUDITS: dict[str, dict[str, Any]] = {
     "builtin:shapes-vit": {"targets": ["triangle"],
                            "concepts": ["striped-objects", "red-objects"]},
 }
-DEMO_SETTINGS: dict[str, Any] = {"layers": None, "num_cavs": 10, "num_random": 10,
-                                 "num_null": 50, "weighting": "both", "seed": 0}
+# The library's defaults: the settings whose calibration the README reports.
+DEMO_SETTINGS: dict[str, Any] = {"layers": None, "num_cavs": 20, "num_random": 10,
+                                 "num_null": 200, "weighting": "both", "seed": 0}
 
 
 # -- session defaults --------------------------------------------------------------------------
@@ -246,6 +247,18 @@ def run_label(row: Any) -> str:
     created = pd.to_datetime(row["created"]).strftime("%Y-%m-%d %H:%M") if row["created"] else ""
     return (f"{created} UTC · {row['model']} · {row['concepts']} → {row['targets']} · "
             f"{row['run_id']}")
+
+
+def run_picker(runs: pd.DataFrame, key: str) -> str:
+    """A select box of completed runs that remembers the choice across pages; the run id."""
+    ss = st.session_state
+    ids = list(runs["run_id"])
+    if ss.get("run_id") not in ids:
+        ss["run_id"] = ids[0]
+    labels = {r["run_id"]: run_label(r) for _, r in runs.iterrows()}
+    ss["run_id"] = st.selectbox("Run", ids, index=ids.index(ss["run_id"]), format_func=labels.get,
+                                key=key)
+    return ss["run_id"]
 
 
 def concept_root() -> Path:

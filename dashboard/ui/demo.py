@@ -49,7 +49,8 @@ def demo_offer(key: str, switch: bool = True) -> bool:
         st.markdown("#### No audit yet — start with the demo")
         st.write(f"Tests whether the class **{demo['targets'][0]}** of `{spec}` is sensitive to "
                  f"the concepts **{'** and **'.join(demo['concepts'])}**, layer by layer, against "
-                 "random concepts (10 CAVs per layer, demo data). It takes about a minute "
+                 "random concepts at the default settings (20 CAVs per layer, 200 random CAVs in the "
+                 "null, demo data). It takes under a minute "
                  "on a laptop CPU.")
         if st.button("Run the demo audit", type="primary", key=key, icon=":material/play_arrow:"):
             with guard("starting the demo audit"):

@@ -25,7 +25,7 @@ from ui.common import (
     guard,
     labels_key,
     model_lock,
-    run_label,
+    run_picker,
 )
 from ui.render import overlay
 
@@ -107,13 +107,7 @@ with guard("reading the run history"):
 
 run = None
 if not runs.empty:
-    ids = list(runs["run_id"])
-    if ss.get("run_id") not in ids:
-        ss["run_id"] = ids[0]
-    labels = {r["run_id"]: run_label(r) for _, r in runs.iterrows()}
-    run_id = st.selectbox("Run", ids, index=ids.index(ss["run_id"]), format_func=labels.get,
-                          key="w_drill_run")
-    ss["run_id"] = run_id
+    run_id = run_picker(runs, "w_drill_run")
     with guard("reading the run"):
         run = get_store().get_run(run_id)
 

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.charts import accuracy_chart, heatmap, layer_chart, significance_caption, weighting_chart
-from ui.common import completed_runs, esc, get_store, guard, run_label
+from ui.common import completed_runs, esc, get_store, guard, run_picker
 from ui.demo import demo_offer
 from ui.jobs import current_job
 
@@ -46,13 +46,7 @@ if runs.empty:
         demo_offer("demo_results", switch=True)
     st.stop()
 
-ids = list(runs["run_id"])
-if ss.get("run_id") not in ids:
-    ss["run_id"] = ids[0]
-labels = {r["run_id"]: run_label(r) for _, r in runs.iterrows()}
-run_id = st.selectbox("Run", ids, index=ids.index(ss["run_id"]), format_func=labels.get,
-                      key="w_results_run")
-ss["run_id"] = run_id
+run_id = run_picker(runs, "w_results_run")
 
 store = get_store()
 summary = run = None

@@ -206,7 +206,7 @@ def test_demo_audit_results_drilldown_and_csv(server, browser, shots):
     _nav(d, "Drill-down")
     _text(d, "Faithfulness on this input", 180)
     _text(d, "Concept sensitivity per layer", 180)
-    _text(d, "mean over 10 CAVs", 240)
+    _text(d, "mean over 20 CAVs", 240)
     assert _charts(d, 6) >= 6
     shots(d, "5-drilldown", 2600)
     # 6. The other pages render too.
