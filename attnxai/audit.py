@@ -67,7 +67,7 @@ class AuditConfig:
     num_random: int = 10
     num_null: int = 200
     weighting: str = "both"
-    test: str = "empirical"
+    test: str = "grouped"
     correction: str = "bh"
     alpha: float = 0.05
     negatives: str = "auto"

@@ -131,9 +131,10 @@ def register(sub: Any) -> None:
     p.add_argument("--num-cavs", type=int, default=20)
     p.add_argument("--num-random", type=int, default=10)
     p.add_argument("--num-null", type=int, default=200,
-                   help="random-vs-random CAVs of the empirical null")
+                   help="random-vs-random CAVs per pool and layer forming the null")
     p.add_argument("--weighting", default="both", choices=["attention", "plain", "both"])
-    p.add_argument("--test", default="empirical", choices=["empirical", "welch", "one_sample"])
+    p.add_argument("--test", default="grouped", choices=["grouped", "empirical", "welch", "one_sample"],
+                   help="grouped (default): random-effects test against the null CAVs; see README")
     p.add_argument("--correction", default="bh", choices=["bh", "bonferroni", "none"])
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--negatives", default="auto", choices=["auto", "random", "relative", "matched"])

@@ -1,17 +1,22 @@
 """Tests of concept TCAV scores against random concepts, and multiple-testing corrections.
 
-Three tests are offered (see the README's "Statistics" section for the calibration
+Four tests are offered (see the README's "Statistics" section for the calibration
 measurement behind the default):
 
-- ``empirical``: the concept's mean score is ranked among the scores of many random-vs-random
-  CAVs (each with its own random positive set). Random CAVs are symmetric around 0.5 (swapping
-  the two random sets negates the CAV and turns a score t into 1 - t), so the two-sided p-value
-  is ``(1 + #{j : |t_j - 0.5| >= |mean - 0.5|}) / (M + 1)``. The concept's R CAVs share their
-  positive examples, so their mean is one draw of a concept-level statistic, not R draws; this
-  test treats it so, and is conservative.
+- ``grouped`` (default): a random-effects test against many random-vs-random CAVs, which come
+  in groups of ``NULL_GROUP`` sharing one random positive set. Between- and within-group spread
+  split the null variance into the part due to the positive set and the part due to the
+  negatives and the split, so the null variance of a concept's *mean* over R CAVs is estimated
+  for the concept's own design: R CAVs sharing their positives (random or relative negatives),
+  or sharing both sides (matched pairs, whose repetitions only resample the pairs). The mean
+  is then compared with that variance by a t distribution with one degree of freedom per group.
+- ``empirical``: the concept's mean score is ranked among the single null CAVs. Random CAVs are
+  symmetric around the center (swapping the two random sets negates the CAV), so the two-sided
+  p-value is ``(1 + #{j : |t_j - c| >= |mean - c|}) / (M + 1)``. A mean over R CAVs varies
+  less than one CAV, so this test is calibrated but very conservative.
 - ``welch``: the classic two-sided Welch t-test of the R concept scores vs the random scores.
   It treats the R correlated concept CAVs as independent samples and is not calibrated.
-- ``one_sample``: the TCAV reference code's t-test of the concept scores against 0.5.
+- ``one_sample``: the TCAV reference code's t-test of the concept scores against the center.
 """
 
 from __future__ import annotations
@@ -19,21 +24,29 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-TESTS = ("empirical", "welch", "one_sample")
+TESTS = ("empirical", "grouped", "welch", "one_sample")
+#: Tests whose null is the many random-vs-random CAVs (num_null of them), not num_random.
+NULL_TESTS = ("empirical", "grouped")
+#: Null CAVs per group sharing one random positive set (tests "empirical" and "grouped").
+NULL_GROUP = 4
 #: Per-CAV statistics a test can compare, with the value random CAVs are symmetric around.
 STATISTICS = {"derivative": 0.0, "tcav": 0.5, "magnitude": 0.5}
 CORRECTIONS = ("bh", "bonferroni", "none")
 
 
-def p_value(concept: np.ndarray, random: np.ndarray, test: str = "empirical",
-            center: float = 0.5) -> float:
+def p_value(concept: np.ndarray, random: np.ndarray, test: str = "grouped",
+            center: float = 0.5, shared: str = "positives") -> float:
     """Two-sided p-value that the concept's scores differ from the random concepts'.
 
     ``center`` is the value random CAVs are symmetric around: 0.5 for TCAV scores, 0 for
-    mean directional derivatives.
+    mean directional derivatives. For ``grouped``, ``random`` holds the null CAVs in rep order
+    (consecutive groups of NULL_GROUP share positives) and ``shared`` says what the concept's
+    CAVs share: ``positives`` or ``both`` (matched pairs).
     """
     concept = np.asarray(concept, dtype=float)
     random = np.asarray(random, dtype=float)
+    if test == "grouped":
+        return _grouped_p(concept, random, center, shared)
     if test == "empirical":
         observed = abs(concept.mean() - center)
         # A tiny tolerance counts ties (frequent with saturated scores) against the concept.
@@ -48,6 +61,22 @@ def p_value(concept: np.ndarray, random: np.ndarray, test: str = "empirical",
             return 1.0 if concept[0] == center else 0.0
         return float(stats.ttest_1samp(concept, center).pvalue)
     raise ValueError(f"Unknown test {test!r}; choose one of {', '.join(TESTS)}.")
+
+
+def _grouped_p(concept: np.ndarray, random: np.ndarray, center: float, shared: str) -> float:
+    groups = (random[: len(random) // NULL_GROUP * NULL_GROUP] - center).reshape(-1, NULL_GROUP)
+    if len(groups) < 5:
+        raise ValueError(f"The grouped test needs at least {5 * NULL_GROUP} null CAVs.")
+    within = groups.var(axis=1, ddof=1).mean()  # negatives, split and solver: per CAV
+    # Mean square of the group means around the known center: positives + within / group size.
+    positives = max(float(np.mean(groups.mean(axis=1) ** 2)) - within / NULL_GROUP, 0.0)
+    R = len(concept)
+    variance = positives + within if shared == "both" else positives + within / R
+    if variance <= 0:
+        return 1.0 if concept.mean() == center else 0.0
+    z = (concept.mean() - center) / np.sqrt(variance)
+    # Student t with one degree of freedom per group: the variance is estimated.
+    return float(2 * stats.t.sf(abs(z), df=len(groups) - 1))
 
 
 def adjust(p: np.ndarray, method: str = "bh") -> np.ndarray:

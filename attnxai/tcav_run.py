@@ -23,7 +23,7 @@ from attnxai.concepts import ConceptSet
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
 from attnxai.pairs import differing_players
-from attnxai.stats import CORRECTIONS, STATISTICS, TESTS, adjust, p_value
+from attnxai.stats import CORRECTIONS, NULL_GROUP, NULL_TESTS, STATISTICS, TESTS, adjust, p_value
 from attnxai.tcav import WEIGHTINGS, capture_scores, tcav_magnitude, tcav_sign
 
 NEGATIVES = ("auto", "random", "relative", "matched")
@@ -41,9 +41,9 @@ class TCAVConfig:
     layers: Sequence[int] | None = None  # None = all layers
     num_cavs: int = 20  # CAVs per (concept, layer), each with other negatives / another split
     num_random: int = 10  # random-vs-random CAVs reported as the random baseline
-    num_null: int = 200  # random-vs-random CAVs forming the empirical null (test="empirical")
+    num_null: int = 200  # random-vs-random CAVs forming the null (tests "empirical", "grouped")
     weighting: str = "both"  # attention | plain | both
-    test: str = "empirical"  # empirical | welch | one_sample
+    test: str = "grouped"  # grouped | empirical | welch | one_sample
     statistic: str = "derivative"  # per-CAV value tested: derivative | tcav | magnitude
     correction: str = "bh"  # bh | bonferroni | none
     alpha: float = 0.05
@@ -75,8 +75,8 @@ class TCAVConfig:
             raise UserInputError(f"pair_rows must be one of {', '.join(PAIR_ROWS)}, not {self.pair_rows!r}.")
         if self.num_cavs < 2 or self.num_random < 2:
             raise UserInputError("num_cavs and num_random must be at least 2.")
-        if self.test == "empirical" and self.num_null < 20:
-            raise UserInputError("The empirical test needs num_null >= 20 random CAVs.")
+        if self.test in NULL_TESTS and self.num_null < 20:
+            raise UserInputError(f"The {self.test} test needs num_null >= 20 random CAVs.")
 
 
 @dataclass
@@ -173,15 +173,19 @@ def plan_cavs(concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
                 candidates = np.setdiff1d(pool_idx[pool_of[c.name]], pos)
                 neg = rng.choice(candidates, size=min(m, len(candidates)), replace=False)
             specs.append(CAVSpec(c.name, r, "concept", pos, neg))
-    n_random = max(cfg.num_random, cfg.num_null if cfg.test == "empirical" else 0)
+    n_random = max(cfg.num_random, cfg.num_null if cfg.test in NULL_TESTS else 0)
     for pool_name, idx in pool_idx.items():
         m = int(np.median([len(concept_idx[c]) for c, p in pool_of.items() if p == pool_name]))
         if len(idx) < 2 * m:
             raise UserInputError(f"Random pool {pool_name!r} has {len(idx)} examples; random CAVs "
                                  f"need at least {2 * m} (two disjoint sets of {m}).")
         for r in range(n_random):
-            draw = rng.choice(idx, size=2 * m, replace=False)
-            specs.append(CAVSpec(f"random:{pool_name}", r, "random", draw[:m], draw[m:]))
+            # Consecutive groups share a random positive set, as a concept's CAVs share theirs,
+            # so the grouped test can tell the two sources of null variance apart.
+            if r % NULL_GROUP == 0:
+                pos = rng.choice(idx, size=m, replace=False)
+            neg = rng.choice(np.setdiff1d(idx, pos), size=m, replace=False)
+            specs.append(CAVSpec(f"random:{pool_name}", r, "random", pos, neg))
 
     return CAVPlan(ex, specs, pool_of, modes, pairs)
 
@@ -409,8 +413,10 @@ def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], l
                 rnd = cav_scores[sel & (cav_scores.cav_name == rand_name)]
                 base = rnd[rnd.rep < cfg.num_random]
                 stat = cfg.statistic
-                null = rnd if cfg.test == "empirical" else base
-                p = p_value(con[stat].to_numpy(), null[stat].to_numpy(), cfg.test, STATISTICS[stat])
+                null = rnd if cfg.test in NULL_TESTS else base
+                shared = "both" if modes[c.name] == "matched" else "positives"
+                p = p_value(con[stat].to_numpy(), null.sort_values("rep")[stat].to_numpy(),
+                            cfg.test, STATISTICS[stat], shared)
                 rows.append({
                     "target": target, "concept": c.name, "layer": l, "weighting": w,
                     "mean": con.tcav.mean(), "std": con.tcav.std(ddof=1),
@@ -422,7 +428,7 @@ def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], l
                     "p_value": p, "cav_accuracy": acc.accuracy.mean(),
                     "cav_accuracy_std": acc.accuracy.std(ddof=1),
                     "n_inputs": n_inputs, "num_cavs": len(con), "num_random": len(base),
-                    "num_null": len(rnd) if cfg.test == "empirical" else 0,
+                    "num_null": len(rnd) if cfg.test in NULL_TESTS else 0,
                     "negatives": modes[c.name], "random_pool": pool_of[c.name],
                     "test": cfg.test, "statistic": cfg.statistic, "correction": cfg.correction})
     summary = pd.DataFrame(rows)

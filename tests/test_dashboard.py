@@ -190,7 +190,7 @@ def test_tiny_audit_from_run_page_to_results_csv_drilldown_history(env, monkeypa
     assert not _problems(at)
     assert at.session_state["run_id"] == job.run_id
     assert len(at.get("vega_lite_chart")) >= 3  # layer-wise, heatmap, CAV accuracy, weightings
-    assert any("empirical-null test" in c.value for c in at.caption)
+    assert any("grouped random-effects test" in c.value for c in at.caption)
     summary_name = f"attnxai-{job.run_id}.csv"
     assert summary_name in files
     csv = pd.read_csv(io.BytesIO(files[summary_name]))

@@ -23,7 +23,7 @@ def significance_caption(summary: pd.DataFrame, alpha: float | None) -> str:
     stat = summary["statistic"].iloc[0] if "statistic" in summary else None
     corr = summary["correction"].iloc[0] if "correction" in summary else "?"
     corr_name = {"bh": "Benjamini–Hochberg", "bonferroni": "Bonferroni", "none": "no"}.get(corr, corr)
-    test_name = {"empirical": "empirical-null", "welch": "Welch t", "one_sample": "one-sample t (vs 0.5)"
+    test_name = {"grouped": "grouped random-effects", "empirical": "empirical-null", "welch": "Welch t", "one_sample": "one-sample t (vs 0.5)"
                  }.get(test, test)
     on = f" on the {stat}" if stat else ""
     a = f" at α = {alpha:g}" if alpha is not None else ""

@@ -22,7 +22,8 @@ from ui.demo import demo_offer
 from ui.jobs import current_job, fmt_seconds, start_audit
 
 ss = st.session_state
-TESTS = {"empirical": "empirical null of random CAVs (calibrated; default)",
+TESTS = {"grouped": "random-effects test against the null CAVs (calibrated; default)",
+         "empirical": "rank among the null CAVs (calibrated, very conservative)",
          "welch": "Welch t-test, concept vs random CAVs",
          "one_sample": "one-sample t-test vs 0.5 (reference code)"}
 CORRECTIONS = {"bh": "Benjamini–Hochberg", "bonferroni": "Bonferroni", "none": "none"}
@@ -107,7 +108,7 @@ with st.form("audit_form", border=True):
                                 key="w_run_limit")
     with c2:
         a, b = st.columns(2)
-        num_cavs = a.number_input("CAVs per concept and layer", 2, 500, 10, key="w_run_cavs")
+        num_cavs = a.number_input("CAVs per concept and layer", 2, 500, 20, key="w_run_cavs")
         num_random = b.number_input("Random concepts (baseline)", 2, 500, 10, key="w_run_random")
         weighting = a.selectbox("Token weighting", ["both", *WEIGHTINGS], key="w_run_weighting",
                                 help="attention: the paper's attention-weighted TCAV; plain: "
@@ -115,9 +116,11 @@ with st.form("audit_form", border=True):
         seed = b.number_input("Seed", 0, 2**31 - 1, 0, key="w_run_seed")
         with st.expander("Statistics and negatives"):
             test = st.selectbox("Test", list(TESTS), format_func=TESTS.get, key="w_run_test")
-            num_null = st.number_input("Random CAVs in the empirical null", 20, 5000, 50,
+            num_null = st.number_input("Random CAVs in the null", 20, 5000, 200,
                                        key="w_run_null",
-                                       help="p-values cannot go below 1/(n+1).")
+                                       help="The grouped and empirical tests compare the concept "
+                                            "with these random-vs-random CAVs; the empirical "
+                                            "test's p-values cannot go below 1/(n+1).")
             correction = st.selectbox("Multiple-testing correction", list(CORRECTIONS),
                                       format_func=CORRECTIONS.get, key="w_run_correction")
             alpha = st.number_input("α", 0.001, 0.5, 0.05, step=0.01, format="%.3f",
