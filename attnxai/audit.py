@@ -264,12 +264,14 @@ def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations
     acts(_plan_items(prep), layers)  # once for the whole run; each run_tcav reuses it
     parts: dict[str, list[pd.DataFrame]] = {}
     inputs = []
+    fits: dict = {}  # every dataset x target shares the run's CAVs: trained once per layer
     span = 0.75 / len(pairs)
     for k, (ds, target) in enumerate(pairs):
         idx, rule = ds.selected[target]
         steps.stage(0.2 + k * span, 0.2 + (k + 1) * span, f"{ds.name} / {target}")
         result = run_tcav(prep.adapter, [ds.data.items[i] for i in idx], target, prep.concepts,
-                          prep.pools, prep.tcav, progress=steps, activations=acts)
+                          prep.pools, prep.tcav, progress=steps, activations=acts,
+                          fit_cache=fits)
         for name, frame in _with_dataset(result, ds.name).items():
             parts.setdefault(name, []).append(frame)
         inputs.append(pd.DataFrame({

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from attnxai.cav import CAVSpec, TokenTable, train_cavs
+from attnxai.cav import CAVFit, CAVSpec, TokenTable, train_cavs
 from attnxai.concepts import ConceptSet
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
@@ -244,13 +244,16 @@ def cav_tables(adapter: ModelAdapter, plan: CAVPlan, layers: list[int], batch_si
 def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
              concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
              config: TCAVConfig | None = None, progress: Progress | None = None,
-             activations: ActivationSource | None = None) -> TCAVResult:
+             activations: ActivationSource | None = None,
+             fit_cache: dict[Any, CAVFit] | None = None) -> TCAVResult:
     """Attention-weighted token-level TCAV of `concepts` for the class `target`.
 
     ``inputs`` are inputs of the target class. ``pools`` maps random-pool names to their sets;
     each concept draws random negatives and its random-vs-random CAVs from its
     ``default_pool``. ``activations`` supplies the examples' token activations (default: forward
-    passes by :func:`example_tables`). Returns tidy DataFrames (see :class:`TCAVResult`).
+    passes by :func:`example_tables`). CAVs do not depend on the target or its inputs, so a
+    caller auditing several targets or datasets can pass one ``fit_cache`` dict to every call
+    and each layer's CAVs are trained once. Returns tidy DataFrames (see :class:`TCAVResult`).
     """
     cfg = config or TCAVConfig()
     cfg.validate()
@@ -276,15 +279,18 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
     specs, pool_of, modes = plan.specs, plan.pool_of, plan.modes
 
     # -- (1) example activations, (2) CAVs ---------------------------------------------------------
-    tables = cav_tables(adapter, plan, layers, cfg.batch_size, activations, progress)
+    cache = {} if fit_cache is None else fit_cache
+    key = _fit_key(concepts, pools, cfg)
+    missing = [l for l in layers if (key, l) not in cache]
+    tables = cav_tables(adapter, plan, missing, cfg.batch_size, activations, progress) if missing else []
     t_examples = time.perf_counter()
-    fits = []
-    for j, l in enumerate(layers):
-        fits.append(train_cavs(tables[j], specs, seed=cfg.seed, l2=cfg.l2, holdout=cfg.holdout,
-                               device=adapter.device))
+    for j, l in enumerate(missing):
+        cache[(key, l)] = train_cavs(tables[j], specs, seed=cfg.seed, l2=cfg.l2,
+                                     holdout=cfg.holdout, device=adapter.device)
         if progress:
-            progress(0.3 + 0.3 * (j + 1) / len(layers), f"trained {len(specs)} CAVs at layer {l}")
+            progress(0.3 + 0.3 * (j + 1) / len(missing), f"trained {len(specs)} CAVs at layer {l}")
     del tables
+    fits = [cache[(key, l)] for l in layers]
     t_cavs = time.perf_counter()
     directions = torch.stack([f.directions for f in fits])  # [L, K, d]
 
@@ -328,6 +334,15 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
     if progress:
         progress(1.0, "done")
     return result
+
+
+def _fit_key(concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet], cfg: TCAVConfig
+             ) -> tuple:
+    """Everything a layer's CAVs depend on besides the layer (not the target, not the inputs)."""
+    sets = tuple((c.name, c.version_hash()) for c in [*concepts, *pools.values()])
+    n_null = cfg.num_null if cfg.test in NULL_TESTS else 0
+    return (sets, cfg.seed, cfg.num_cavs, cfg.num_random, n_null, cfg.negatives, cfg.pair_rows,
+            cfg.l2, cfg.holdout)
 
 
 def apply_correction(summary: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:

@@ -222,6 +222,22 @@ def test_second_audit_reuses_cached_activations(world, adapter, first_run, monke
     assert_same(again[cols], first[first.dataset == "val.csv"][cols])
 
 
+def test_cavs_are_trained_once_per_layer_for_all_datasets_and_targets(world, adapter, tmp_path,
+                                                                        monkeypatch):
+    import attnxai.tcav_run as tcav_run
+
+    layers = []
+    original = tcav_run.train_cavs
+
+    def spy(table, specs, **kw):
+        layers.append(len(specs))
+        return original(table, specs, **kw)
+
+    monkeypatch.setattr(tcav_run, "train_cavs", spy)
+    run_audit(config(world), Store(tmp_path / "a.duckdb"), adapter=adapter)  # 2 datasets x 2 targets
+    assert len(layers) == len(SMALL["layers"])  # not 4x: the results equal per-target runs (above)
+
+
 # -- failures and cancellation ----------------------------------------------------------------
 def test_exception_mid_run_marks_failed_and_leaves_no_rows(world, adapter, tmp_path, monkeypatch):
     store = Store(tmp_path / "a.duckdb")
