@@ -96,8 +96,8 @@ def fit_logistic_batched(X: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w
     history and its own backtracking step, while each evaluation is two dense matrix products
     over the shared rows. A problem stops when max |gradient| < tol or when a step lowers its
     loss by less than ftol (relative; float32 cannot resolve smaller changes). Problems are
-    solved in chunks whose [N, chunk] score matrix holds at most ``chunk_floats`` values. Returns coef
-    [K, d], intercept [K], and whether every problem stopped before max_iter.
+    solved in groups that use the same span of rows (:func:`_span_groups`). Returns coef [K, d],
+    intercept [K], and whether every problem stopped before max_iter.
     """
     d = X.shape[1]
     # Precondition with the curvature at the start, H0 ~ Cov(X)/4 + l2*I, shared by all

@@ -38,7 +38,7 @@ class _Bar:
         from tqdm import tqdm
 
         self.bar = tqdm(total=100, desc=desc, file=sys.stderr, leave=False,
-                        bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+                        bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
 
     def __call__(self, fraction: float, message: str) -> None:
         self.bar.n = int(round(100 * fraction))
