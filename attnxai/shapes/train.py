@@ -195,7 +195,7 @@ def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, thr
     print(f"Rendering {recipe.n_train} training scenes ...", flush=True)
     specs, labels = zip(*(sample_biased(rng, recipe) for _ in range(recipe.n_train)))
     images = torch.from_numpy(render_scenes(list(specs)))  # uint8 [N, 64, 64, 3]
-    y = torch.tensor(labels, dtype=torch.int64).to(device)
+    y = torch.tensor(labels, dtype=torch.int64)
 
     arch = dict(DEFAULT_ARCH)
     model = build_model(arch).to(device)  # initialised on the CPU, so the same on any device
@@ -211,16 +211,17 @@ def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, thr
         for b in range(steps_per_epoch):
             idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
             x = _augment(images_to_tensor(images[idx].numpy()).to(device), gen)
+            target = y[idx].to(device)
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(step, total, recipe)
             logits = model(x)
-            loss = F.cross_entropy(logits, y[idx.to(device)])
+            loss = F.cross_entropy(logits, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
             loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == y[idx.to(device)]).sum())
+            correct += int((logits.argmax(1) == target).sum())
             seen += len(idx)
         print(
             f"epoch {epoch + 1}/{recipe.epochs}  loss {loss_sum / seen:.4f}  "
