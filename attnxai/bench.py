@@ -198,7 +198,7 @@ def bench_tcav(spec: str, device: str | None = None, num_cavs: int = 20, num_ran
     from attnxai.concepts import load_audit_concepts
     from attnxai.data import demo_dataset
     from attnxai.models import load_model
-    from attnxai.tcav_run import TCAVConfig, example_tables, plan_cavs, run_tcav, target_inputs
+    from attnxai.tcav_run import TCAVConfig, cav_tables, plan_cavs, run_tcav, target_inputs
 
     adapter = load_model(spec, device=device)
     target, names = DEMO_AUDITS[spec]
@@ -216,7 +216,7 @@ def bench_tcav(spec: str, device: str | None = None, num_cavs: int = 20, num_ran
     batched = _timed(lambda: adapter.capture(inputs, target=target), adapter.device, 1)
     plan = plan_cavs(concepts, pools, cfg)
     layer = adapter.num_layers // 2
-    table = example_tables(adapter, plan.examples.items, [layer], cfg.batch_size, None)[0]
+    table = cav_tables(adapter, plan, [layer], cfg.batch_size)[0]  # the rows the audit trains on
     solve = _timed(lambda: train_cavs(table, plan.specs, seed, cfg.l2, cfg.holdout, adapter.device),
                    adapter.device, 1)
     per_cav, timed = sklearn_cav_seconds(table, plan.specs, seed, cfg.l2, cfg.holdout, sklearn_limit)
