@@ -23,6 +23,7 @@ run: $(VENV)/.stamp-run
 	$(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
 
 test: $(VENV)/.stamp-dev
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.stamp-run

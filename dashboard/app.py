@@ -6,30 +6,17 @@ studio, Run audit, Results, Drill-down, History. Every number on them comes from
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import streamlit as st
 
-HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # `ui` and `views` live beside this file
-    sys.path.insert(0, str(HERE))
-
-import streamlit as st  # noqa: E402
-
-from ui.common import data_label, esc, init_state  # noqa: E402
-from ui.jobs import current_job, fmt_seconds  # noqa: E402
+# `streamlit run` puts this file's folder on sys.path, so `ui` and `views` import as packages.
+from ui.common import data_label, esc, init_state
+from ui.jobs import current_job, fmt_seconds
+from ui.pages import SECTIONS
 
 st.set_page_config(page_title="attnxai — concept audits", page_icon=":mag:", layout="wide")
 init_state()
 
-PAGES = [
-    st.Page("views/setup.py", title="Setup", icon=":material/tune:", default=True),
-    st.Page("views/concepts.py", title="Concept studio", icon=":material/category:"),
-    st.Page("views/run.py", title="Run audit", icon=":material/play_circle:"),
-    st.Page("views/results.py", title="Results", icon=":material/monitoring:"),
-    st.Page("views/drilldown.py", title="Drill-down", icon=":material/zoom_in:"),
-    st.Page("views/history.py", title="History", icon=":material/history:"),
-]
-page = st.navigation(PAGES)
+page = st.navigation(SECTIONS)
 
 
 def _job_status() -> None:

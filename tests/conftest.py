@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+# AppTest runs dashboard/app.py in this process; `streamlit run` would put its folder on
+# sys.path so that the app's `ui` and `views` import.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dashboard"))
 
 # Tests never touch the network: make any accidental hub call fail fast.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

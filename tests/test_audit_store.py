@@ -20,16 +20,16 @@ import pandas as pd
 import pytest
 
 import attnxai
-from attnxai import audit as audit_mod
-from attnxai.audit import AuditCancelled, AuditConfig, run_audit, validate_audit
-from attnxai.cli import main
-from attnxai.concepts import ConceptSet, load_audit_concepts, save_concept_set
-from attnxai.data import load_dataset
+from attnxai.audit import runner as audit_mod
+from attnxai.audit.runner import AuditCancelled, AuditConfig, run_audit, validate_audit
+from attnxai.cli.main import main
+from attnxai.io.concepts import ConceptSet, load_audit_concepts, save_concept_set
+from attnxai.io.datasets import load_dataset
 from attnxai.errors import UserInputError
-from attnxai.report import detail_path, export_run, summary_csv_bytes, summary_frame
-from attnxai.store import (MIGRATIONS, SCHEMA_VERSION, Store, StoreError, StoreLockedError,
+from attnxai.audit.report import detail_path, export_run, summary_csv_bytes, summary_frame
+from attnxai.audit.store import (MIGRATIONS, SCHEMA_VERSION, Store, StoreError, StoreLockedError,
                            default_db_path)
-from attnxai.tcav_run import apply_correction, run_tcav
+from attnxai.tcav.run import apply_correction, run_tcav
 from conftest import LABELS, VOCAB
 
 WORDS = [w for w in VOCAB if not w.startswith(("[", "##"))]
@@ -224,7 +224,7 @@ def test_second_audit_reuses_cached_activations(world, adapter, first_run, monke
 
 def test_cavs_are_trained_once_per_layer_for_all_datasets_and_targets(world, adapter, tmp_path,
                                                                         monkeypatch):
-    import attnxai.tcav_run as tcav_run
+    import attnxai.tcav.run as tcav_run
 
     layers = []
     original = tcav_run.train_cavs
@@ -265,7 +265,7 @@ def test_exception_mid_run_marks_failed_and_leaves_no_rows(world, adapter, tmp_p
 
 def test_failure_while_saving_rolls_back_every_row(world, adapter, tmp_path, monkeypatch):
     store = Store(tmp_path / "a.duckdb")
-    import attnxai.store as store_mod
+    import attnxai.audit.store as store_mod
 
     original = store_mod._insert_frame
 
@@ -334,8 +334,8 @@ def test_two_audits_in_threads_both_complete(world, small_reference, tmp_path):
 
 SCRIPT = textwrap.dedent("""
     import json, sys
-    from attnxai.audit import AuditConfig, run_audit
-    from attnxai.store import Store
+    from attnxai.audit.runner import AuditConfig, run_audit
+    from attnxai.audit.store import Store
     print(run_audit(AuditConfig(**json.loads(sys.argv[1])), Store(sys.argv[2], lock_timeout=120)))
 """)
 
@@ -359,8 +359,8 @@ def test_two_audits_in_processes_both_complete(world, small_reference, tmp_path)
 
 KILLED = textwrap.dedent("""
     import json, os, signal, sys
-    import attnxai.store as store_mod
-    from attnxai.audit import AuditConfig, run_audit
+    import attnxai.audit.store as store_mod
+    from attnxai.audit.runner import AuditConfig, run_audit
     original = store_mod._insert_frame
 
     def die_mid_transaction(con, table, *a, **kw):

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import attnxai
-from attnxai.baselines import METHODS, PlayerMasker, explain, mean_fill
+from attnxai.explain.baselines import METHODS, PlayerMasker, explain, mean_fill
 from attnxai.errors import UserInputError
-from attnxai.faithfulness import evaluate_methods
-from attnxai.shapley import aggregate_attention, attention_shapley
+from attnxai.explain.faithfulness import evaluate_methods
+from attnxai.explain.shapley import aggregate_attention, attention_shapley
 from conftest import LABELS, TEXTS
 
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 import attnxai
-from attnxai import cli_explain
-from attnxai.baselines import METHODS
-from attnxai.cli import build_parser, main
-from attnxai.shapley import aggregate_attention
+from attnxai.bench import shapley as bench_shapley
+from attnxai.cli import bench as cli_bench
+from attnxai.explain.baselines import METHODS
+from attnxai.cli.main import build_parser, main
+from attnxai.explain.shapley import aggregate_attention
 from conftest import LABELS, TEXTS
 
 
@@ -128,17 +129,17 @@ def test_user_errors_exit_2(capsys, tiny_bert_dir, timm_spec, text_csv, tmp_path
 
 def test_parser_has_the_commands_and_lists_every_method():
     parser = build_parser()
-    assert parser.parse_args(["bench", "shapley"]).func is cli_explain.bench_shapley
+    assert parser.parse_args(["bench", "shapley"]).func is cli_bench.cmd_bench_shapley
     help_text = parser._subparsers._group_actions[0].choices["explain"].format_help()
     for name in METHODS:
         assert name in help_text
 
 
 def test_bench_helpers_on_small_sizes(tiny_bert_dir):
-    enum = cli_explain.bench_enumeration(sizes=(6,))
+    enum = bench_shapley.bench_enumeration(sizes=(6,))
     assert enum[0]["max_abs_diff"] < 1e-9 and enum[0]["enumeration_over_closed_form"] > 0
-    samp = cli_explain.bench_sampling(n=6, perms=(10, 200))
+    samp = bench_shapley.bench_sampling(n=6, perms=(10, 200))
     assert samp[1]["mean_stderr"] < samp[0]["mean_stderr"]
     adapter = attnxai.load_model(str(tiny_bert_dir), device="cpu")
-    share = cli_explain.bench_share(adapter, TEXTS[:2], repeats=1)
+    share = bench_shapley.bench_share(adapter, TEXTS[:2], repeats=1)
     assert share["players"] == 6 and share["closed_form_share"] > 0

@@ -1,4 +1,4 @@
-"""Tests for attnxai.concepts: the on-disk concept-set format, its rules and round trips."""
+"""Tests for attnxai.io.concepts: the on-disk concept-set format, its rules and round trips."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from attnxai import concepts
-from attnxai.concepts import (
+from attnxai.io import concepts
+from attnxai.io.concepts import (
     ConceptSet,
     default_concept_root,
     delete_concept_set,
@@ -24,7 +24,7 @@ from attnxai.concepts import (
 )
 from attnxai.errors import ConceptSetError
 
-SHIPPED_ROOT = Path(__file__).resolve().parents[1] / "concept_sets"
+SHIPPED_ROOT = Path(__file__).resolve().parents[1] / "attnxai" / "resources" / "concept_sets"
 SHIPPED = sorted(p.name for p in SHIPPED_ROOT.iterdir() if (p / "concept.json").is_file()) \
     if SHIPPED_ROOT.is_dir() else []
 

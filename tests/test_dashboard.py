@@ -30,7 +30,7 @@ def _problems(at) -> list[str]:
 @pytest.fixture()
 def env(tmp_path, monkeypatch):
     """A fresh home and a concept folder holding trimmed copies of three shipped text sets."""
-    from attnxai.concepts import load_concept_set, save_concept_set
+    from attnxai.io.concepts import load_concept_set, save_concept_set
 
     home, concepts = tmp_path / "home", tmp_path / "concepts"
     home.mkdir()
@@ -100,7 +100,7 @@ def test_good_dataset_upload_is_used(env):
 
 
 def test_concept_studio_creates_a_set_that_persists(env):
-    from attnxai.store import Store
+    from attnxai.audit.store import Store
 
     _, concepts = env
     at = _app().run()
@@ -121,7 +121,7 @@ def test_concept_studio_creates_a_set_that_persists(env):
     assert any("Saved weather-talk" in s.value for s in at.success)
     saved = concepts / "weather-talk" / "concept.json"
     assert saved.is_file()
-    from attnxai.concepts import load_concept_set
+    from attnxai.io.concepts import load_concept_set
 
     cs = load_concept_set("weather-talk", concepts)
     assert len(cs.examples) == 12 and cs.default_pool == "random-text"
@@ -210,7 +210,7 @@ def test_tiny_audit_from_run_page_to_results_csv_drilldown_history(env, monkeypa
     at.checkbox(key=f"hist_sure_{job.run_id}").check().run()
     [b for b in at.button if b.label == "Delete run"][0].click().run()
     assert not _problems(at)
-    from attnxai.store import Store
+    from attnxai.audit.store import Store
 
     assert Store().list_runs().empty
 
@@ -229,7 +229,7 @@ def test_cancel_leaves_no_results(env):
     assert not at.exception
     if job.status == "cancelled":
         assert any("cancelled" in w.value for w in at.warning)
-        from attnxai.store import Store
+        from attnxai.audit.store import Store
 
         runs = Store().list_runs()
         assert (runs["status"] != "completed").all()

@@ -1,4 +1,4 @@
-"""Tests for attnxai.data: text and image dataset loading, and every bad-input message."""
+"""Tests for attnxai.io.datasets: text and image dataset loading, and every bad-input message."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from attnxai import data
-from attnxai.data import (
+from attnxai.io import datasets as data
+from attnxai.io.datasets import (
     DATA_DIR,
     Dataset,
     demo_dataset,

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import attnxai
-from attnxai.audit import AuditConfig, run_audit
-from attnxai.concepts import ConceptSet, load_audit_concepts, save_concept_set
-from attnxai.data import load_dataset
-from attnxai.drilldown import layer_heatmaps, run_cavs
+from attnxai.audit.runner import AuditConfig, run_audit
+from attnxai.io.concepts import ConceptSet, load_audit_concepts, save_concept_set
+from attnxai.io.datasets import load_dataset
+from attnxai.audit.drilldown import layer_heatmaps, run_cavs
 from attnxai.errors import UserInputError
-from attnxai.store import Store
-from attnxai.tcav_run import run_tcav
+from attnxai.audit.store import Store
+from attnxai.tcav.run import run_tcav
 from conftest import VOCAB
 
 WORDS = [w for w in VOCAB if not w.startswith(("[", "##"))]

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import attnxai
-from attnxai.baselines import PlayerMasker, explain
-from attnxai.faithfulness import KS, evaluate_methods, faithfulness, macro_f1, top_k_mask
+from attnxai.explain.baselines import PlayerMasker, explain
+from attnxai.explain.faithfulness import KS, evaluate_methods, faithfulness, macro_f1, top_k_mask
 from conftest import LABELS, TEXTS
 
 WEIGHTS = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.7, 0.3, 0.0, 0.0]], dtype=torch.float64)

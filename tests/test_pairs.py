@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 import attnxai
-from attnxai.cav import TokenTable
-from attnxai.concepts import ConceptSet
-from attnxai.pairs import _token_changes, differing_players
-from attnxai.tcav_run import TCAVConfig, pair_row_masks, plan_cavs
+from attnxai.tcav.cav import TokenTable
+from attnxai.io.concepts import ConceptSet
+from attnxai.models.pairs import _token_changes, differing_players
+from attnxai.tcav.run import TCAVConfig, pair_row_masks, plan_cavs
 
 
 @pytest.fixture(scope="module")

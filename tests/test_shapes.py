@@ -82,7 +82,7 @@ def test_builtin_loads_with_a_complete_card(builtin: tuple[torch.nn.Module, dict
     assert card["planted_class"] in card["labels"]
     for key in ("planted_concept", "control_concept"):
         assert (REPO / "concept_sets" / card[key] / "concept.json").is_file()
-    assert (REPO / "attnxai/assets/shapes_vit/model.safetensors").stat().st_size <= 10 * 2**20
+    assert (REPO / "attnxai/resources/shapes_vit/model.safetensors").stat().st_size <= 10 * 2**20
 
 
 def test_builtin_accuracy_and_planted_shortcut(builtin: tuple[torch.nn.Module, dict]) -> None:
@@ -134,7 +134,7 @@ def test_shipped_image_concept_sets(name: str) -> None:
 
 
 def test_demo_images() -> None:
-    root = REPO / "attnxai" / "data" / "demo_shapes"
+    root = REPO / "attnxai" / "resources" / "demo" / "demo_shapes"
     for shape in SHAPES:
         files = sorted((root / shape).glob("*.png"))
         assert len(files) >= 30

@@ -11,7 +11,7 @@ import torch
 
 import attnxai
 from attnxai.errors import UserInputError
-from attnxai.shapley import (
+from attnxai.explain.shapley import (
     aggregate_attention,
     attention_shapley,
     enumerate_shapley,

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import attnxai
-from attnxai.cav import CAVSpec, TokenTable, split_examples, train_cavs
-from attnxai.concepts import ConceptSet
-from attnxai.tcav import (capture_scores, directional_derivatives, input_scores, tcav_magnitude,
+from attnxai.tcav.cav import CAVSpec, TokenTable, split_examples, train_cavs
+from attnxai.io.concepts import ConceptSet
+from attnxai.tcav.scores import (capture_scores, directional_derivatives, input_scores, tcav_magnitude,
                           tcav_sign, token_weights, weighted_token_scores)
-from attnxai.tcav_run import TCAVConfig, run_tcav
+from attnxai.tcav.run import TCAVConfig, run_tcav
 from conftest import TEXTS, VOCAB
 
 
@@ -218,7 +218,7 @@ def test_default_test_is_calibrated_on_random_concepts(trigger_model):
 
 
 def test_concept_heatmap_text_and_vision(tiny_bert_dir, tiny_timm_ckpt, images):
-    from attnxai.tcav import concept_heatmap
+    from attnxai.tcav.scores import concept_heatmap
 
     torch.manual_seed(0)
     bert = attnxai.load_model(str(tiny_bert_dir), device="cpu")

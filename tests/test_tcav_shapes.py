@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 import attnxai
-from attnxai.concepts import load_audit_concepts
-from attnxai.data import demo_dataset
-from attnxai.tcav_run import TCAVConfig, run_tcav, target_inputs
+from attnxai.io.concepts import load_audit_concepts
+from attnxai.io.datasets import demo_dataset
+from attnxai.tcav.run import TCAVConfig, run_tcav, target_inputs
 
 SEEDS = range(5)
 

@@ -24,7 +24,7 @@ class ImageAdapter(ModelAdapter):
         """Preprocess RGB PIL images into a [B, 3, H, W] tensor."""
 
     def prepare(self, inputs: Sequence[Any]) -> Batch:
-        from attnxai.data import load_image
+        from attnxai.io.datasets import load_image
 
         images = [load_image(x) for x in inputs]
         pixels = self.pixel_values(images).to(self.device)

@@ -1,6 +1,6 @@
 """Write the shipped demo images and image concept sets for ``builtin:shapes-vit``.
 
-Run: ``python -m attnxai.shapes.assets [--root REPO_ROOT] [--seed 0]``. Output is a pure
+Run: ``python -m attnxai.shapes.assets [--root RESOURCES_DIR] [--seed 0]``. Output is a pure
 function of the seed: every set draws from its own generator ``default_rng([seed, k])``,
 so regenerating one set never changes another.
 
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from attnxai.resources import RESOURCES_DIR
 from attnxai.shapes.render import (
     NON_RED_HUE_RANGE,
     RED_HUE_HALF_WIDTH,
@@ -184,17 +185,19 @@ def write_demo_images(demo_root: Path, seed: int = 0) -> int:
     return len(SHAPES) * N_DEMO_PER_CLASS
 
 
-def write_demo_assets(repo_root: Path, seed: int = 0) -> None:
-    """Write demo images (``attnxai/data/demo_shapes``) and image concept sets (``concept_sets``)."""
-    n = write_demo_images(repo_root / "attnxai" / "data" / "demo_shapes", seed)
-    names = write_concept_sets(repo_root / "concept_sets", seed)
+def write_demo_assets(resources: Path, seed: int = 0) -> None:
+    """Write demo images (``demo/demo_shapes``) and image concept sets (``concept_sets``) under
+    the package-data folder ``resources``."""
+    n = write_demo_images(resources / "demo" / "demo_shapes", seed)
+    names = write_concept_sets(resources / "concept_sets", seed)
     print(f"wrote {n} demo images and concept sets: {', '.join(names)}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: ``python -m attnxai.shapes.assets --root REPO_ROOT --seed 0``."""
+    """CLI entry point: ``python -m attnxai.shapes.assets [--root RESOURCES_DIR] --seed 0``."""
     parser = argparse.ArgumentParser(description="Write shapes demo images and image concept sets.")
-    parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[2], help="repository root")
+    parser.add_argument("--root", type=Path, default=RESOURCES_DIR,
+                        help="package-data folder (default: attnxai/resources)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     write_demo_assets(args.root, args.seed)

@@ -2,7 +2,7 @@
 
 The model is the stock :class:`timm.models.vision_transformer.VisionTransformer`, so the
 generic timm adapter handles it (``model.blocks[i]``, ``blk.attn.attn_drop``). Its weights
-and a card describing training and the planted shortcut ship in ``attnxai/assets/shapes_vit``.
+and a card describing training and the planted shortcut ship in ``attnxai/resources/shapes_vit``.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from safetensors.torch import load_file
 from timm.models.vision_transformer import VisionTransformer
 
 from attnxai.errors import ModelLoadError
+from attnxai.resources import SHAPES_VIT_DIR
 from attnxai.shapes.render import IMAGE_SIZE, SHAPES
 
-ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "shapes_vit"
+ASSET_DIR = SHAPES_VIT_DIR
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 

@@ -1,6 +1,6 @@
 """Train the built-in ``shapes-vit`` with a planted shortcut the model provably uses.
 
-Run: ``python -m attnxai.shapes.train --out attnxai/assets/shapes_vit --seed 0``.
+Run: ``python -m attnxai.shapes.train --out attnxai/resources/shapes_vit --seed 0``.
 
 Why the recipe looks like this (METHOD.md §6): a ViT trained on clean shapes ignores a
 texture that merely correlates with a class, because the shape is a perfect cue. So the

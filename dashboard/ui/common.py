@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from attnxai.data import Dataset, demo_dataset, load_dataset
+from attnxai.io.datasets import Dataset, demo_dataset, load_dataset
 from attnxai.errors import UserInputError
 from attnxai.models import BUILTINS, load_model
 
@@ -212,7 +212,7 @@ def use_uploaded_dataset(name: str, data: bytes) -> Dataset:
 # -- the store ---------------------------------------------------------------------------------
 def store_path() -> str:
     """The audit database: ``$ATTNXAI_HOME/audits.duckdb`` (default home ``~/.attnxai``)."""
-    from attnxai.store import default_db_path
+    from attnxai.audit.store import default_db_path
 
     return str(default_db_path())
 
@@ -227,7 +227,7 @@ def get_store() -> Any:
 
 @st.cache_resource(max_entries=4)
 def _store(path: str) -> Any:
-    from attnxai.store import Store
+    from attnxai.audit.store import Store
 
     return Store(path)
 
@@ -262,7 +262,7 @@ def run_picker(runs: pd.DataFrame, key: str) -> str:
 
 
 def concept_root() -> Path:
-    from attnxai.concepts import default_concept_root
+    from attnxai.io.concepts import default_concept_root
 
     return default_concept_root()
 

@@ -15,6 +15,7 @@ from ui.common import (
     store_path,
 )
 from ui.jobs import current_job, start_audit
+from ui import pages
 
 
 def demo_spec() -> str:
@@ -24,7 +25,7 @@ def demo_spec() -> str:
 
 def start_demo_audit() -> None:
     """Start the demo audit of the session's built-in model (MiniLM for any other model)."""
-    from attnxai.audit import AuditConfig
+    from attnxai.audit.runner import AuditConfig
 
     spec = demo_spec()
     demo = DEMO_AUDITS[spec]
@@ -56,6 +57,6 @@ def demo_offer(key: str, switch: bool = True) -> bool:
             with guard("starting the demo audit"):
                 start_demo_audit()
                 if switch:
-                    st.switch_page("views/run.py")
+                    st.switch_page(pages.RUN)
                 st.rerun()
     return True

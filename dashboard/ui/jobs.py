@@ -2,7 +2,7 @@
 
 A session holds at most one :class:`AuditJob` in ``st.session_state["audit_job"]``: the
 thread, a progress dict the thread writes and the page reads, and a cancel Event. The
-thread never touches Streamlit; it calls :func:`attnxai.audit.run_audit`, which writes the
+thread never touches Streamlit; it calls :func:`attnxai.audit.runner.run_audit`, which writes the
 finished run to the store (a cancelled or failed run leaves no results behind).
 """
 
@@ -55,8 +55,8 @@ class AuditJob:
 
 
 def _work(job: AuditJob, store_path: str) -> None:
-    from attnxai.audit import AuditCancelled, run_audit
-    from attnxai.store import Store
+    from attnxai.audit.runner import AuditCancelled, run_audit
+    from attnxai.audit.store import Store
 
     def progress(fraction: float, message: str) -> None:
         job.progress = {"fraction": max(0.0, min(1.0, float(fraction))), "message": str(message)}

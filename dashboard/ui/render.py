@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from attnxai.data import load_image
+from attnxai.io.datasets import load_image
 
 
 def overlay(image: Any, grid: Any, size: int = 256, alpha: float = 0.6) -> Image.Image:

@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from attnxai.concepts import (
+from attnxai.io.concepts import (
     IMAGE_FORMATS,
     MIN_EXAMPLES,
     MIN_POOL_EXAMPLES,
@@ -25,7 +25,7 @@ from attnxai.concepts import (
     load_concept_set,
     save_concept_set,
 )
-from attnxai.data import verify_image_bytes
+from attnxai.io.datasets import verify_image_bytes
 from attnxai.errors import UserInputError
 from ui.common import concept_root, esc, get_adapter, get_dataset, get_store, guard, item_text
 from ui.render import thumbnail

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from attnxai.baselines import METHODS, explain, get_method
-from attnxai.faithfulness import evaluate_methods
-from attnxai.shapley import GAMES, SOURCES
+from attnxai.explain.baselines import METHODS, explain, get_method
+from attnxai.explain.faithfulness import evaluate_methods
+from attnxai.explain.shapley import GAMES, SOURCES
 from ui.charts import faithfulness_chart, token_chips, token_layer_heatmap
 from ui.common import (
     completed_runs,
@@ -70,7 +70,7 @@ def _faithfulness(_adapter: Any, _x: Any, mkey: str, xkey: str, methods: tuple[s
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _model_hash(mkey: str, _adapter: Any) -> str:
-    from attnxai.actcache import model_hash
+    from attnxai.audit.actcache import model_hash
 
     return model_hash(_adapter)
 
@@ -78,7 +78,7 @@ def _model_hash(mkey: str, _adapter: Any) -> str:
 @st.cache_resource(show_spinner="Rebuilding the run's CAVs (from its settings and the "
                                 "activation cache)…", max_entries=16)
 def _run_cavs(path: str, run_id: str, concept: str, mkey: str, _adapter: Any) -> Any:
-    from attnxai.drilldown import run_cavs
+    from attnxai.audit.drilldown import run_cavs
 
     with model_lock(mkey):
         return run_cavs(get_store(), run_id, concept, _adapter, mhash=_model_hash(mkey, _adapter))
@@ -87,7 +87,7 @@ def _run_cavs(path: str, run_id: str, concept: str, mkey: str, _adapter: Any) ->
 @st.cache_data(show_spinner="Computing concept sensitivity per layer…", max_entries=64)
 def _heatmaps(_adapter: Any, _x: Any, _cavs: Any, key: str, mkey: str, target: int,
               weighting: str) -> dict:
-    from attnxai.drilldown import layer_heatmaps
+    from attnxai.audit.drilldown import layer_heatmaps
 
     with model_lock(mkey):
         maps = layer_heatmaps(_adapter, _x, _cavs, target, weighting)

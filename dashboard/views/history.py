@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui.common import esc, get_store, guard, list_runs, run_label
 from ui.demo import demo_offer
+from ui import pages
 
 ss = st.session_state
 st.title("History")
@@ -49,11 +50,11 @@ with a1:
     if st.button("Open in Results", type="primary", disabled=row["status"] != "completed",
                  icon=":material/monitoring:"):
         ss["run_id"] = run_id
-        st.switch_page("views/results.py")
+        st.switch_page(pages.RESULTS)
 with a2:
     if row["status"] == "completed":
         with guard("preparing the CSV"):
-            from attnxai.report import summary_csv_bytes
+            from attnxai.audit.report import summary_csv_bytes
 
             st.download_button("Export summary CSV", summary_csv_bytes(get_store(), run_id),
                                file_name=f"attnxai-{run_id}.csv", mime="text/csv",

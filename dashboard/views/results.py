@@ -9,6 +9,7 @@ from ui.charts import accuracy_chart, heatmap, layer_chart, significance_caption
 from ui.common import completed_runs, esc, get_store, guard, run_picker
 from ui.demo import demo_offer
 from ui.jobs import current_job
+from ui import pages
 
 ss = st.session_state
 st.title("Results")
@@ -21,7 +22,7 @@ def _summary(path: str, run_id: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _csv(path: str, run_id: str, detail: bool) -> bytes:
-    from attnxai.report import detail_frame, summary_csv_bytes
+    from attnxai.audit.report import detail_frame, summary_csv_bytes
 
     store = get_store()
     if detail:
@@ -38,7 +39,7 @@ job = current_job()
 if job is not None and job.running:
     st.info(f"An audit is running ({job.progress.get('fraction', 0):.0%}); it will appear here "
             "when it finishes.", icon=":material/hourglass_top:")
-    st.page_link("views/run.py", label="Watch its progress", icon=":material/play_circle:")
+    st.page_link(pages.RUN, label="Watch its progress", icon=":material/play_circle:")
 if runs.empty:
     st.markdown("No finished audit yet. Results show the layer-wise TCAV scores of each concept "
                 "for each target class, tested against random concepts, once an audit has run.")
@@ -162,4 +163,4 @@ with guard("preparing the CSV"):
                        icon=":material/download:", key="dl_detail")
 e3.caption("The summary CSV holds every dataset, target, concept, layer and weighting of the run "
            "with its settings; the per-input CSV the score of each input.")
-st.page_link("views/drilldown.py", label="Drill down into single inputs", icon=":material/zoom_in:")
+st.page_link(pages.DRILLDOWN, label="Drill down into single inputs", icon=":material/zoom_in:")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from attnxai.concepts import list_concept_sets
+from attnxai.io.concepts import list_concept_sets
 from attnxai.errors import UserInputError
-from attnxai.tcav import WEIGHTINGS
+from attnxai.tcav.scores import WEIGHTINGS
 from ui.common import (
     DEMO_AUDITS,
     DEMO_REF,
@@ -20,6 +20,7 @@ from ui.common import (
 )
 from ui.demo import demo_offer
 from ui.jobs import current_job, fmt_seconds, start_audit
+from ui import pages
 
 ss = st.session_state
 TESTS = {"grouped": "random-effects test against the null CAVs (calibrated; default)",
@@ -58,7 +59,7 @@ def _progress_panel() -> None:
             st.success(f"Finished in {fmt_seconds(job.elapsed())}: run {job.run_id}.",
                        icon=":material/check_circle:")
             ss["run_id"] = job.run_id
-            st.page_link("views/results.py", label="Open the results", icon=":material/monitoring:")
+            st.page_link(pages.RESULTS, label="Open the results", icon=":material/monitoring:")
         elif job.status == "cancelled":
             st.warning("The audit was cancelled; no results were stored.")
         else:
@@ -134,7 +135,7 @@ if running:
     st.caption("One audit at a time: wait for the running one, or cancel it.")
 elif submitted:
     with guard("starting the audit"):
-        from attnxai.audit import AuditConfig
+        from attnxai.audit.runner import AuditConfig
 
         if not targets or not chosen:
             raise UserInputError("Pick at least one target class and one concept.")

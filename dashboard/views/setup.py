@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from attnxai.data import TEXT_EXTENSIONS, load_dataset, load_image, verify_image_bytes
+from attnxai.io.datasets import TEXT_EXTENSIONS, load_dataset, load_image, verify_image_bytes
 from attnxai.errors import UserInputError
 from attnxai.models import BUILTINS, NEWS_TOPICS
 from ui.charts import probability_chart

@@ -30,6 +30,7 @@ from typing import Literal, Union
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from attnxai.errors import DataError
+from attnxai.resources import DEMO_DIR
 
 MB = 1024 * 1024
 MAX_TEXT_FILE_BYTES = 200 * MB
@@ -43,7 +44,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".
 # Folder/zip entries that operating systems add on their own; never data.
 _IGNORED_NAMES = ("__MACOSX", "Thumbs.db", "desktop.ini")
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = DEMO_DIR
 
 ImageItem = Union[Path, Image.Image]
 

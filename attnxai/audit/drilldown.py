@@ -14,13 +14,13 @@ from typing import Any
 
 import torch
 
-from attnxai.actcache import CachedActivations, model_hash
-from attnxai.cav import train_cavs
-from attnxai.concepts import load_audit_concepts
+from attnxai.audit.actcache import CachedActivations, model_hash
+from attnxai.tcav.cav import train_cavs
+from attnxai.io.concepts import load_audit_concepts
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
-from attnxai.tcav import ConceptHeatmap, concept_heatmap
-from attnxai.tcav_run import cav_tables, plan_cavs
+from attnxai.tcav.scores import ConceptHeatmap, concept_heatmap
+from attnxai.tcav.run import cav_tables, plan_cavs
 
 
 @dataclass
@@ -34,8 +34,8 @@ class RunCAVs:
 
 
 def audit_config(run: dict[str, Any]) -> Any:
-    """The :class:`attnxai.audit.AuditConfig` a stored run was started with."""
-    from attnxai.audit import AuditConfig
+    """The :class:`attnxai.audit.runner.AuditConfig` a stored run was started with."""
+    from attnxai.audit.runner import AuditConfig
 
     names = {f.name for f in fields(AuditConfig)}
     return AuditConfig(**{k: v for k, v in (run.get("config") or {}).items() if k in names})

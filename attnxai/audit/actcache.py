@@ -15,31 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from PIL import Image
 
-from attnxai.cav import TokenTable
+from attnxai.io.hashing import example_hash
 from attnxai.models.base import ModelAdapter
-from attnxai.tcav_run import Progress, example_tables
+from attnxai.tcav.cav import TokenTable
+from attnxai.tcav.run import Progress, example_tables
 
-if TYPE_CHECKING:  # the store records example hashes, so it imports this module
-    from attnxai.store import Store
+if TYPE_CHECKING:
+    from attnxai.audit.store import Store
 
 # Files of a local model folder that change how inputs become activations, besides weights.
 _FOLDER_SUFFIXES = (".json", ".txt", ".model")
 _MAX_FOLDER_FILE_BYTES = 32 * 1024 * 1024
-
-
-def example_hash(item: Any) -> str:
-    """SHA-256 (hex) of one example's content: text, image file bytes or image pixels."""
-    if isinstance(item, str):
-        data = b"text:" + item.encode("utf-8")
-    elif isinstance(item, Path):
-        data = b"image-file:" + item.read_bytes()
-    elif isinstance(item, Image.Image):
-        data = f"image-pixels:{item.mode}:{item.size}:".encode() + item.tobytes()
-    else:
-        raise TypeError(f"cannot hash an example of type {type(item).__name__}")
-    return hashlib.sha256(data).hexdigest()
 
 
 def model_hash(adapter: ModelAdapter) -> str:

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from attnxai.cav import CAVFit, CAVSpec, TokenTable, train_cavs
-from attnxai.concepts import ConceptSet
+from attnxai.tcav.cav import CAVFit, CAVSpec, TokenTable, train_cavs
+from attnxai.io.concepts import ConceptSet
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
-from attnxai.pairs import differing_players
+from attnxai.models.pairs import differing_players
 from attnxai.stats import CORRECTIONS, NULL_GROUP, NULL_TESTS, STATISTICS, TESTS, adjust, p_value
-from attnxai.tcav import WEIGHTINGS, capture_scores, tcav_magnitude, tcav_sign
+from attnxai.tcav.scores import WEIGHTINGS, capture_scores, tcav_magnitude, tcav_sign
 
 NEGATIVES = ("auto", "random", "relative", "matched")
 PAIR_ROWS = ("differing", "all")

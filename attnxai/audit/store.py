@@ -36,8 +36,8 @@ import duckdb
 import pandas as pd
 import torch
 
-from attnxai.actcache import example_hash
-from attnxai.concepts import ConceptSet
+from attnxai.io.hashing import example_hash
+from attnxai.io.concepts import ConceptSet
 from attnxai.errors import UserInputError
 
 log = logging.getLogger(__name__)

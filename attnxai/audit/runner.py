@@ -25,13 +25,13 @@ from typing import Any
 
 import pandas as pd
 
-from attnxai.actcache import CachedActivations, model_hash
-from attnxai.concepts import ConceptSet, load_audit_concepts
-from attnxai.data import Dataset, demo_dataset, load_dataset
+from attnxai.audit.actcache import CachedActivations, model_hash
+from attnxai.io.concepts import ConceptSet, load_audit_concepts
+from attnxai.io.datasets import Dataset, demo_dataset, load_dataset
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
-from attnxai.store import Store
-from attnxai.tcav_run import (Progress, TCAVConfig, TCAVResult, apply_correction, plan_cavs,
+from attnxai.audit.store import Store
+from attnxai.tcav.run import (Progress, TCAVConfig, TCAVResult, apply_correction, plan_cavs,
                               labels_name_class, run_tcav, target_indices)
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class AuditConfig:
     ``concepts``: concept-set names under ``concept_dir`` (default: the shipped/configured
     root); ``layers``: None = all; ``limit``: at most this many inputs per dataset and target
     (0 = all); ``labels``: zero-shot label -> description for ``builtin:minilm-zeroshot``.
-    The statistics settings are those of :class:`attnxai.tcav_run.TCAVConfig`.
+    The statistics settings are those of :class:`attnxai.tcav.run.TCAVConfig`.
     """
 
     model: str

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from attnxai.errors import UserInputError
-from attnxai.store import Store
+from attnxai.audit.store import Store
 
 # Run-level columns appended to every summary row, so one CSV is self-describing.
 RUN_COLUMNS = ["run_id", "created", "model", "model_hash", "dataset_hash", "concept_version",

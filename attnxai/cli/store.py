@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from attnxai.concepts import (default_concept_root, export_concept_set, import_concept_set,
+from attnxai.io.concepts import (default_concept_root, export_concept_set, import_concept_set,
                               list_concept_sets, load_concept_set)
-from attnxai.report import detail_path, export_run
-from attnxai.store import Store, StoreError, default_db_path
+from attnxai.audit.report import detail_path, export_run
+from attnxai.audit.store import Store, StoreError, default_db_path
 
 RUNS_COLUMNS = ["run_id", "status", "created", "model", "datasets", "targets", "concepts",
                 "duration_s"]

@@ -2,7 +2,7 @@
 
 Every method takes an adapter and one batch of inputs and returns an :class:`Attribution`:
 one value per *player* of each input (text: word pieces, never [CLS]/[SEP]/padding; vision:
-patches), left-aligned and padded like :func:`attnxai.shapley.player_positions`.
+patches), left-aligned and padded like :func:`attnxai.explain.shapley.player_positions`.
 
 Removing a player (input-masking Shapley values, faithfulness) replaces a word piece by
 [MASK] and keeps the special tokens, or paints a patch with a fill colour: the dataset mean
@@ -21,7 +21,7 @@ import torch
 from attnxai.errors import UserInputError
 from attnxai.models.base import Batch, ModelAdapter, Target
 from attnxai.models.capture import Capture
-from attnxai.shapley import (
+from attnxai.explain.shapley import (
     GAMES,
     SOURCES,
     aggregate_attention,

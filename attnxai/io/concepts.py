@@ -23,7 +23,7 @@ from typing import NoReturn
 
 from PIL import Image
 
-from attnxai.data import (
+from attnxai.io.datasets import (
     MB,
     decode_utf8,
     load_image,
@@ -32,6 +32,7 @@ from attnxai.data import (
     verify_image_bytes,
 )
 from attnxai.errors import ConceptSetError, DataError
+from attnxai.resources import CONCEPT_SETS_DIR
 
 FORMAT = 1
 MANIFEST = "concept.json"
@@ -58,11 +59,11 @@ ImageExample = Path | Image.Image
 
 def default_concept_root() -> Path:
     """Folder holding the concept sets: ``$ATTNXAI_CONCEPTS`` if set, else
-    ``<repo>/concept_sets``."""
+    the shipped sets (package data, :data:`attnxai.resources.CONCEPT_SETS_DIR`)."""
     env = os.environ.get("ATTNXAI_CONCEPTS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1] / "concept_sets"
+    return CONCEPT_SETS_DIR
 
 
 @dataclass

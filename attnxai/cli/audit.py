@@ -11,10 +11,11 @@ from typing import Any
 
 import pandas as pd
 
-from attnxai.audit import DEMO, AuditConfig, run_audit
+from attnxai.audit.report import detail_path, export_run, summary_frame
+from attnxai.audit.runner import DEMO, AuditConfig, run_audit
+from attnxai.audit.store import Store
+from attnxai.cli.common import add_model_arguments
 from attnxai.errors import UserInputError
-from attnxai.report import detail_path, export_run, summary_frame
-from attnxai.store import Store
 
 
 def parse_layers(text: str) -> list[int] | None:
@@ -117,10 +118,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add the `audit` subcommand."""
-    from attnxai.cli import _model_args
-
     p = sub.add_parser("audit", help="TCAV audit: do target classes rely on concepts, per layer?")
-    _model_args(p)
+    add_model_arguments(p)
     p.add_argument("--data", action="append",
                    help="dataset (CSV/TXT/JSONL, image folder or zip, or 'demo'); repeat to audit "
                         "several datasets in one run; default: the model's demo data")

@@ -8,7 +8,7 @@ For an attribution over the n players of an input and K = {0, 10, 20, 50} (% of 
 
 y is the class predicted on the full input. Top-k% means the ``ceil(k·n/100)`` players with the
 largest values (ties: earlier token first), so any k > 0 removes at least one player. Removal
-is :class:`attnxai.baselines.PlayerMasker`'s: [MASK] for word pieces (special tokens stay),
+is :class:`attnxai.explain.baselines.PlayerMasker`'s: [MASK] for word pieces (special tokens stay),
 the fill colour for patches. All masked copies of a batch go through batched forward passes.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from attnxai.baselines import METHODS, PlayerMasker, explain, get_method, mean_fill
+from attnxai.explain.baselines import METHODS, PlayerMasker, explain, get_method, mean_fill
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
 

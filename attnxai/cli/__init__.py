@@ -1,0 +1,1 @@
+"""The `attnxai` command line (`attnxai.cli.main:main`)."""

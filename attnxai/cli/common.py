@@ -1,0 +1,42 @@
+"""Helpers every `attnxai` subcommand shares: model arguments, model loading, quiet libraries."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from attnxai.models.base import ModelAdapter
+
+EXIT_USER_ERROR = 2
+
+
+def quiet_libraries() -> None:
+    """Silence library progress bars and warnings: they would drown the CLI's own output."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def load_model_from_args(args: argparse.Namespace) -> ModelAdapter:
+    """The model named by `--model`, `--device`, `--batch-size` and `--trust-remote-code`."""
+    from attnxai.models import load_model
+
+    return load_model(args.model, device=args.device, batch_size=args.batch_size,
+                      trust_remote_code=getattr(args, "trust_remote_code", False))
+
+
+def add_model_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """Add `--model`, `--device`, `--batch-size` and `--trust-remote-code` to `p`."""
+    p.add_argument("--model", required=required, default=None if required else "builtin:minilm-zeroshot",
+                   help="builtin:minilm-zeroshot | builtin:shapes-vit | HF id or folder | "
+                        "timm:<name>[@checkpoint.safetensors]")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a Hugging Face model's own code to run (off by default)")

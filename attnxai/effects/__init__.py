@@ -1,0 +1,2 @@
+"""Causal concept effects: matched-pair output effects, layer-wise activation patching and CAV
+interventions (docs/method.md §6)."""

@@ -1,0 +1,1 @@
+"""Reading what users give attnxai: datasets, concept sets and their content hashes."""
