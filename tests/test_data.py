@@ -7,6 +7,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -365,3 +366,23 @@ def test_demo_shapes_if_present():
 def test_demo_unknown_modality():
     with pytest.raises(DataError, match=r"modality must be 'text' or 'image', not 'audio'"):
         demo_dataset("audio")
+
+
+def test_one_content_hash_for_an_image_file_and_its_pixels(tmp_path) -> None:
+    """The activation cache, datasets and concept sets share one digest per example: a PNG on
+    disk and the same picture in memory (or re-encoded) hash alike; any pixel change differs."""
+    from attnxai.io.hashing import example_hash
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    img.save(tmp_path / "a.png")
+    img.save(tmp_path / "b.png", compress_level=1)  # other bytes, same pixels
+    digests = {example_hash(tmp_path / "a.png"), example_hash(tmp_path / "b.png"), example_hash(img)}
+    assert len(digests) == 1
+    changed = img.copy()
+    changed.putpixel((0, 0), (0, 0, 0) if img.getpixel((0, 0)) != (0, 0, 0) else (1, 1, 1))
+    assert example_hash(changed) not in digests
+    assert example_hash("a") != example_hash("b")
+    ds1 = Dataset("x", "image", [tmp_path / "a.png"])
+    ds2 = Dataset("y", "image", [img])
+    assert ds1.content_hash() == ds2.content_hash()

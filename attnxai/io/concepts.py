@@ -8,7 +8,6 @@ with a sentence naming the set and the problem.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -104,13 +103,13 @@ class ConceptSet:
         Image file names are left out (saving renumbers them), file bytes are not, so the hash
         is the same before and after a save/export/import and changes when any example does.
         """
+        from attnxai.io.hashing import combined_hash, example_hash
+
         meta = {k: v for k, v in self.to_manifest().items() if k not in _LISTS}
-        digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode("utf-8"))
+        parts: list[str] = []
         for which in _LISTS:
-            for x in getattr(self, which):
-                data = x.encode("utf-8") if isinstance(x, str) else _image_bytes(x)
-                digest.update(which.encode() + len(data).to_bytes(8, "little") + data)
-        return digest.hexdigest()
+            parts += [f"{which}:{example_hash(x)}" for x in getattr(self, which)]
+        return combined_hash("attnxai-concept-v2:" + json.dumps(meta, sort_keys=True), parts)
 
     def load_images(self, counterexamples: bool = False) -> list[Image.Image]:
         """The examples (or counterexamples) of an image set as RGB PIL images."""

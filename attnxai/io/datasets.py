@@ -17,7 +17,6 @@ Choices (documented here because they are visible to users):
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import zipfile
@@ -83,29 +82,14 @@ class Dataset:
         pixels, so the hash does not depend on where the dataset was loaded from (for
         files) and changes whenever an item or a label changes.
         """
-        digest = hashlib.sha256(f"attnxai-dataset-v1:{self.modality}:{len(self.items)}".encode())
-        for item in self.items:
-            _hash_item(digest, item)
-        for label in self.labels or []:
-            _hash_bytes(digest, label.encode("utf-8"))
-        return digest.hexdigest()
+        from attnxai.io.hashing import combined_hash, example_hash
 
-
-def _hash_bytes(digest: "hashlib._Hash", data: bytes) -> None:
-    # Length prefixes keep ["ab", "c"] and ["a", "bc"] from colliding.
-    digest.update(len(data).to_bytes(8, "little"))
-    digest.update(data)
-
-
-def _hash_item(digest: "hashlib._Hash", item: object) -> None:
-    if isinstance(item, str):
-        _hash_bytes(digest, item.encode("utf-8"))
-    elif isinstance(item, Path):
-        _hash_bytes(digest, item.read_bytes())
-    elif isinstance(item, Image.Image):
-        _hash_bytes(digest, f"{item.mode}:{item.size}".encode() + item.tobytes())
-    else:
-        raise DataError(f"cannot hash a dataset item of type {type(item).__name__}.")
+        try:
+            items = [example_hash(x) for x in self.items]
+        except TypeError as exc:
+            raise DataError(f"dataset {self.name!r}: {exc}.") from None
+        return combined_hash(f"attnxai-dataset-v2:{self.modality}:{len(self.items)}",
+                             [*items, *(self.labels or [])])
 
 
 # --------------------------------------------------------------------------- text
