@@ -89,3 +89,48 @@ def adjust(p: np.ndarray, method: str = "bh") -> np.ndarray:
     if method == "bonferroni":
         return np.minimum(1.0, p * p.size)
     raise ValueError(f"Unknown correction {method!r}; choose one of {', '.join(CORRECTIONS)}.")
+
+
+# -- paired differences (causal effects, docs/method.md §6) -------------------------------------
+#: Tests of paired differences against zero. ``sign_flip`` (default) is a permutation test of
+#: the mean: under the null the sign of each pair's difference is a fair coin, so the mean is
+#: compared with its distribution over random signs (exact for up to SIGN_FLIP_EXACT pairs).
+#: ``wilcoxon`` is the signed-rank test, of the median rather than the mean.
+PAIRED_TESTS = ("sign_flip", "wilcoxon")
+SIGN_FLIP_EXACT = 16
+SIGN_FLIP_RESAMPLES = 9999
+
+
+def paired_p_values(deltas: np.ndarray, test: str = "sign_flip", seed: int = 0) -> np.ndarray:
+    """Two-sided p-values that the paired differences ``deltas`` [n, ...] have mean (or, for
+    Wilcoxon, median) zero; one p-value per column. Columns with every difference zero get 1."""
+    d = np.asarray(deltas, dtype=float)
+    flat = d.reshape(d.shape[0], -1)
+    p = np.ones(flat.shape[1])
+    live = np.any(flat != 0, axis=0)
+    if flat.shape[0] >= 1 and live.any():
+        x = flat[:, live]
+        if test == "sign_flip":
+            exact = x.shape[0] <= SIGN_FLIP_EXACT
+            res = stats.permutation_test(
+                (x,), lambda v, axis: np.mean(v, axis=axis), permutation_type="samples",
+                vectorized=True, n_resamples=np.inf if exact else SIGN_FLIP_RESAMPLES,
+                alternative="two-sided", axis=0, rng=np.random.default_rng(seed))
+            p[live] = np.minimum(1.0, res.pvalue)
+        elif test == "wilcoxon":
+            p[live] = stats.wilcoxon(x, axis=0, zero_method="wilcox").pvalue
+        else:
+            raise ValueError(f"Unknown paired test {test!r}; choose one of {', '.join(PAIRED_TESTS)}.")
+    return p.reshape(d.shape[1:])
+
+
+def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over axis 0 and its two-sided Student-t interval at ``level`` (NaN for n < 2)."""
+    v = np.asarray(values, dtype=float)
+    n = v.shape[0]
+    mean = v.mean(axis=0)
+    if n < 2:
+        nan = np.full_like(mean, np.nan)
+        return mean, nan, nan
+    half = stats.t.ppf(0.5 + level / 2, df=n - 1) * v.std(axis=0, ddof=1) / np.sqrt(n)
+    return mean, mean - half, mean + half

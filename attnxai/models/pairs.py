@@ -89,3 +89,77 @@ def differing_players(adapter: ModelAdapter, examples: Sequence[Any], counterexa
             if not bool(m.any()):
                 masks[k] = torch.ones_like(m)
     return out_a, out_b
+
+
+def _text_alignment(a_ids: list[int], b_ids: list[int], tokens: str
+                    ) -> tuple[list[int], list[int]]:
+    """Aligned positions (one-to-one) of two token sequences, for patching one into the other.
+
+    ``all``: every aligned position (common blocks, and substitutions of equal length).
+    ``differing``: the aligned substitutions, plus the aligned tokens right next to an
+    insertion or deletion, which carry its effect on their context (inserted tokens have no
+    counterpart and cannot be patched).
+    """
+    out_a: list[int] = []
+    out_b: list[int] = []
+    matcher = difflib.SequenceMatcher(None, a_ids, b_ids, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            if tokens == "all":
+                out_a += range(i1, i2)
+                out_b += range(j1, j2)
+        elif i2 - i1 == j2 - j1:  # a substitution of equal length aligns token by token
+            out_a += range(i1, i2)
+            out_b += range(j1, j2)
+        elif tokens == "differing":
+            for i, j in ((i1 - 1, j1 - 1), (i2, j2)):
+                if 0 <= i < len(a_ids) and 0 <= j < len(b_ids):
+                    out_a.append(i)
+                    out_b.append(j)
+    if tokens == "differing":  # neighbours of two nearby gaps may repeat
+        seen = sorted(set(zip(out_a, out_b)))
+        out_a, out_b = [i for i, _ in seen], [j for _, j in seen]
+    return out_a, out_b
+
+
+def aligned_positions(adapter: ModelAdapter, a_items: Sequence[Any], b_items: Sequence[Any],
+                      tokens: str = "differing", batch_size: int | None = None
+                      ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each pair: positions in member a's and member b's token sequences (full sequence,
+    special tokens included, in capture order) that correspond one to one, for activation
+    patching (docs/method.md §6).
+
+    Images always align patch for patch: ``differing`` gives the patches whose pixels differ,
+    ``all`` every token ([CLS] included). Text aligns by the longest common token blocks; see
+    :func:`_text_alignment` for the rule. A pair may get no position at all (then it cannot
+    be patched and callers skip it).
+    """
+    if tokens not in ("differing", "all"):
+        raise ValueError(f"tokens must be 'differing' or 'all', not {tokens!r}")
+    if len(a_items) != len(b_items):
+        raise ValueError("Pairs need as many members on each side.")
+    out: list[tuple[torch.Tensor, torch.Tensor]] = []
+    bs = batch_size or adapter.batch_size
+    for start in range(0, len(a_items), bs):
+        a = adapter.prepare(list(a_items[start:start + bs]))
+        b = adapter.prepare(list(b_items[start:start + bs]))
+        if a.grid is not None:
+            T = a.token_mask.shape[1]
+            if tokens == "all":
+                out += [(torch.arange(T), torch.arange(T))] * a.token_mask.shape[0]
+                continue
+            changed = _patch_changes(a.model_inputs["pixel_values"].float().cpu(),
+                                     b.model_inputs["pixel_values"].float().cpu(), a.grid)
+            prefix = T - changed.shape[1]
+            for row in changed:
+                pos = row.nonzero().flatten() + prefix
+                out.append((pos, pos.clone()))
+            continue
+        ids_a, ids_b = a.model_inputs["input_ids"].cpu(), b.model_inputs["input_ids"].cpu()
+        for i in range(ids_a.shape[0]):
+            real_a = a.token_mask[i].nonzero().flatten()
+            real_b = b.token_mask[i].nonzero().flatten()
+            ia, ib = _text_alignment(ids_a[i, real_a].tolist(), ids_b[i, real_b].tolist(), tokens)
+            out.append((real_a[torch.tensor(ia, dtype=torch.long)],
+                        real_b[torch.tensor(ib, dtype=torch.long)]))
+    return out

@@ -1,0 +1,47 @@
+"""The tidy effects table: one row per (target, concept, layer, measure).
+
+Measures (docs/method.md §6):
+
+- ``output_logit`` / ``output_prob``: the output effect of a paired concept, the mean over pairs
+  of ``f_k(x_with) - f_k(x_without)`` on the target's logit / probability (layer -1);
+- ``patch_restore``: how much of the logit effect patching x_with's layer-l activations into
+  x_without's run (on the tokens where the pair differs) restores;
+- ``patch_remove``: how much of it patching x_without's activations into x_with's run destroys;
+- ``cav_intervention``: the mean change of the target logit when α·v is added to every player
+  token at layer l, per concept CAV, tested against the run's random CAVs.
+
+``share`` is a patching row's mean over the output effect's mean (1 = the whole effect).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from attnxai.stats import adjust
+
+MEASURES = ("output_logit", "output_prob", "patch_restore", "patch_remove", "cav_intervention")
+#: Column order of the effects table (and of ``OUT.effects.csv``).
+EFFECT_COLUMNS = ["dataset", "target", "concept", "layer", "measure", "mean", "ci_low", "ci_high",
+                  "p_value", "p_adjusted", "significant", "n_pairs", "n_skipped", "share", "test"]
+
+
+def effect_frame(rows: list[dict]) -> pd.DataFrame:
+    """The effects table from row dicts, in :data:`EFFECT_COLUMNS` order (missing cells NaN)."""
+    frame = pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+    frame["layer"] = frame["layer"].astype("int64")
+    frame["n_pairs"] = frame["n_pairs"].astype("int64")
+    frame["n_skipped"] = frame["n_skipped"].fillna(0).astype("int64")
+    frame["significant"] = frame["significant"].fillna(False).astype(bool)
+    return frame
+
+
+def correct_effects(frame: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
+    """Adjust the p-values of every test in ``frame`` together and mark significance."""
+    out = frame.copy()
+    tested = out["p_value"].notna().to_numpy()
+    adjusted = np.full(len(out), np.nan)
+    adjusted[tested] = adjust(out.loc[tested, "p_value"].to_numpy(), correction)
+    out["p_adjusted"] = adjusted
+    out["significant"] = tested & (np.nan_to_num(adjusted, nan=1.0) < alpha)
+    return out

@@ -1,0 +1,262 @@
+"""Causal concept effects: exactness of activation patching and CAV interventions on tiny
+models of every adapter family, the paired tests' calibration on simulated nulls and their
+exact enumeration, the text alignment rule, and planted ground truth (a text trigger trained
+in the test; the shipped shapes-vit's planted stripes against its control colour).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+import attnxai
+from attnxai.effects.intervention import cav_intervention
+from attnxai.effects.output import pair_outputs, summarise_pairs
+from attnxai.effects.patching import patch_pairs
+from attnxai.models.pairs import _text_alignment, aligned_positions
+from attnxai.models.patching import patched_blocks, record_block_outputs
+from attnxai.stats import paired_p_values
+from conftest import LABELS, VOCAB
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_bert_dir):
+    return attnxai.load_model(str(tiny_bert_dir), device="cpu", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def hf_vit(tiny_hf_vit_dir):
+    return attnxai.load_model(str(tiny_hf_vit_dir), device="cpu", batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def timm_vit(tiny_timm_ckpt):
+    return attnxai.load_model(f"timm:vit_tiny_patch16_224@{tiny_timm_ckpt}", device="cpu",
+                              batch_size=4)
+
+
+# Equal-length sentences that differ in one word: every token aligns.
+WITH = ["the team won the cup final", "stocks rose", "rain is good for the match",
+        "bank rates rose", "a new player scored the goal"]
+WITHOUT = ["the team lost the cup final", "stocks fell", "rain is bad for the match",
+           "bank rates fell", "a new player scored the match"]
+
+
+@pytest.fixture(params=["bert", "hf_vit", "timm_vit"])
+def pairs(request, images):
+    adapter = request.getfixturevalue(request.param)
+    if adapter.modality == "text":
+        return adapter, WITH, WITHOUT
+    return adapter, images[:3], images[2:5]
+
+
+def test_patching_every_token_reproduces_the_donor(pairs):
+    """Replacing block l's whole output by the other member's, at any layer, continues the
+    other member's own computation: restore gives f(x_with), remove gives f(x_without)."""
+    adapter, a, b = pairs
+    res = patch_pairs(adapter, a, b, tokens="all", batch_size=2)
+    L = adapter.num_layers
+    assert res.restore_logits.shape == (len(a), L, len(adapter.labels))
+    torch.testing.assert_close(res.restore_logits, res.with_logits[:, None].expand(-1, L, -1),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(res.remove_logits, res.without_logits[:, None].expand(-1, L, -1),
+                               atol=1e-5, rtol=0)
+    # And the plain logits are the adapter's own predictions.
+    torch.testing.assert_close(res.with_logits.softmax(-1), adapter.predict(list(a)), atol=1e-5, rtol=0)
+
+
+def test_patching_every_layer_at_once_and_patching_nothing(pairs):
+    adapter, a, b = pairs
+    batch_a, batch_b = adapter.prepare(list(a)), adapter.prepare(list(b))
+    logits_a, rec_a = record_block_outputs(adapter, batch_a)
+    logits_b, rec_b = record_block_outputs(adapter, batch_b)
+    if adapter.modality == "text":  # equal token counts are needed to swap whole outputs
+        assert batch_a.token_mask.shape == batch_b.token_mask.shape
+    edits = {l: (lambda h, src=rec_a[l][0] if isinstance(rec_a[l], tuple) else rec_a[l]: src)
+             for l in range(adapter.num_layers)}
+    with torch.no_grad(), patched_blocks(adapter, edits):
+        every = adapter.forward_logits(batch_b)
+    torch.testing.assert_close(every, logits_a, atol=1e-5, rtol=0)
+    # Nothing patched: an identity edit with the replayed prefix is the plain pass.
+    for layer in range(adapter.num_layers):
+        with torch.no_grad(), patched_blocks(adapter, {layer: lambda h: h}, replay=rec_b):
+            same = adapter.forward_logits(batch_b)
+        torch.testing.assert_close(same, logits_b, atol=1e-5, rtol=0)
+
+
+def test_alpha_zero_changes_nothing_and_small_alpha_matches_the_derivative(pairs):
+    """Δf(α)/α → Σ_t ∇_{h_t} f_k · v over player tokens (the token-level directional
+    derivatives summed), to a relative error ≤ 1e-2 for a small step (one-sided and central)."""
+    adapter, a, _ = pairs
+    torch.manual_seed(0)
+    d = adapter.capture(list(a[:2]), grads=False).activations[0].shape[-1]
+    v = torch.nn.functional.normalize(torch.randn(3, d), dim=-1)
+    for layer in range(adapter.num_layers - 1):  # the last block's patches may not matter
+        zero = cav_intervention(adapter, a, "neutral" if adapter.modality == "text" else 0,
+                                layer, v, torch.zeros(3))
+        assert zero.abs().max() < 1e-5
+        cap = adapter.capture(list(a), target=0)
+        derivative = torch.einsum("btd,kd,bt->bk", cap.grad_activations[layer], v,
+                                  cap.valid_mask.float())
+        # Relative error over all (input, direction) values, for a step of 1% of the layer's
+        # mean token norm: small against the activations, clear of float32 rounding.
+        def rel(estimate):
+            return float((estimate - derivative).norm() / derivative.norm())
+
+        players = cap.valid_mask
+        alpha = 0.01 * float(cap.activations[layer][players].norm(dim=-1).mean())
+        up = cav_intervention(adapter, a, 0, layer, v, torch.full((3,), alpha))
+        down = cav_intervention(adapter, a, 0, layer, v, torch.full((3,), -alpha))
+        assert rel((up - down) / (2 * alpha)) <= 1e-2, (layer, rel((up - down) / (2 * alpha)))
+        assert rel(up / alpha) <= 1e-2, (layer, rel(up / alpha))
+
+
+def test_text_alignment_rule():
+    """Substitutions align token by token; an insertion patches its aligned neighbours."""
+    the, shop, is_, not_, open_ = 1, 2, 3, 4, 5
+    a = [0, the, shop, is_, not_, open_, 9]  # [CLS] the shop is not open [SEP]
+    b = [0, the, shop, is_, open_, 9]
+    assert _text_alignment(a, b, "differing") == ([3, 5], [3, 4])
+    assert _text_alignment(a, b, "all") == ([0, 1, 2, 3, 5, 6], [0, 1, 2, 3, 4, 5])
+    assert _text_alignment([0, 1, 2, 9], [0, 1, 7, 9], "differing") == ([2], [2])
+
+
+def test_aligned_positions_on_images_are_the_changed_patches(timm_vit, images):
+    from PIL import Image
+
+    img = Image.open(images[0]).convert("RGB").resize((32, 32))
+    edited = img.copy()
+    edited.paste((255, 0, 0), (0, 0, 8, 8))  # the top-left 8x8 patch only
+    (pos_a, pos_b), = aligned_positions(timm_vit, [edited], [img])
+    prefix = timm_vit.prepare([img]).token_mask.shape[1] - 16
+    assert pos_a.tolist() == pos_b.tolist() == [prefix]
+
+
+def test_sign_flip_exact_enumeration_matches_hand_count():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.4, 1.0, size=8)
+    means = np.array([np.mean(np.array(s) * d) for s in itertools.product([-1, 1], repeat=8)])
+    expected = np.mean(np.abs(means) >= abs(d.mean()) - 1e-12)
+    assert paired_p_values(d) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("test", ["sign_flip", "wilcoxon"])
+def test_paired_tests_are_calibrated_on_symmetric_nulls_and_have_power(test):
+    rng = np.random.default_rng(0)
+    null = rng.standard_t(df=3, size=(30, 400))  # heavy-tailed, symmetric around 0
+    p = paired_p_values(null, test)
+    rate = float(np.mean(p < 0.05))
+    assert rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 400)
+    shifted = paired_p_values(rng.normal(0.8, 1.0, size=(30, 50)), test)
+    assert np.mean(shifted < 0.05) > 0.9
+
+
+def test_summary_interval_and_degenerate_pairs():
+    s = summarise_pairs(np.array([[1.0, 0.0], [3.0, 0.0], [2.0, 0.0]]))
+    assert s.mean.tolist() == [2.0, 0.0] and s.p_value[1] == 1.0
+    half = 4.302652729911275 * 1.0 / np.sqrt(3)  # t(0.975, df=2) * sd / sqrt(n)
+    assert s.ci_low[0] == pytest.approx(2 - half) and s.ci_high[0] == pytest.approx(2 + half)
+
+
+# -- planted ground truth ------------------------------------------------------------------------
+TRIGGER, CONTROL, FILLER = "bank", "rain", ["the", "a", "team", "match", "city", "game", "new",
+                                             "market", "player", "price", "share", "sun"]
+
+
+def _sentences(rng, n, word=None):
+    out = []
+    for _ in range(n):
+        words = list(rng.choice(FILLER, size=5))
+        if word is not None:
+            words[int(rng.integers(5))] = word
+        out.append(" ".join(words))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trigger_model(tiny_bert_dir, tmp_path_factory):
+    """The tiny BERT trained here on a planted trigger: 'positive' iff the word 'bank' occurs;
+    'rain' occurs as often in both classes and is never predictive."""
+    from transformers import BertForSequenceClassification, BertTokenizer
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    tok = BertTokenizer.from_pretrained(tiny_bert_dir)
+    model = BertForSequenceClassification.from_pretrained(tiny_bert_dir)
+    texts, labels = [], []
+    for _ in range(600):
+        trig, ctrl = rng.random() < 0.5, rng.random() < 0.5
+        words = list(rng.choice(FILLER, size=5))
+        if trig:
+            words[int(rng.integers(5))] = TRIGGER
+        if ctrl:
+            words[int(rng.integers(5))] = CONTROL
+        texts.append(" ".join(words))
+        labels.append(2 if TRIGGER in words else 0)
+    enc = tok(texts, padding=True, return_tensors="pt")
+    y = torch.tensor(labels)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(150):
+        idx = torch.from_numpy(rng.choice(len(texts), 64, replace=False))
+        loss = model(**{k: v[idx] for k, v in enc.items()}, labels=y[idx]).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    d = tmp_path_factory.mktemp("trigger_bert")
+    model.eval().save_pretrained(d)
+    tok.save_pretrained(d)
+    return attnxai.load_model(str(d), device="cpu")
+
+
+def test_text_trigger_pairs_are_significant_and_control_pairs_are_not(trigger_model):
+    rng = np.random.default_rng(1)
+    base = _sentences(rng, 30)
+    k = LABELS.index("positive")
+
+    def substituted(word):
+        out = []
+        for s in base:
+            words = s.split()
+            words[int(rng.integers(5))] = word
+            out.append(" ".join(words))
+        return out
+
+    # Same sentence, one word replaced: by the trigger (with) or by a filler word (without).
+    filler = substituted("city")
+    for word, expect in ((TRIGGER, True), (CONTROL, False)):
+        with_items = [f.replace("city", word, 1) for f in filler]
+        out = pair_outputs(trigger_model, with_items, filler)
+        s = summarise_pairs(out.delta_prob[:, k].numpy())
+        assert (s.p_value < 0.01 and s.mean > 0.3) if expect else (s.p_value > 0.05), (word, s)
+    # Patching the trigger's token at layer 0 restores most of its effect.
+    with_items = [f.replace("city", TRIGGER, 1) for f in filler]
+    res = patch_pairs(trigger_model, with_items, filler)
+    total = float((res.with_logits - res.without_logits)[:, k].mean())
+    assert float(res.restored(k)[:, 0].mean()) / total > 0.5
+
+
+@pytest.mark.slow
+def test_shapes_vit_planted_stripes_have_an_output_effect_and_red_does_not():
+    """Ground truth of the shipped model: striped-objects pairs raise P(triangle) significantly;
+    the control red-objects pairs do not (docs/method.md §7)."""
+    from attnxai.io.concepts import load_concept_set
+
+    adapter = attnxai.load_model("builtin:shapes-vit", device="cpu")
+    k = adapter.labels.index("triangle")
+    striped, red = load_concept_set("striped-objects"), load_concept_set("red-objects")
+    s = summarise_pairs(pair_outputs(adapter, striped.examples, striped.counterexamples)
+                        .delta_prob[:, k].numpy())
+    assert s.mean > 0.15 and s.p_value < 1e-3 and s.ci_low > 0
+    c = summarise_pairs(pair_outputs(adapter, red.examples, red.counterexamples)
+                        .delta_prob[:, k].numpy())
+    assert c.p_value > 0.05
+    layers = patch_pairs(adapter, striped.examples, striped.counterexamples)
+    restored = layers.restored(k).mean(0)
+    total = float((layers.with_logits - layers.without_logits)[:, k].mean())
+    # Early layers carry the stripes on the object's patches; the last block's patch tokens
+    # no longer reach the [CLS]-read head.
+    assert float(restored[0]) / total > 0.5 and abs(float(restored[-1])) < 1e-6
