@@ -48,6 +48,26 @@ def cmd_bench_shapley(args: argparse.Namespace) -> int:
     return bench_shapley(args)
 
 
+def cmd_bench_effects(args: argparse.Namespace) -> int:
+    """`attnxai bench effects`: cost of pair effects vs the target capture; placebo calibration."""
+    from attnxai.bench.effects import bench_effects_cost, bench_placebo, format_effects_tables
+
+    costs, placebos = [], []
+    for spec in args.models:
+        print(f"timing the pair effects of {spec} ...", file=sys.stderr)
+        costs.append(bench_effects_cost(spec, device=args.device))
+        if args.trials:
+            print(f"placebo calibration of {spec}: {args.trials} trials x {args.pairs} pairs ...",
+                  file=sys.stderr)
+            placebos.append(bench_placebo(spec, args.trials, args.pairs, device=args.device))
+    if args.json:
+        print(json.dumps({"cost": [c.as_dict() for c in costs],
+                          "placebo": [p.as_dict() for p in placebos]}, indent=2))
+    else:
+        print(format_effects_tables(costs, placebos))
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add `attnxai bench` and its benchmarks to the top-level subparsers."""
     p = sub.add_parser("bench", help="benchmarks (reported as ratios)")
@@ -74,3 +94,11 @@ def register(sub: Any) -> None:
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_shapley)
+    b = bench_sub.add_parser("effects", help="causal effects: cost against the target capture, "
+                                             "placebo calibration of the paired tests")
+    b.add_argument("--models", nargs="+", default=["builtin:minilm-zeroshot", "builtin:shapes-vit"])
+    b.add_argument("--device", default=None)
+    b.add_argument("--trials", type=int, default=400, help="placebo trials per model (0 = skip)")
+    b.add_argument("--pairs", type=int, default=50, help="pairs per placebo trial")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_effects)

@@ -316,3 +316,69 @@ def train_cavs(table: TokenTable, specs: list[CAVSpec], seed: int, l2: float = 1
         train_accuracy=_example_accuracy(scores, examples, role, E, held_out=False).cpu(),
         converged=converged,
     )
+
+
+def projection_gaps(table: TokenTable, specs: list[CAVSpec], directions: torch.Tensor) -> torch.Tensor:
+    """[K] each CAV's own magnitude along its direction: the mean projection of its positive
+    examples minus that of its negatives, each example the mean over its token rows.
+
+    This is the step α of a CAV intervention (docs/method.md §6): it moves a token by what
+    separates the concept's examples from its negatives along the CAV, so concept and random
+    CAVs are each moved by their own scale.
+    """
+    if len(specs) != len(directions):
+        raise ValueError(f"{len(specs)} specs but {len(directions)} directions")
+    E = int(table.example.max()) + 1
+    proj = table.rows @ directions.to(table.rows.dtype).T  # [N, K]
+    sums = torch.zeros(E, len(specs), dtype=proj.dtype).index_add_(0, table.example, proj)
+    counts = torch.bincount(table.example, minlength=E).clamp(min=1).to(proj.dtype)
+    per_example = sums / counts[:, None]  # [E, K]
+    gaps = torch.empty(len(specs), dtype=proj.dtype)
+    for k, spec in enumerate(specs):
+        pos = torch.as_tensor(spec.positives, dtype=torch.long)
+        neg = torch.as_tensor(spec.negatives, dtype=torch.long)
+        gaps[k] = per_example[pos, k].mean() - per_example[neg, k].mean()
+    return gaps
+
+
+def train_pattern_cavs(table: TokenTable, specs: list[CAVSpec], seed: int, holdout: float = 0.25,
+                       device: torch.device | str = "cpu") -> CAVFit:
+    """Pattern CAVs (Pahde et al., ICLR 2025) of one layer: the difference between the mean
+    token activation of a CAV's training positives and that of its training negatives.
+
+    For 0/1 labels this is the covariance of the activations with the label, the direction of
+    the concept's *signal* rather than a classifier's filter, which also weighs the distractors
+    it must cancel. Rows of matched pairs are their differing tokens, so the CAV is then the
+    mean pairwise difference there. Held-out accuracy classifies each example by its mean
+    token projection against the midpoint of the two training classes' mean projections.
+    All CAVs come from two matrix products over per-example sums (docs/method.md §2).
+    """
+    rng = np.random.default_rng(seed)
+    X = table.rows.to(device=device, dtype=torch.float32)
+    ex = table.example.to(device)
+    E = int(table.example.max()) + 1
+    sums = torch.zeros(E, X.shape[1], dtype=X.dtype, device=device).index_add_(0, ex, X)
+    counts = torch.bincount(ex, minlength=E).to(X.dtype)
+    # Example-level roles per CAV: +1/-1 train positive/negative, +2/-2 held out.
+    role = torch.zeros(len(specs), E, dtype=torch.int8)
+    for k, spec in enumerate(specs):
+        for idx, r in zip(split_examples(spec, holdout, rng), (1, 2, -1, -2)):
+            role[k, torch.as_tensor(idx, dtype=torch.long)] = r
+    role = role.to(device)
+    pos, neg = (role == 1).to(X.dtype), (role == -1).to(X.dtype)
+    coef = (pos @ sums) / (pos @ counts).clamp(min=1)[:, None] \
+        - (neg @ sums) / (neg @ counts).clamp(min=1)[:, None]
+    directions = F.normalize(coef, dim=1)
+    score = (sums @ directions.T).T / counts.clamp(min=1)  # [K, E] mean token projection
+    mid = ((pos * score).sum(1) / pos.sum(1).clamp(min=1)
+           + (neg * score).sum(1) / neg.sum(1).clamp(min=1)) / 2
+    above = score > mid[:, None]
+
+    def balanced(p: int, n: int) -> torch.Tensor:
+        sel_p, sel_n = role == p, role == n
+        acc_p = (above & sel_p).sum(1) / sel_p.sum(1).clamp(min=1)
+        acc_n = (~above & sel_n).sum(1) / sel_n.sum(1).clamp(min=1)
+        return ((acc_p + acc_n) / 2).float()
+
+    return CAVFit(directions=directions.cpu(), accuracy=balanced(2, -2).cpu(),
+                  train_accuracy=balanced(1, -1).cpu(), converged=True)
