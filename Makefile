@@ -20,7 +20,7 @@ $(VENV)/.stamp-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.stamp-run
 
 run: $(VENV)/.stamp-run
-	$(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
+	$(BIN)/streamlit run dashboard/app.py --server.port $(PORT) --server.address 127.0.0.1
 
 test: $(VENV)/.stamp-dev
 	$(BIN)/lint-imports

@@ -9,12 +9,13 @@ from __future__ import annotations
 import streamlit as st
 
 # `streamlit run` puts this file's folder on sys.path, so `ui` and `views` import as packages.
-from ui.common import data_label, esc, init_state
+from ui.common import check_server_settings, data_label, esc, init_state
 from ui.jobs import current_job, fmt_seconds
 from ui.pages import SECTIONS
 
 st.set_page_config(page_title="attnxai — concept audits", page_icon=":mag:", layout="wide")
 init_state()
+check_server_settings()
 
 page = st.navigation(SECTIONS)
 
@@ -26,7 +27,7 @@ def _job_status() -> None:
     if job.running:
         st.progress(job.progress.get("fraction", 0.0),
                     text=f"Audit running · ETA {fmt_seconds(job.eta())}")
-        st.caption(job.progress.get("message", ""))
+        st.caption(esc(job.progress.get("message", "")))
     elif not job.announced:
         # The run just ended: refresh the whole page once so every view sees it.
         job.announced = True

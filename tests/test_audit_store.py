@@ -11,13 +11,14 @@ import sys
 import textwrap
 import threading
 import time
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import attnxai
 from attnxai.audit import runner as audit_mod
@@ -26,9 +27,12 @@ from attnxai.cli.main import main
 from attnxai.io.concepts import ConceptSet, load_audit_concepts, save_concept_set
 from attnxai.io.datasets import load_dataset
 from attnxai.errors import UserInputError
+from attnxai.audit.records import RunConcept, RunDataset
 from attnxai.audit.report import detail_path, export_run, summary_csv_bytes, summary_frame
 from attnxai.audit.store import (MIGRATIONS, SCHEMA_VERSION, Store, StoreError, StoreLockedError,
                            default_db_path)
+from attnxai.schema import TABLES
+from attnxai.tcav.config import TCAVConfig
 from attnxai.tcav.run import apply_correction, run_tcav
 from conftest import LABELS, VOCAB
 
@@ -84,10 +88,12 @@ def adapter(world):
 
 
 def config(world, **kw) -> AuditConfig:
+    """The audit with audit and TCAV settings given side by side (the flat layout, which
+    AuditConfig.from_dict reads as well as the nested one)."""
     base = dict(model=world["model"], datasets=[str(world["data"]["val"]), str(world["data"]["prod"])],
                 targets=["positive", "negative"], concepts=["sports", "money"],
                 concept_dir=str(world["concepts"]), **SMALL)
-    return AuditConfig(**{**base, **kw})
+    return AuditConfig.from_dict({**base, **kw})
 
 
 def small_config(world, **kw) -> AuditConfig:
@@ -104,7 +110,7 @@ def small_reference(world, adapter) -> pd.DataFrame:
 def in_memory(adapter, cfg: AuditConfig) -> dict[str, pd.DataFrame]:
     """The same audit computed directly with run_tcav, corrected across the whole run."""
     concepts, pools = load_audit_concepts(cfg.concepts, cfg.concept_dir, "text")
-    tcfg = cfg.tcav_config()
+    tcfg = cfg.tcav
     parts: dict[str, list[pd.DataFrame]] = {}
     inputs = {}
     for path in cfg.datasets:
@@ -113,13 +119,13 @@ def in_memory(adapter, cfg: AuditConfig) -> dict[str, pd.DataFrame]:
             items = [x for x, y in zip(ds.items, ds.labels) if y == target]
             inputs[(Path(path).name, target)] = items
             r = run_tcav(adapter, items, target, concepts, pools, tcfg)
-            acc = r.cav_accuracy.assign(target=target)
             for name, df in (("summary", r.summary), ("cav_scores", r.cav_scores),
-                             ("cav_accuracy", acc), ("input_scores", r.input_scores)):
+                             ("cav_accuracy", r.cav_accuracy), ("input_scores", r.input_scores)):
                 parts.setdefault(name, []).append(df.assign(dataset=Path(path).name))
     out = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
     out["summary"] = apply_correction(out["summary"], tcfg.correction, tcfg.alpha)
     out["inputs"] = inputs
+    out["cavs"] = r.cavs  # every dataset x target trains the same CAVs
     return out
 
 
@@ -133,7 +139,7 @@ def result_rows(store: Store, run_id: str) -> dict[str, int]:
     con = duckdb.connect(str(store.path))
     try:
         return {t: con.execute(f"SELECT count(*) FROM {t} WHERE run_id = ?", [run_id]).fetchall()[0][0]
-                for t in ("summary", "cav_scores", "cav_accuracy", "input_scores", "inputs")}
+                for t in TABLES}
     finally:
         con.close()
 
@@ -152,11 +158,13 @@ def test_stored_results_equal_in_memory_tcav_and_csv(world, adapter, first_run, 
     store, run_id, seen = first_run
     expected = in_memory(adapter, config(world))
     run = store.get_run(run_id)
-    assert run["status"] == "completed" and run["error"] is None
-    assert run["datasets"] == ["val.csv", "prod.csv"] and run["targets"] == ["positive", "negative"]
-    assert run["config"]["num_cavs"] == 3 and run["config"]["layers"] == [1, 2]
-    assert [c["name"] for c in run["concept_versions"]] == ["sports", "money", "pool"]
-    assert run["library_versions"]["duckdb"] == duckdb.__version__
+    assert run.status == "completed" and run.error is None
+    assert run.datasets == ["val.csv", "prod.csv"] and run.targets == ["positive", "negative"]
+    # The stored config is the one that ran: layers and pooling spelled out for the model.
+    assert run.config.tcav == replace(config(world).tcav, layers=(1, 2), pooling="cls")
+    assert run.config.tcav.pair_rows == "differing" and run.seed == 0
+    assert [c.name for c in run.concept_versions] == ["sports", "money", "pool"]
+    assert run.library_versions["duckdb"] == duckdb.__version__
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
@@ -175,7 +183,10 @@ def test_stored_results_equal_in_memory_tcav_and_csv(world, adapter, first_run, 
     out = export_run(store, run_id, tmp_path / "audit.csv", detail=True)
     csv_summary = pd.read_csv(out)
     assert csv_summary.run_id.eq(run_id).all() and csv_summary.seed.eq(0).all()
-    assert (csv_summary.model_hash == run["model_hash"]).all()
+    assert (csv_summary.model_hash == run.model_hash).all()
+    assert list(csv_summary.columns) == ["run_id", *TABLES["summary"].names(), "created", "model",
+                                         "model_hash", "dataset_hash", "concept_version", "seed",
+                                         "alpha", "min_accuracy", "layers", "attnxai_version"]
     assert_same(csv_summary[["dataset", "target", "concept", "layer", "weighting", "mean", "std",
                              "magnitude_mean", "p_value", "p_adjusted", "significant",
                              "cav_accuracy"]], expected["summary"])
@@ -192,13 +203,60 @@ def test_stored_results_equal_in_memory_tcav_and_csv(world, adapter, first_run, 
     assert not list(tmp_path.glob("*.partial"))
 
 
+def test_each_runs_cavs_are_stored_once(world, adapter, first_run):
+    store, run_id, _ = first_run
+    expected = in_memory(adapter, config(world))["cavs"]
+    # Once per run, not per dataset x target: 2 layers x (2 concepts x 3 + 20 null CAVs).
+    assert result_rows(store, run_id)["cavs"] == 2 * (2 * 3 + 20)
+    for concept in ("sports", "money"):
+        stored = store.cav_vectors(run_id, concept)
+        assert sorted(stored) == [1, 2]
+        for layer, v in stored.items():
+            assert v.dtype == torch.float32 and v.shape == (3, 32)
+            torch.testing.assert_close(v, expected[(concept, layer)], rtol=1e-5, atol=1e-6)
+    null = store.cav_vectors(run_id, "random:pool")
+    assert [v.shape[0] for v in null.values()] == [20, 20]
+    torch.testing.assert_close(null[1].norm(dim=1), torch.ones(20))
+
+
+def test_config_round_trips_through_json_and_stays_frozen():
+    cfg = AuditConfig(model="m", datasets=["a", "b"], targets=["t"], concepts=["c"], limit=3,
+                      labels={"x": ["one", "two"], "y": "three"},
+                      tcav=TCAVConfig(layers=[1, 2], pair_rows="all", pooling="mean", l2=0.1,
+                                      holdout=0.3, statistic="tcav", seed=2**32 - 1))
+    assert cfg.datasets == ("a", "b") and cfg.tcav.layers == (1, 2)
+    assert AuditConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg.validate()
+    with pytest.raises(FrozenInstanceError):
+        cfg.limit = 2
+    with pytest.raises(FrozenInstanceError):
+        cfg.tcav.seed = 1
+    # The flat layout runs were stored with before the TCAV settings were nested.
+    old = AuditConfig.from_dict({"model": "m", "num_cavs": 3, "layers": [0], "limit": 2,
+                                 "gone": True})
+    assert old == AuditConfig(model="m", limit=2, tcav=TCAVConfig(num_cavs=3, layers=(0,)))
+
+
+def test_validation_does_not_change_the_config(world, adapter):
+    cfg = config(world, layers=None)
+    prep = validate_audit(cfg, adapter=adapter)
+    assert cfg.tcav.layers is None and cfg.tcav.pooling is None  # the caller's, untouched
+    assert prep.config.tcav.layers == (0, 1, 2) and prep.config.tcav.pooling == "cls"
+    assert prep.config == replace(cfg, tcav=prep.config.tcav)
+
+
+def test_labels_need_a_model_that_takes_label_descriptions(world, adapter):
+    assert not adapter.takes_label_descriptions
+    with pytest.raises(UserInputError, match="does not take label descriptions"):
+        validate_audit(config(world, labels={"a": "b"}), adapter=adapter)
+
+
 # -- activation cache -------------------------------------------------------------------------
 def test_second_audit_reuses_cached_activations(world, adapter, first_run, monkeypatch):
     store, run_id, _ = first_run
     n_examples = 12 + 12 + 100
     info = store.cache_info()
     assert info.entries.sum() == n_examples * 2  # (example, layer) for the 2 layers
-    assert store.get_run(run_id)["activations_computed"] == n_examples
+    assert store.get_run(run_id).activations_computed == n_examples
 
     calls = []
     original = type(adapter).capture_batches
@@ -210,7 +268,7 @@ def test_second_audit_reuses_cached_activations(world, adapter, first_run, monke
     monkeypatch.setattr(type(adapter), "capture_batches", spy)
     second = run_audit(config(world, datasets=[str(world["data"]["val"])]), store, adapter=adapter)
     run = store.get_run(second)
-    assert run["activations_cached"] == n_examples and run["activations_computed"] == 0
+    assert run.activations_cached == n_examples and run.activations_computed == 0
     assert False not in calls  # no forward pass over concept or pool examples
     assert store.cache_info().entries.sum() == n_examples * 2
     first, again = store.summary(run_id), store.summary(second)
@@ -293,14 +351,14 @@ def test_cancel_marks_cancelled_and_leaves_no_rows(world, adapter, tmp_path):
     with pytest.raises(AuditCancelled) as info:
         run_audit(config(world), store, progress=progress, cancel=cancel, adapter=adapter)
     run = store.get_run(info.value.run_id)
-    assert run["status"] == "cancelled" and run["error"] == "cancelled by the user"
-    assert set(result_rows(store, run["run_id"]).values()) == {0}
+    assert run.status == "cancelled" and run.error == "cancelled by the user"
+    assert set(result_rows(store, run.run_id).values()) == {0}
 
 
 def test_dead_process_run_is_reaped_as_failed(tmp_path):
     store = Store(tmp_path / "a.duckdb")
     store.start_run("r1", model="m", model_hash="h", datasets=[], targets=["t"], concepts=[],
-                    seed=0, config={}, library_versions={})
+                    config=AuditConfig(model="m", targets=("t",)), library_versions={})
     con = duckdb.connect(str(store.path))
     con.execute("UPDATE runs SET pid = 2147483646 WHERE run_id = 'r1'")  # no such process
     con.close()
@@ -327,7 +385,7 @@ def test_two_audits_in_threads_both_complete(world, small_reference, tmp_path):
         t.join()
     assert not errors and len(ids) == 2
     for run_id in ids:
-        assert store.get_run(run_id)["status"] == "completed"
+        assert store.get_run(run_id).status == "completed"
         assert_same(store.summary(run_id), small_reference)
     assert result_rows(store, ids[0]) == result_rows(store, ids[1])
 
@@ -336,13 +394,14 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     from attnxai.audit.runner import AuditConfig, run_audit
     from attnxai.audit.store import Store
-    print(run_audit(AuditConfig(**json.loads(sys.argv[1])), Store(sys.argv[2], lock_timeout=120)))
+    print(run_audit(AuditConfig.from_dict(json.loads(sys.argv[1])),
+                    Store(sys.argv[2], lock_timeout=120)))
 """)
 
 
 def test_two_audits_in_processes_both_complete(world, small_reference, tmp_path):
     db = tmp_path / "shared.duckdb"
-    cfg = json.dumps(small_config(world).__dict__)
+    cfg = json.dumps(small_config(world).to_dict())
     procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, cfg, str(db)], cwd=REPO,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
@@ -351,7 +410,7 @@ def test_two_audits_in_processes_both_complete(world, small_reference, tmp_path)
     store = Store(db)
     ids = [o.strip().splitlines()[-1] for o, _ in outs]
     for run_id in ids:
-        assert store.get_run(run_id)["status"] == "completed"
+        assert store.get_run(run_id).status == "completed"
         assert_same(store.summary(run_id), small_reference)
     assert result_rows(store, ids[0]) == result_rows(store, ids[1])
     assert len(store.list_runs()) == 2
@@ -369,14 +428,14 @@ KILLED = textwrap.dedent("""
         return original(con, table, *a, **kw)
 
     store_mod._insert_frame = die_mid_transaction
-    run_audit(AuditConfig(**json.loads(sys.argv[1])), store_mod.Store(sys.argv[2]))
+    run_audit(AuditConfig.from_dict(json.loads(sys.argv[1])), store_mod.Store(sys.argv[2]))
 """)
 
 
 def test_process_killed_while_saving_leaves_intact_file(world, adapter, small_reference, tmp_path):
     db = tmp_path / "a.duckdb"
     cfg = small_config(world)
-    proc = subprocess.run([sys.executable, "-c", KILLED, json.dumps(cfg.__dict__), str(db)],
+    proc = subprocess.run([sys.executable, "-c", KILLED, json.dumps(cfg.to_dict()), str(db)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]
     store = Store(db)
@@ -385,7 +444,7 @@ def test_process_killed_while_saving_leaves_intact_file(world, adapter, small_re
     assert set(result_rows(store, run.run_id).values()) == {0}
     # The file is intact: the next audit reuses the dead run's cached activations and completes.
     run_id = run_audit(cfg, store, adapter=adapter)
-    assert store.get_run(run_id)["activations_computed"] == 0
+    assert store.get_run(run_id).activations_computed == 0
     assert_same(store.summary(run_id), small_reference)
 
 
@@ -423,12 +482,53 @@ def test_migration_from_version_1_keeps_data(tmp_path):
                 "mean, p_value) VALUES ('old', 0, 'demo', 'sports', 'c', 2, 'plain', 0.75, 0.01)")
     con.close()
     store = Store(db)
-    assert store.schema_version() == SCHEMA_VERSION == 2
+    assert store.schema_version() == SCHEMA_VERSION == 3
     run = store.get_run("old")
-    assert run["seed"] == 7 and run["config"] == {"alpha": 0.05} and run["activations_cached"] == 0
+    assert run.seed == 7 and run.activations_cached == 0
+    assert run.config == AuditConfig(model="m", tcav=TCAVConfig(alpha=0.05))  # model: the run's
     s = store.summary("old")
     assert s[["layer", "mean", "p_value"]].values.tolist() == [[2, 0.75, 0.01]]
     assert store.inputs("old").empty and store.cache_info().empty  # new tables exist
+
+
+def test_migration_from_version_2_keeps_runs_without_cavs(tmp_path):
+    db = tmp_path / "v2.duckdb"
+    con = duckdb.connect(str(db))
+    for statement in [*MIGRATIONS[0], *MIGRATIONS[1]]:
+        if statement.startswith("CREATE TABLE summary"):  # as version 2 had it
+            statement = statement.replace("seq BIGINT", "seq INTEGER")
+        con.execute(statement)
+    con.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    flat = {"model": "m", "datasets": ["demo"], "targets": ["sports"], "concepts": ["c"],
+            "layers": [2], "num_cavs": 5, "weighting": "plain", "seed": 7, "limit": 0,
+            "batch_size": None, "device": None}  # version 2's layout: TCAV fields beside
+    con.execute("INSERT INTO runs (run_id, created, status, model, datasets, targets, concepts, "
+                "seed, config, duration_s) VALUES ('old', now()::TIMESTAMP, 'completed', 'm', "
+                "'[\"demo\"]', '[\"sports\"]', '[\"c\"]', 7, ?, 1.5)", [json.dumps(flat)])
+    con.execute("INSERT INTO summary (run_id, seq, dataset, target, concept, layer, weighting, "
+                "mean, p_value) VALUES ('old', 0, 'demo', 'sports', 'c', 2, 'plain', 0.75, 0.01)")
+    con.close()
+    store = Store(db)
+    assert store.schema_version() == SCHEMA_VERSION == 3
+    run = store.get_run("old")
+    assert run.config == AuditConfig(model="m", targets=("sports",), concepts=("c",),
+                                      tcav=TCAVConfig(layers=(2,), num_cavs=5, weighting="plain",
+                                                      seed=7))
+    assert store.summary("old")["mean"].tolist() == [0.75] and store.cav_vectors("old", "c") == {}
+    # Seeds up to 2**32 - 1 fit now (the column was 32-bit).
+    store.start_run("big", model="m", model_hash="h", datasets=[RunDataset("demo", "d", "s", 3)],
+                    targets=["t"], concepts=[RunConcept("c", "v", "concept")],
+                    config=AuditConfig(model="m", targets=("t",),
+                                       tcav=TCAVConfig(seed=2**32 - 1)), library_versions={})
+    big = store.get_run("big")
+    assert big.seed == 2**32 - 1 and big.dataset_details == (RunDataset("demo", "d", "s", 3),)
+    assert big.concepts == ["c"] and big.concept_versions == (RunConcept("c", "v", "concept"),)
+    con = duckdb.connect(str(db))
+    types = dict(con.execute("SELECT table_name || '.' || column_name, data_type FROM "
+                             "information_schema.columns WHERE column_name IN ('seq', 'seed')"
+                             ).fetchall())
+    con.close()
+    assert types["runs.seed"] == "BIGINT" and set(types.values()) == {"BIGINT"}
 
 
 def test_unusable_files_are_refused(tmp_path):
@@ -492,6 +592,13 @@ def test_delete_run(world, adapter, tmp_path):
     ({"targets": []}, "at least one of targets"),
     ({"num_cavs": 1}, "at least 2"),
     ({"weighting": "loud"}, "weighting must be"),
+    ({"pair_rows": "some"}, "pair_rows must be one of 'differing', 'all'"),
+    ({"seed": -1}, "seed must be an integer from 0 to 4294967295, not -1"),
+    ({"seed": 2**32}, "seed must be an integer from 0 to 4294967295"),
+    ({"batch_size": 0}, r"batch_size must be None \(the model's default\) or an integer of at "
+                        "least 1, not 0"),
+    ({"alpha": 1.0}, "alpha must be a number strictly between 0 and 1"),
+    ({"limit": -1}, "limit must be an integer of at least 0"),
     ({"model": "builtin:nope"}, "Unknown built-in model"),
 ])
 def test_validation_errors_write_nothing(world, tmp_path, change, message):
@@ -539,7 +646,9 @@ def test_cli_audit_runs_export_round_trip(world, tmp_path, capsys):
             "--data", str(world["data"]["val"]), "--data", str(world["data"]["prod"]),
             "--target", "positive", "--concepts", "sports",
             "--concept-dir", str(world["concepts"]), "--num-cavs", "3", "--num-random", "2",
-            "--num-null", "20", "--layers", "1,2", "--db", str(db), "--csv", str(out)]
+            "--num-null", "20", "--layers", "1,2", "--pair-rows", "all", "--pooling", "mean",
+            "--l2", "0.02", "--holdout", "0.3", "--statistic", "tcav", "--db", str(db),
+            "--csv", str(out)]
     assert main(args) == 0
     printed = capsys.readouterr()
     assert "[prod.csv] sports -> positive" in printed.out and "saved to" in printed.err
@@ -548,6 +657,9 @@ def test_cli_audit_runs_export_round_trip(world, tmp_path, capsys):
     assert len(runs) == 1 and runs[0]["status"] == "completed"
     assert runs[0]["concepts"] == "sports" and runs[0]["datasets"] == "val.csv, prod.csv"
     run_id = runs[0]["run_id"]
+    stored = Store(db).get_run(run_id).config.tcav  # the new options are stored with the run
+    assert (stored.pair_rows, stored.pooling, stored.l2, stored.holdout, stored.statistic) == (
+        "all", "mean", 0.02, 0.3, "tcav")
     again = tmp_path / "again.csv"
     assert main(["export", run_id, "--out", str(again), "--detail", "--db", str(db)]) == 0
     assert again.read_bytes() == out.read_bytes()
@@ -609,17 +721,17 @@ def test_image_audit_from_zip_names_in_memory_inputs(world, tiny_hf_vit_dir, tmp
             if i < 2:  # a second class, so the class folders are labels (not a wrapper)
                 zf.write(png, f"shots/negative/{i}.png")
     store = Store(tmp_path / "a.duckdb")
-    run_id = run_audit(AuditConfig(model=str(tiny_hf_vit_dir), datasets=[str(zpath)],
-                                   targets=["positive"], concepts=["red"],
-                                   concept_dir=str(world["concepts"]),
-                                   **{**SMALL, "layers": None}), store)
+    run_id = run_audit(AuditConfig.from_dict({
+        "model": str(tiny_hf_vit_dir), "datasets": [str(zpath)], "targets": ["positive"],
+        "concepts": ["red"], "concept_dir": str(world["concepts"]), **SMALL, "layers": None}),
+        store)
     run = store.get_run(run_id)
     inputs = store.inputs(run_id)
-    assert run["status"] == "completed" and len(inputs) == 6
+    assert run.status == "completed" and len(inputs) == 6
     assert inputs.item_index.tolist() == [2, 3, 4, 5, 6, 7]  # after negative/0.png, 1.png
     assert inputs.input.tolist() == [f"{zpath}#{i}" for i in inputs.item_index]
     assert (inputs.selected_by == "label").all()
     # red's 12 examples are copies of the pool's first 12 images: the cache holds 100 examples.
-    assert run["activations_computed"] == 100 and store.cache_info().examples.tolist() == [100]
-    images = store.concept_examples("red", run["concept_versions"][0]["version_hash"])["examples"]
+    assert run.activations_computed == 100 and store.cache_info().examples.tolist() == [100]
+    images = store.concept_examples("red", run.concept_versions[0].version_hash)["examples"]
     assert [e["file"] for e in images][:2] == ["examples/0000.png", "examples/0001.png"]

@@ -226,8 +226,13 @@ def test_non_image_file_named_and_skippable(tmp_path):
     write(tmp_path / "imgs" / "ok.png", png_bytes())
     write(tmp_path / "imgs" / "notes.txt", "hello")
     write(tmp_path / "imgs" / "fake.jpg", "not really a jpeg")
+    # Names and sizes are checked before any file is read, so the .txt is refused first.
+    with pytest.raises(DataError, match=r"notes\.txt is not an image file"):
+        load_image_dataset(tmp_path / "imgs")
+    (tmp_path / "imgs" / "notes.txt").unlink()
     with pytest.raises(DataError, match=r"fake\.jpg is not an image file"):
         load_image_dataset(tmp_path / "imgs")
+    write(tmp_path / "imgs" / "notes.txt", "hello")
     ds = load_image_dataset(tmp_path / "imgs", skip_invalid=True)
     assert [p.name for p in ds.items] == ["ok.png"]
     assert ds.skipped == ["fake.jpg", "notes.txt"]
@@ -312,7 +317,8 @@ def test_load_image_errors(tmp_path):
 
 def test_pixel_limit(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 10)
-    with pytest.raises(DataError, match=r"^p\.png is 8x8 pixels, over the 10 pixel limit\.$"):
+    with pytest.raises(DataError, match=r"^p\.png is too large \(8x8 = 64 pixels, limit 10 "
+                                        r"pixels\); use a smaller image\.$"):
         load_image(write(tmp_path / "p.png", png_bytes()))
 
 

@@ -36,6 +36,7 @@ def minilm():
 
 def test_card_and_attributes(minilm):
     assert minilm.modality == "text" and minilm.pooling == "mean"
+    assert minilm.takes_label_descriptions  # the capability the dashboard and audits ask for
     assert (minilm.num_layers, minilm.num_heads) == (6, 12)
     assert minilm.labels == ["world", "sports", "business", "science/technology"]
     assert minilm.card["sha256"] == loading.MINILM_SHA256

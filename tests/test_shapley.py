@@ -157,12 +157,13 @@ def test_estimator_input_errors():
         enumerate_shapley(lambda S: S.double().sum(1), 17)
     with pytest.raises(UserInputError, match="at least 2 permutations"):
         sample_shapley(v, 3, 1)
-    with pytest.raises(UserInputError, match="one per row"):
-        enumerate_shapley(lambda S: torch.zeros(3), 3)
+    for bug, message in ((lambda: enumerate_shapley(lambda S: torch.zeros(3), 3), "one per row"),
+                         (lambda: attention_shapley(rand_matrix(3, 1), "cls"), "cls_row")):
+        with pytest.raises(ValueError, match=message) as info:  # a caller's bug, not bad input
+            bug()
+        assert not isinstance(info.value, UserInputError)
     with pytest.raises(UserInputError, match="Unknown game"):
         attention_shapley(rand_matrix(3, 1), "sum")
-    with pytest.raises(UserInputError, match="cls_row"):
-        attention_shapley(rand_matrix(3, 1), "cls")
 
 
 # -- batches -----------------------------------------------------------------------------------
@@ -227,8 +228,9 @@ def test_aggregate_attention_matches_a_direct_computation(bert):
 
 def test_aggregate_attention_errors(bert):
     cap = bert.capture(TEXTS[:2], grads=False)
-    with pytest.raises(UserInputError, match="grads=True"):
+    with pytest.raises(ValueError, match="grads=True") as info:  # the caller's capture
         aggregate_attention(cap, "grad_attention")
+    assert not isinstance(info.value, UserInputError)
     with pytest.raises(UserInputError, match="Unknown attention source"):
         aggregate_attention(cap, "values")
     with pytest.raises(UserInputError, match="layer 5 does not exist"):

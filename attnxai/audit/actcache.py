@@ -19,7 +19,7 @@ import torch
 from attnxai.io.hashing import example_hash
 from attnxai.models.base import ModelAdapter
 from attnxai.tcav.cav import TokenTable
-from attnxai.tcav.run import Progress, example_tables
+from attnxai.tcav.run import FractionProgress, example_tables
 
 if TYPE_CHECKING:
     from attnxai.audit.store import Store
@@ -55,7 +55,7 @@ class CachedActivations:
     """
 
     def __init__(self, store: Store | None, adapter: ModelAdapter, model_hash: str,
-                 batch_size: int | None = None, progress: Progress | None = None) -> None:
+                 batch_size: int | None = None, progress: FractionProgress | None = None) -> None:
         self.store, self.adapter, self.model_hash = store, adapter, model_hash
         self.batch_size, self.progress = batch_size, progress
         self.cached = self.computed = 0

@@ -16,50 +16,44 @@ from pathlib import Path
 
 import pandas as pd
 
+from attnxai.audit.records import RunRecord
 from attnxai.errors import UserInputError
 from attnxai.audit.store import Store
-
-# Run-level columns appended to every summary row, so one CSV is self-describing.
-RUN_COLUMNS = ["run_id", "created", "model", "model_hash", "dataset_hash", "concept_version",
-               "seed", "alpha", "min_accuracy", "layers", "attnxai_version"]
+from attnxai.schema import INPUT_DETAIL, RUN_CONTEXT, TABLES
 
 
-def _completed_run(store: Store, run_id: str) -> dict:
+def _completed_run(store: Store, run_id: str) -> RunRecord:
     run = store.get_run(run_id)
-    if run["status"] != "completed":
-        reason = f": {run['error']}" if run.get("error") else ""
-        raise UserInputError(f"Run {run_id} is {run['status']}{reason}; only completed runs have "
+    if not run.completed:
+        reason = f": {run.error}" if run.error else ""
+        raise UserInputError(f"Run {run_id} is {run.status}{reason}; only completed runs have "
                              "results to export.")
     return run
 
 
 def summary_frame(store: Store, run_id: str) -> pd.DataFrame:
-    """The run's tidy summary plus its config columns (:data:`RUN_COLUMNS`)."""
+    """The run's tidy summary plus its run columns (:data:`attnxai.schema.RUN_CONTEXT`):
+    ``run_id`` first, the summary's own columns, then the rest."""
     run = _completed_run(store, run_id)
     summary = store.summary(run_id)
-    hashes = {d["dataset"]: d["dataset_hash"] for d in run["dataset_details"]}
-    versions = {c["name"]: c["version_hash"] for c in run["concept_versions"]}
-    config = run["config"]
-    summary.insert(0, "run_id", run_id)
-    summary["created"] = run["created"]
-    summary["model"] = run["model"]
-    summary["model_hash"] = run["model_hash"]
-    summary["dataset_hash"] = summary["dataset"].map(hashes)
-    summary["concept_version"] = summary["concept"].map(versions)
-    summary["seed"] = run["seed"]
-    summary["alpha"] = config["alpha"]
-    summary["min_accuracy"] = config["min_accuracy"]
-    summary["layers"] = ",".join(str(l) for l in config["layers"])
-    summary["attnxai_version"] = (run["library_versions"] or {}).get("attnxai", "")
-    return summary
+    hashes = {d.dataset: d.dataset_hash for d in run.dataset_details}
+    versions = {c.name: c.version_hash for c in run.concept_versions}
+    tcav = run.config.tcav
+    context = {
+        "run_id": run_id, "created": run.created, "model": run.model,
+        "model_hash": run.model_hash, "dataset_hash": summary["dataset"].map(hashes),
+        "concept_version": summary["concept"].map(versions), "seed": run.seed,
+        "alpha": tcav.alpha, "min_accuracy": tcav.min_accuracy,
+        "layers": ",".join(str(l) for l in tcav.layers or ()),
+        "attnxai_version": run.library_versions.get("attnxai", "")}
+    summary = summary.assign(**context)
+    return summary[[RUN_CONTEXT[0], *TABLES["summary"].names(), *RUN_CONTEXT[1:]]]
 
 
 def detail_frame(store: Store, run_id: str) -> pd.DataFrame:
-    """Per-input detail of a completed run (see :meth:`Store.input_detail`), with ``run_id``."""
+    """Per-input detail of a completed run (see :meth:`Store.input_detail`), ``run_id`` first."""
     _completed_run(store, run_id)
-    detail = store.input_detail(run_id)
-    detail.insert(0, "run_id", run_id)
-    return detail
+    return store.input_detail(run_id).assign(run_id=run_id)[["run_id", *INPUT_DETAIL]]
 
 
 def detail_path(out: str | Path) -> Path:

@@ -7,7 +7,9 @@ dataset x target (concept and random-pool activations computed once, through the
 activation cache), corrects p-values across the whole run, and writes all results in the
 transaction that marks the run ``completed``. On an exception the run is marked ``failed``
 with the error and the exception propagates; on cancellation it is marked ``cancelled`` and
-:class:`AuditCancelled` is raised. Neither leaves result rows.
+:class:`AuditCancelled` is raised. Neither leaves result rows. The audit is described by an
+:class:`attnxai.audit.config.AuditConfig`; the run stores it resolved against the model, with
+every CAV it trained (the ``cavs`` table, once per run).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import platform
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -26,16 +28,18 @@ from typing import Any
 import pandas as pd
 
 from attnxai.audit.actcache import CachedActivations, model_hash
+from attnxai.audit.config import DEMO, AuditConfig
+from attnxai.audit.records import RunConcept, RunDataset
 from attnxai.io.concepts import ConceptSet, load_audit_concepts
 from attnxai.io.datasets import Dataset, demo_dataset, load_dataset
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
 from attnxai.audit.store import Store
-from attnxai.tcav.run import (Progress, TCAVConfig, TCAVResult, apply_correction, plan_cavs,
+from attnxai.schema import TABLES
+from attnxai.tcav.run import (FractionProgress, TCAVResult, apply_correction, plan_cavs,
                               labels_name_class, run_tcav, target_indices)
 
 log = logging.getLogger(__name__)
-DEMO = "demo"
 _VERSIONED = ("attnxai", "torch", "transformers", "timm", "numpy", "scipy", "pandas", "duckdb")
 
 
@@ -45,49 +49,6 @@ class AuditCancelled(Exception):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"audit run {run_id} was cancelled")
         self.run_id = run_id
-
-
-@dataclass
-class AuditConfig:
-    """Everything that defines an audit (stored with the run as its config JSON).
-
-    ``datasets``: ``"demo"`` (the model's demo data) or dataset paths; ``targets``: class names;
-    ``concepts``: concept-set names under ``concept_dir`` (default: the shipped/configured
-    root); ``layers``: None = all; ``limit``: at most this many inputs per dataset and target
-    (0 = all); ``labels``: zero-shot label -> description for ``builtin:minilm-zeroshot``.
-    The statistics settings are those of :class:`attnxai.tcav.run.TCAVConfig`.
-    """
-
-    model: str
-    datasets: list[str] = field(default_factory=lambda: [DEMO])
-    targets: list[str] = field(default_factory=list)  # required: validation rejects an empty list
-    concepts: list[str] = field(default_factory=list)  # required, likewise
-    layers: list[int] | None = None
-    num_cavs: int = 20
-    num_random: int = 10
-    num_null: int = 200
-    weighting: str = "both"
-    test: str = "grouped"
-    correction: str = "bh"
-    alpha: float = 0.05
-    negatives: str = "auto"
-    seed: int = 0
-    batch_size: int | None = None
-    limit: int = 0
-    concept_dir: str | None = None
-    labels: dict[str, str] | None = None
-    statistic: str = "derivative"
-    min_accuracy: float = 0.6
-    device: str | None = None
-    trust_remote_code: bool = False
-
-    def tcav_config(self) -> TCAVConfig:
-        """The per-target TCAV settings of this audit."""
-        return TCAVConfig(layers=self.layers, num_cavs=self.num_cavs, num_random=self.num_random,
-                          num_null=self.num_null, weighting=self.weighting, test=self.test,
-                          statistic=self.statistic, correction=self.correction, alpha=self.alpha,
-                          negatives=self.negatives, min_accuracy=self.min_accuracy,
-                          seed=self.seed, batch_size=self.batch_size)
 
 
 @dataclass
@@ -103,32 +64,16 @@ class AuditDataset:
 
 @dataclass
 class PreparedAudit:
-    """A validated audit, ready to run: everything loaded and checked."""
+    """A validated audit, ready to run: everything loaded and checked. ``config`` is the
+    given one resolved against the model: targets by their class names, the layers and the
+    pooling spelled out (as the run stores it)."""
 
     config: AuditConfig
     adapter: ModelAdapter
-    tcav: TCAVConfig
     targets: list[str]
     datasets: list[AuditDataset]
     concepts: list[ConceptSet]
     pools: dict[str, ConceptSet]
-
-
-def _check_config(config: AuditConfig) -> None:
-    for what in ("targets", "concepts", "datasets"):
-        values = getattr(config, what)
-        if isinstance(values, str) or not values or not all(isinstance(v, str) and v.strip()
-                                                           for v in values):
-            raise UserInputError(f"An audit needs at least one of {what}, as a list of names.")
-        dupes = sorted({v for v in values if values.count(v) > 1})
-        if dupes:
-            raise UserInputError(f"{what} lists {', '.join(dupes)} more than once.")
-    if config.limit < 0:
-        raise UserInputError("limit must be 0 (all inputs) or a positive number.")
-    if not 0 < config.alpha < 1:
-        raise UserInputError(f"alpha must be between 0 and 1, not {config.alpha}.")
-    if config.layers is not None and not config.layers:
-        raise UserInputError("layers must be None (all) or a non-empty list of layer numbers.")
 
 
 def _load_datasets(config: AuditConfig, adapter: ModelAdapter) -> list[tuple[str, Dataset]]:
@@ -150,7 +95,7 @@ def _load_datasets(config: AuditConfig, adapter: ModelAdapter) -> list[tuple[str
 
 
 def validate_audit(config: AuditConfig, adapter: ModelAdapter | None = None,
-                   progress: Progress | None = None) -> PreparedAudit:
+                   progress: FractionProgress | None = None) -> PreparedAudit:
     """Load and check everything an audit needs; raise UserInputError on the first problem.
 
     Loads the model (unless ``adapter`` is given), checks classes, layers, concepts and pools
@@ -159,22 +104,28 @@ def validate_audit(config: AuditConfig, adapter: ModelAdapter | None = None,
     """
     from attnxai.models import load_model
 
-    _check_config(config)
-    tcav = config.tcav_config()
-    tcav.validate()
+    config.validate()
+    batch_size = config.tcav.batch_size
     if adapter is None:
         adapter = load_model(config.model, device=config.device, labels=config.labels,
-                             batch_size=config.batch_size or 32,
+                             batch_size=32 if batch_size is None else batch_size,
                              trust_remote_code=config.trust_remote_code)
+    if config.labels is not None and not adapter.takes_label_descriptions:
+        raise UserInputError(f"{adapter.spec} does not take label descriptions; leave labels "
+                             "out for it.")
     targets = [adapter.labels[adapter.label_index(t)] for t in config.targets]
     if len(set(targets)) < len(targets):
         raise UserInputError("targets name the same class more than once.")
-    layers = list(range(adapter.num_layers)) if config.layers is None else list(config.layers)
+    given = config.tcav.layers
+    layers = list(range(adapter.num_layers)) if given is None else list(given)
     bad = [l for l in layers if not isinstance(l, int) or not 0 <= l < adapter.num_layers]
     if bad:
         raise UserInputError(f"Unknown layer(s) {bad}: this model has layers "
                              f"0..{adapter.num_layers - 1}.")
-    tcav.layers = layers
+    # Resolved against the model, so the stored config says exactly what ran.
+    tcav = replace(config.tcav, layers=tuple(layers),
+                   pooling=config.tcav.pooling or adapter.pooling)
+    config = replace(config, targets=tuple(targets), tcav=tcav)
     concepts, pools = load_audit_concepts(list(config.concepts), config.concept_dir,
                                           adapter.modality)
     plan_cavs(concepts, pools, tcav)  # pool sizes, matched/relative negatives: fail now, not mid-run
@@ -185,7 +136,7 @@ def validate_audit(config: AuditConfig, adapter: ModelAdapter | None = None,
         def tick(done: int, total: int, k: int = k) -> None:
             if progress:
                 progress((k + done / total) / len(loaded) * 0.05, f"predicting {name}")
-        probs = adapter.predict(ds.items, batch_size=config.batch_size, progress=tick)
+        probs = adapter.predict(ds.items, batch_size=batch_size, progress=tick)
         top = probs.max(1)
         predictions = [adapter.labels[i] for i in top.indices.tolist()]
         selected = {}
@@ -197,7 +148,7 @@ def validate_audit(config: AuditConfig, adapter: ModelAdapter | None = None,
                                      f"needs at least {tcav.min_inputs}.")
             selected[t] = (idx[: config.limit] if config.limit else idx, rule)
         datasets.append(AuditDataset(name, ds, predictions, top.values.tolist(), selected))
-    return PreparedAudit(config, adapter, tcav, targets, datasets, concepts, pools)
+    return PreparedAudit(config, adapter, targets, datasets, concepts, pools)
 
 
 def library_versions() -> dict[str, str]:
@@ -219,7 +170,7 @@ def new_run_id() -> str:
 class _Steps:
     """Maps each stage's own 0..1 progress into the run's, and checks for cancellation."""
 
-    def __init__(self, run_id: str, progress: Progress | None,
+    def __init__(self, run_id: str, progress: FractionProgress | None,
                  cancel: threading.Event | None) -> None:
         self.run_id, self.progress, self.cancel = run_id, progress, cancel
         self.lo, self.hi, self.label = 0.0, 1.0, ""
@@ -250,8 +201,7 @@ def _input_name(ds: AuditDataset, i: int) -> str:
 
 def _with_dataset(result: TCAVResult, name: str) -> dict[str, pd.DataFrame]:
     tables = {"summary": result.summary, "cav_scores": result.cav_scores,
-              "cav_accuracy": result.cav_accuracy.assign(target=result.config["target"]),
-              "input_scores": result.input_scores}
+              "cav_accuracy": result.cav_accuracy, "input_scores": result.input_scores}
     return {k: v.assign(dataset=name) for k, v in tables.items()}
 
 
@@ -259,36 +209,41 @@ def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations
              ) -> dict[str, pd.DataFrame]:
     """TCAV for every dataset x target; the result tables of the whole run."""
     pairs = [(ds, t) for ds in prep.datasets for t in prep.targets]
+    tcav = prep.config.tcav
     steps.stage(0.05, 0.2, "concept and random-pool activations")
-    layers = list(prep.tcav.layers)
+    layers = list(tcav.layers)
     acts(_plan_items(prep), layers)  # once for the whole run; each run_tcav reuses it
     parts: dict[str, list[pd.DataFrame]] = {}
     inputs = []
+    cavs = None
     fits: dict = {}  # every dataset x target shares the run's CAVs: trained once per layer
     span = 0.75 / len(pairs)
     for k, (ds, target) in enumerate(pairs):
         idx, rule = ds.selected[target]
         steps.stage(0.2 + k * span, 0.2 + (k + 1) * span, f"{ds.name} / {target}")
         result = run_tcav(prep.adapter, [ds.data.items[i] for i in idx], target, prep.concepts,
-                          prep.pools, prep.tcav, progress=steps, activations=acts,
-                          fit_cache=fits)
+                          prep.pools, tcav, progress=steps, activations=acts, fit_cache=fits)
+        if cavs is None:  # the same CAVs for every dataset x target: stored once
+            cavs = result.cav_table()
         for name, frame in _with_dataset(result, ds.name).items():
             parts.setdefault(name, []).append(frame)
-        inputs.append(pd.DataFrame({
+        inputs.append(TABLES["inputs"].frame(pd.DataFrame({
             "dataset": ds.name, "target": target, "input_index": range(len(idx)),
             "item_index": idx, "input": [_input_name(ds, i) for i in idx],
             "label": [ds.data.labels[i] for i in idx] if ds.data.labels else None,
             "prediction": [ds.predictions[i] for i in idx],
-            "probability": [ds.probabilities[i] for i in idx], "selected_by": rule}))
-    tables = {name: pd.concat(frames, ignore_index=True) for name, frames in parts.items()}
+            "probability": [ds.probabilities[i] for i in idx], "selected_by": rule})))
+    tables = {name: TABLES[name].frame(pd.concat(frames, ignore_index=True))
+              for name, frames in parts.items()}
     # One family of tests per run: correct across every dataset, target, concept and layer.
-    tables["summary"] = apply_correction(tables["summary"], prep.tcav.correction, prep.tcav.alpha)
+    tables["summary"] = apply_correction(tables["summary"], tcav.correction, tcav.alpha)
     tables["inputs"] = pd.concat(inputs, ignore_index=True)
+    tables["cavs"] = cavs
     return tables
 
 
 def _plan_items(prep: PreparedAudit) -> list[Any]:
-    return plan_cavs(prep.concepts, prep.pools, prep.tcav).examples.items
+    return plan_cavs(prep.concepts, prep.pools, prep.config.tcav).examples.items
 
 
 def _end(store: Store, run_id: str, status: str, error: str, t0: float) -> None:
@@ -299,7 +254,7 @@ def _end(store: Store, run_id: str, status: str, error: str, t0: float) -> None:
         log.exception("could not mark audit run %s %s", run_id, status)
 
 
-def run_audit(config: AuditConfig, store: Store, progress: Progress | None = None,
+def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | None = None,
               cancel: threading.Event | None = None, adapter: ModelAdapter | None = None,
               use_cache: bool = True) -> str:
     """Validate, run and store an audit; return its run id.
@@ -320,20 +275,18 @@ def run_audit(config: AuditConfig, store: Store, progress: Progress | None = Non
         dhash = ds.data.content_hash()
         store.record_dataset(dhash, ds.data.name, ds.data.source, ds.data.modality, len(ds.data),
                              ds.data.labels is not None)
-        ds_rows.append({"dataset": ds.name, "dataset_hash": dhash, "source": ds.data.source,
-                        "n_items": len(ds.data)})
-    concept_rows = [{"name": c.name, "version_hash": store.record_concept_set(c), "role": role}
+        ds_rows.append(RunDataset(ds.name, dhash, ds.data.source, len(ds.data)))
+    concept_rows = [RunConcept(c.name, store.record_concept_set(c), role)
                     for role, sets in (("concept", prep.concepts), ("pool", prep.pools.values()))
                     for c in sets]
     run_id = new_run_id()
-    run_config = {**asdict(config), "layers": list(prep.tcav.layers), "targets": prep.targets}
     store.start_run(run_id, model=adapter.spec, model_hash=mhash, datasets=ds_rows,
-                    targets=prep.targets, concepts=concept_rows, seed=config.seed,
-                    config=run_config, library_versions=library_versions())
+                    targets=prep.targets, concepts=concept_rows, config=prep.config,
+                    library_versions=library_versions())
     t0 = time.perf_counter()
     steps = _Steps(run_id, progress, cancel)
-    acts = CachedActivations(store if use_cache else None, adapter, mhash, config.batch_size,
-                             progress=steps)
+    acts = CachedActivations(store if use_cache else None, adapter, mhash,
+                             prep.config.tcav.batch_size, progress=steps)
     try:
         tables = _execute(prep, steps, acts)
         steps.stage(0.95, 1.0, "saving results")

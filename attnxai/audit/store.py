@@ -6,9 +6,10 @@ Schema (version :data:`SCHEMA_VERSION`, see the README's "Audit store and CSV ex
   content hash, size), ``concept_sets`` (name, version hash, examples);
 - ``runs`` (id, created, status running/completed/failed/cancelled, error, config JSON, seed,
   library versions, duration) with ``run_datasets`` and ``run_concepts`` (what exactly it used);
-- results, all keyed by ``run_id`` and carrying ``dataset``: ``summary`` (one row per dataset x
-  target x concept x layer x weighting), ``cav_scores``, ``cav_accuracy``, ``input_scores`` and
-  ``inputs`` (the input behind each ``input_index``);
+- results, all keyed by ``run_id`` and declared once in :data:`attnxai.schema.TABLES`:
+  ``summary`` (one row per dataset x target x concept x layer x weighting), ``cav_scores``,
+  ``cav_accuracy``, ``input_scores``, ``inputs`` (the input behind each ``input_index``) and
+  ``cavs`` (every CAV of the run per layer, once per run);
 - ``activation_cache``: token activations per (model hash, example hash, layer).
 
 Several processes share the file (dashboard and CLI), and DuckDB lets only one process open it
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -33,19 +35,24 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+import numpy as np
 import pandas as pd
 import torch
 
+from attnxai.audit.config import AuditConfig
+from attnxai.audit.records import RunConcept, RunDataset, RunRecord
 from attnxai.io.hashing import example_hash
 from attnxai.io.concepts import ConceptSet
 from attnxai.errors import UserInputError
+from attnxai.schema import INPUT_DETAIL, TABLES, migration
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
-STATUSES = ("running", "completed", "failed", "cancelled")
+SCHEMA_VERSION = 3
 DEFAULT_LOCK_TIMEOUT_S = 60.0
+DEFAULT_CACHE_MAX_BYTES = 2 * 1024**3
+CACHE_MAX_BYTES_ENV = "ATTNXAI_CACHE_MAX_BYTES"
 _CONFLICT_RETRIES = 8
 # DuckDB shares one database instance between a process's connections to a file; two threads
 # opening (or closing the last connection) at the same moment race on attaching the file.
@@ -73,29 +80,10 @@ MIGRATIONS: list[list[str]] = [
                source VARCHAR, n_items INTEGER)""",
         """CREATE TABLE run_concepts (run_id VARCHAR, name VARCHAR, version_hash VARCHAR,
                role VARCHAR)""",
-        """CREATE TABLE summary (run_id VARCHAR, seq INTEGER, dataset VARCHAR, target VARCHAR,
-               concept VARCHAR, layer INTEGER, weighting VARCHAR, mean DOUBLE, std DOUBLE,
-               magnitude_mean DOUBLE, magnitude_std DOUBLE, random_mean DOUBLE,
-               random_std DOUBLE, random_magnitude_mean DOUBLE, derivative_mean DOUBLE,
-               null_derivative_std DOUBLE, p_value DOUBLE, p_adjusted DOUBLE,
-               significant BOOLEAN, direction VARCHAR, cav_accuracy DOUBLE,
-               cav_accuracy_std DOUBLE, reliable BOOLEAN, n_inputs INTEGER, num_cavs INTEGER,
-               num_random INTEGER, num_null INTEGER, negatives VARCHAR, random_pool VARCHAR,
-               test VARCHAR, statistic VARCHAR, correction VARCHAR)""",
-        """CREATE TABLE cav_scores (run_id VARCHAR, seq BIGINT, dataset VARCHAR, target VARCHAR,
-               cav_name VARCHAR, rep INTEGER, kind VARCHAR, layer INTEGER, weighting VARCHAR,
-               tcav DOUBLE, magnitude DOUBLE, derivative DOUBLE)""",
-        """CREATE TABLE cav_accuracy (run_id VARCHAR, seq BIGINT, dataset VARCHAR,
-               target VARCHAR, cav_name VARCHAR, rep INTEGER, kind VARCHAR, layer INTEGER,
-               accuracy DOUBLE, train_accuracy DOUBLE)""",
-        """CREATE TABLE input_scores (run_id VARCHAR, seq BIGINT, dataset VARCHAR,
-               target VARCHAR, concept VARCHAR, rep INTEGER, layer INTEGER, weighting VARCHAR,
-               input_index INTEGER, score DOUBLE)""",
+        *migration(1),  # summary, cav_scores, cav_accuracy, input_scores
     ],
     [  # 1 -> 2: drill-down inputs, the activation cache, cache statistics and the run's owner
-        """CREATE TABLE inputs (run_id VARCHAR, dataset VARCHAR, target VARCHAR,
-               input_index INTEGER, item_index INTEGER, input VARCHAR, label VARCHAR,
-               prediction VARCHAR, probability DOUBLE, selected_by VARCHAR)""",
+        *migration(2),  # inputs
         """CREATE TABLE activation_cache (model_hash VARCHAR, example_hash VARCHAR,
                layer INTEGER, dtype VARCHAR, n_tokens INTEGER, dim INTEGER, data BLOB,
                created TIMESTAMP, PRIMARY KEY (model_hash, example_hash, layer))""",
@@ -104,30 +92,18 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE runs ADD COLUMN pid INTEGER",
         "ALTER TABLE runs ADD COLUMN host VARCHAR",
     ],
+    [  # 2 -> 3: each run's CAVs; seeds up to 2**32 - 1; every `seq` of one type
+        "ALTER TABLE runs ALTER seed TYPE BIGINT",
+        "ALTER TABLE summary ALTER seq TYPE BIGINT",
+        *migration(3),  # cavs
+    ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
+assert all(t.since <= SCHEMA_VERSION for t in TABLES.values()), "a table needs its migration step"
 
-# Columns of each result table as written by an audit (besides run_id); the order of `seq`.
-RESULT_COLUMNS: dict[str, list[str]] = {
-    "summary": ["dataset", "target", "concept", "layer", "weighting", "mean", "std",
-                "magnitude_mean", "magnitude_std", "random_mean", "random_std",
-                "random_magnitude_mean", "derivative_mean", "null_derivative_std", "p_value",
-                "p_adjusted", "significant", "direction", "cav_accuracy", "cav_accuracy_std",
-                "reliable", "n_inputs", "num_cavs", "num_random", "num_null", "negatives",
-                "random_pool", "test", "statistic", "correction"],
-    "cav_scores": ["dataset", "target", "cav_name", "rep", "kind", "layer", "weighting", "tcav",
-                   "magnitude", "derivative"],
-    "cav_accuracy": ["dataset", "target", "cav_name", "rep", "kind", "layer", "accuracy",
-                     "train_accuracy"],
-    "input_scores": ["dataset", "target", "concept", "rep", "layer", "weighting", "input_index",
-                     "score"],
-}
-INPUT_COLUMNS = ["dataset", "target", "input_index", "item_index", "input", "label", "prediction",
-                 "probability", "selected_by"]
 RUN_LIST_COLUMNS = ["run_id", "status", "created", "finished", "model", "model_hash", "datasets",
                     "targets", "concepts", "seed", "duration_s", "error", "config",
                     "activations_cached", "activations_computed"]
-_JSON_RUN_FIELDS = ("datasets", "targets", "concepts", "config", "library_versions")
 
 
 class StoreError(UserInputError):
@@ -148,8 +124,39 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)  # stored as naive UTC
 
 
+# DuckDB's message when another process holds the file: 'IO Error: Could not set lock on file
+# "<path>": Conflicting lock is held in <program> (PID n)'. Only its start is matched: the
+# path that follows may contain any word, "lock" included.
+_LOCK_CONFLICT = re.compile(r'^(IO Error: )?Could not set lock on file "')
+_NOT_DUCKDB = "it is not a valid DuckDB database file"
+
+
 def _is_lock_error(exc: Exception) -> bool:
-    return "lock" in str(exc).lower()
+    """Whether DuckDB refused to open a file because another process holds its lock."""
+    return isinstance(exc, duckdb.IOException) and _LOCK_CONFLICT.match(str(exc)) is not None
+
+
+def _open_error(path: Path, exc: Exception) -> StoreError:
+    """The StoreError for a file DuckDB cannot open for a reason other than a lock."""
+    if _NOT_DUCKDB in str(exc):
+        return StoreError(f"Cannot open the audit database {path}: it is not a DuckDB database "
+                          "file; give another file name (--db) or move that file away.")
+    return StoreError(f"Cannot open the audit database {path}: {exc}")
+
+
+def cache_max_bytes_from_env() -> int:
+    """The activation cache's size cap: ``$ATTNXAI_CACHE_MAX_BYTES`` if set, else 2 GB."""
+    text = os.environ.get(CACHE_MAX_BYTES_ENV, "").strip()
+    if not text:
+        return DEFAULT_CACHE_MAX_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise StoreError(f"{CACHE_MAX_BYTES_ENV} must be a whole number of bytes (0 or more), "
+                         f"not {text!r}; unset it for the default of 2 GB.")
+    return value
 
 
 def _pid_alive(pid: int) -> bool:
@@ -169,11 +176,14 @@ class Store:
     between threads and never keeps other processes out for longer than one operation.
     ``lock_timeout`` bounds how long an operation waits for another process's lock;
     ``notify`` receives the waiting message (default: a logging warning).
+    ``cache_max_bytes`` caps the activation cache (default :func:`cache_max_bytes_from_env`):
+    after each addition the oldest entries are evicted until it fits.
     """
 
     def __init__(self, path: str | Path | None = None, *,
                  lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
-                 notify: Callable[[str], None] | None = None) -> None:
+                 notify: Callable[[str], None] | None = None,
+                 cache_max_bytes: int | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_db_path()
         if self.path.is_dir():
             raise StoreError(f"{self.path} is a folder; give the audit database's file name "
@@ -184,6 +194,8 @@ class Store:
             raise StoreError(f"Cannot use {self.path}: folder {self.path.parent} does not exist.")
         self.lock_timeout = lock_timeout
         self.notify = notify or log.warning
+        self.cache_max_bytes = (cache_max_bytes_from_env() if cache_max_bytes is None
+                                else cache_max_bytes)
         self._schema_ok = False
 
     # -- connections and transactions ------------------------------------------------------------
@@ -194,9 +206,9 @@ class Store:
             try:
                 with _ATTACH_LOCK:
                     return duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:
+            except duckdb.Error as exc:
                 if not _is_lock_error(exc):
-                    raise StoreError(f"Cannot open the audit database {self.path}: {exc}") from None
+                    raise _open_error(self.path, exc) from None
                 if time.monotonic() >= deadline:
                     raise StoreLockedError(
                         f"The audit database {self.path} is in use by another process and stayed "
@@ -325,52 +337,56 @@ class Store:
         return {"examples": json.loads(row[0]), "counterexamples": json.loads(row[1])}
 
     # -- runs ----------------------------------------------------------------------------------------
-    def start_run(self, run_id: str, *, model: str, model_hash: str, datasets: list[dict],
-                  targets: list[str], concepts: list[dict], seed: int, config: dict[str, Any],
+    def start_run(self, run_id: str, *, model: str, model_hash: str,
+                  datasets: Sequence[RunDataset], targets: Sequence[str],
+                  concepts: Sequence[RunConcept], config: AuditConfig,
                   library_versions: dict[str, str]) -> None:
-        """Insert a run with status ``running``. ``datasets``: dicts with ``dataset,
-        dataset_hash, source, n_items``; ``concepts``: dicts with ``name, version_hash, role``."""
+        """Insert a run with status ``running``: what it uses (datasets by content hash,
+        concept sets and pools by version) and its config (:meth:`AuditConfig.to_dict`)."""
         def write(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(
                 "INSERT INTO runs (run_id, created, status, model, model_hash, datasets, targets, "
                 "concepts, seed, config, library_versions, pid, host) "
                 "VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, _now(), model, model_hash, json.dumps([d["dataset"] for d in datasets]),
-                 json.dumps(targets),
-                 json.dumps([c["name"] for c in concepts if c["role"] == "concept"]), seed,
-                 json.dumps(config, default=str), json.dumps(library_versions), os.getpid(),
-                 socket.gethostname()])
+                [run_id, _now(), model, model_hash, json.dumps([d.dataset for d in datasets]),
+                 json.dumps(list(targets)),
+                 json.dumps([c.name for c in concepts if c.role == "concept"]), config.tcav.seed,
+                 json.dumps(config.to_dict(), default=str), json.dumps(library_versions),
+                 os.getpid(), socket.gethostname()])
             for d in datasets:
                 con.execute("INSERT INTO run_datasets VALUES (?, ?, ?, ?, ?)",
-                            [run_id, d["dataset"], d["dataset_hash"], d["source"], d["n_items"]])
+                            [run_id, d.dataset, d.dataset_hash, d.source, d.n_items])
             for c in concepts:
                 con.execute("INSERT INTO run_concepts VALUES (?, ?, ?, ?)",
-                            [run_id, c["name"], c["version_hash"], c["role"]])
+                            [run_id, c.name, c.version_hash, c.role])
         self._write(write)
 
     def complete_run(self, run_id: str, tables: dict[str, pd.DataFrame], duration_s: float,
                      activations_cached: int = 0, activations_computed: int = 0) -> None:
         """Write a run's result tables and mark it completed, in one transaction.
 
-        ``tables`` maps ``summary``, ``cav_scores``, ``cav_accuracy``, ``input_scores`` and
-        ``inputs`` to DataFrames holding (at least) the columns of :data:`RESULT_COLUMNS` /
-        :data:`INPUT_COLUMNS`, with a ``dataset`` column.
+        ``tables`` maps every table of :data:`attnxai.schema.TABLES` to a DataFrame holding
+        (at least) its columns (an empty frame: no rows).
         """
+        if set(tables) != set(TABLES):
+            raise ValueError(f"a run's results are the tables {sorted(TABLES)}, not "
+                             f"{sorted(tables)}")
+
         def write(con: duckdb.DuckDBPyConnection) -> None:
             status = _one(con, "SELECT status FROM runs WHERE run_id = ?", [run_id])
             if status is None or status[0] != "running":
                 raise StoreError(f"Run {run_id} is not running (it is "
                                  f"{status[0] if status else 'gone'}); its results were not saved.")
-            for table, columns in RESULT_COLUMNS.items():
-                _insert_frame(con, table, run_id, tables[table], columns, with_seq=True)
-            _insert_frame(con, "inputs", run_id, tables["inputs"], INPUT_COLUMNS, with_seq=False)
+            for name in TABLES:
+                _insert_frame(con, name, run_id, tables[name])
             con.execute("UPDATE runs SET status = 'completed', finished = ?, duration_s = ?, "
                         "activations_cached = ?, activations_computed = ? WHERE run_id = ?",
                         [_now(), duration_s, activations_cached, activations_computed, run_id])
         self._write(write)
 
-    def end_run(self, run_id: str, status: str, error: str, duration_s: float) -> None:
-        """Mark a run failed or cancelled, with the reason; it keeps no results."""
+    def end_run(self, run_id: str, status: str, error: str, duration_s: float | None) -> None:
+        """Mark a run failed or cancelled, with the reason; it keeps no results.
+        ``duration_s`` is None when it is not known."""
         if status not in ("failed", "cancelled"):
             raise ValueError(f"end_run is for failed or cancelled runs, not {status!r}")
         self._write(lambda con: con.execute(
@@ -387,31 +403,41 @@ class Store:
             df[col] = [", ".join(json.loads(v)) if v else "" for v in df[col]]
         return df
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
-        """Every field of one run, with the JSON fields parsed and ``dataset_details`` /
-        ``concept_versions`` (what exactly it used) added."""
+    def get_run(self, run_id: str) -> RunRecord:
+        """One run, with what exactly it used (``dataset_details``, ``concept_versions``)."""
         self._reap_orphans()
         with self._connect() as con:
             found = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
             if found.empty:
                 raise StoreError(f"No run {run_id!r} in {self.path}; `attnxai runs` lists them.")
-            run = {k: _plain(v) for k, v in found.iloc[0].to_dict().items()}
-            run["dataset_details"] = con.execute(
+            row = {k: _plain(v) for k, v in found.iloc[0].to_dict().items()}
+            details = con.execute(
                 "SELECT dataset, dataset_hash, source, n_items FROM run_datasets WHERE run_id = ? "
-                "ORDER BY rowid", [run_id]).df().to_dict("records")
-            run["concept_versions"] = con.execute(
+                "ORDER BY rowid", [run_id]).fetchall()
+            versions = con.execute(
                 "SELECT name, version_hash, role FROM run_concepts WHERE run_id = ? ORDER BY rowid",
-                [run_id]).df().to_dict("records")
-        for key in _JSON_RUN_FIELDS:
-            run[key] = json.loads(run[key]) if run[key] is not None else None
-        return run
+                [run_id]).fetchall()
+        data = {k: json.loads(row[k]) if row[k] is not None else None
+                for k in ("datasets", "targets", "concepts", "config", "library_versions")}
+        return RunRecord(
+            run_id=row["run_id"], status=row["status"], created=row["created"],
+            finished=row["finished"], error=row["error"], model=row["model"],
+            model_hash=row["model_hash"], datasets=data["datasets"] or [],
+            targets=data["targets"] or [], concepts=data["concepts"] or [], seed=row["seed"],
+            # The run's model fills in a config stored without one (the oldest runs).
+            config=AuditConfig.from_dict({"model": row["model"], **(data["config"] or {})}),
+            library_versions=data["library_versions"] or {}, duration_s=row["duration_s"],
+            activations_cached=row["activations_cached"] or 0,
+            activations_computed=row["activations_computed"] or 0, pid=row["pid"],
+            host=row["host"], dataset_details=tuple(RunDataset(*r) for r in details),
+            concept_versions=tuple(RunConcept(*r) for r in versions))
 
     def delete_run(self, run_id: str) -> None:
         """Delete a run and all its rows (unknown id: StoreError)."""
         self.get_run(run_id)
 
         def write(con: duckdb.DuckDBPyConnection) -> None:
-            for table in (*RESULT_COLUMNS, "inputs", "run_datasets", "run_concepts", "runs"):
+            for table in (*TABLES, "run_datasets", "run_concepts", "runs"):
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
         self._write(write)
 
@@ -422,39 +448,58 @@ class Store:
                                [socket.gethostname()]).fetchall()
         dead = [(run_id, pid) for run_id, pid in rows if pid is not None and not _pid_alive(pid)]
         for run_id, pid in dead:
+            # When the process died is not known, so neither is the run's duration.
             self.end_run(run_id, "failed", f"the process running it (pid {pid}) ended without "
-                                           "finishing it", 0.0)
+                                           "finishing it", None)
 
     # -- results ---------------------------------------------------------------------------------
-    def _results(self, table: str, run_id: str) -> pd.DataFrame:
+    def results(self, name: str, run_id: str) -> pd.DataFrame:
+        """The rows of one run in the results table ``name`` (:data:`attnxai.schema.TABLES`),
+        in its columns and in the order the run wrote them."""
         self.get_run(run_id)  # a clear error for an unknown id
-        cols = ", ".join(RESULT_COLUMNS[table])
-        return self._read(f"SELECT {cols} FROM {table} WHERE run_id = ? ORDER BY seq", [run_id])
+        table = TABLES[name]
+        order = "seq" if table.ordered else "rowid"
+        return self._read(f"SELECT {', '.join(table.names())} FROM {name} WHERE run_id = ? "
+                          f"ORDER BY {order}", [run_id])
 
     def summary(self, run_id: str) -> pd.DataFrame:
         """The run's tidy summary: one row per dataset x target x concept x layer x weighting
         (no rows unless the run completed)."""
-        return self._results("summary", run_id)
+        return self.results("summary", run_id)
 
     def cav_scores(self, run_id: str) -> pd.DataFrame:
         """TCAV and magnitude score of every CAV (concept and random) per layer and weighting."""
-        return self._results("cav_scores", run_id)
+        return self.results("cav_scores", run_id)
 
     def cav_accuracy(self, run_id: str) -> pd.DataFrame:
         """Held-out and training accuracy of every CAV per layer."""
-        return self._results("cav_accuracy", run_id)
+        return self.results("cav_accuracy", run_id)
 
     def input_scores(self, run_id: str) -> pd.DataFrame:
         """S(x) per concept CAV, layer, weighting and input (``input_index`` -> :meth:`inputs`)."""
-        return self._results("input_scores", run_id)
+        return self.results("input_scores", run_id)
 
     def inputs(self, run_id: str) -> pd.DataFrame:
         """The audited inputs: ``input_index`` (as in the scores) per dataset and target, the
         dataset position ``item_index``, ``input`` (the text, or the image path; for in-memory
         images ``<source>#<item_index>``), gold ``label``, ``prediction`` and its probability."""
+        return self.results("inputs", run_id)
+
+    def cav_vectors(self, run_id: str, cav_name: str) -> dict[int, torch.Tensor]:
+        """The stored CAVs of ``cav_name`` (a concept, or ``random:<pool>``) in a run: layer ->
+        ``[reps, d]`` unit vectors in rep order. Empty when the run stored none: it did not
+        complete, or it was saved before the store kept CAVs (schema < 3)."""
         self.get_run(run_id)
-        return self._read(f"SELECT {', '.join(INPUT_COLUMNS)} FROM inputs WHERE run_id = ? "
-                          "ORDER BY rowid", [run_id])
+        with self._connect() as con:
+            rows = con.execute("SELECT layer, dim, vector FROM cavs WHERE run_id = ? AND "
+                               "cav_name = ? ORDER BY layer, rep", [run_id, cav_name]).fetchall()
+        by_layer: dict[int, list[bytes]] = {}
+        for layer, _, vector in rows:
+            by_layer.setdefault(int(layer), []).append(vector)
+        dims = {int(layer): int(dim) for layer, dim, _ in rows}
+        return {layer: torch.from_numpy(np.frombuffer(b"".join(vs), dtype="<f4").copy()
+                                        .reshape(len(vs), dims[layer]))
+                for layer, vs in by_layer.items()}
 
     def input_detail(self, run_id: str) -> pd.DataFrame:
         """Per input, concept, layer and weighting: the mean and std of S(x) over the concept's
@@ -468,7 +513,7 @@ class Store:
             "count(*) AS num_cavs, min(s.seq) AS first "
             "FROM input_scores s LEFT JOIN inputs i ON i.run_id = s.run_id "
             "AND i.dataset = s.dataset AND i.target = s.target AND i.input_index = s.input_index "
-            "WHERE s.run_id = ? GROUP BY ALL ORDER BY first", [run_id]).drop(columns="first")
+            "WHERE s.run_id = ? GROUP BY ALL ORDER BY first", [run_id])[list(INPUT_DETAIL)]
 
     # -- activation cache ------------------------------------------------------------------------
     def cached_activations(self, model_hash: str, example_hashes: Sequence[str],
@@ -484,7 +529,8 @@ class Store:
 
     def cache_activations(self, model_hash: str,
                           entries: dict[tuple[str, int], torch.Tensor]) -> None:
-        """Add token activations to the cache (entries already there are kept as they are)."""
+        """Add token activations to the cache (entries already there are kept as they are),
+        then evict the oldest entries while the cache is over :attr:`cache_max_bytes`."""
         rows = []
         for (h, layer), t in entries.items():
             t = t.detach().cpu().contiguous()
@@ -502,21 +548,49 @@ class Store:
                 con.execute("INSERT INTO activation_cache SELECT * FROM _cache ON CONFLICT DO NOTHING")
             finally:
                 con.unregister("_cache")
+            _evict_oldest(con, self.cache_max_bytes)
         self._write(write)
 
     def cache_info(self) -> pd.DataFrame:
-        """Rows and bytes of the activation cache per model hash."""
-        return self._read("SELECT model_hash, count(*) AS entries, "
-                          "count(DISTINCT example_hash) AS examples, sum(octet_length(data)) AS bytes "
-                          "FROM activation_cache GROUP BY model_hash ORDER BY model_hash")
+        """Entries (example x layer), examples and bytes of the activation cache per model hash,
+        with the model's spec when the store knows it, and the oldest and newest entry."""
+        return self._read(
+            f"SELECT c.model_hash, any_value(m.spec) AS spec, count(*) AS entries, "
+            f"count(DISTINCT c.example_hash) AS examples, sum({_ENTRY_BYTES}) AS bytes, "
+            f"min(c.created) AS oldest, max(c.created) AS newest "
+            f"FROM activation_cache c LEFT JOIN models m ON m.model_hash = c.model_hash "
+            f"GROUP BY c.model_hash ORDER BY c.model_hash")
 
-    def clear_cache(self, model_hash: str | None = None) -> None:
-        """Drop cached activations (of one model, or all)."""
-        if model_hash is None:
-            self._write(lambda con: con.execute("DELETE FROM activation_cache"))
-        else:
-            self._write(lambda con: con.execute(
-                "DELETE FROM activation_cache WHERE model_hash = ?", [model_hash]))
+    def clear_cache(self, model_hash: str | None = None) -> int:
+        """Drop cached activations (of one model, or all); the number of entries dropped."""
+        def write(con: duckdb.DuckDBPyConnection) -> int:
+            if model_hash is None:
+                row = _one(con, "DELETE FROM activation_cache")
+            else:
+                row = _one(con, "DELETE FROM activation_cache WHERE model_hash = ?", [model_hash])
+            return int(row[0]) if row else 0
+        return self._write(write)
+
+
+# Bytes of one cache entry, from its shape and dtype: reading the BLOBs to measure them would
+# cost a scan of the whole cache after every insert. Other dtypes fall back to the BLOB.
+_ENTRY_BYTES = ("(c.n_tokens::BIGINT * c.dim * CASE c.dtype WHEN 'float32' THEN 4 "
+                "WHEN 'float16' THEN 2 WHEN 'bfloat16' THEN 2 WHEN 'float64' THEN 8 "
+                "ELSE octet_length(c.data) END)")
+
+
+def _evict_oldest(con: duckdb.DuckDBPyConnection, max_bytes: int) -> None:
+    """Delete the oldest cache entries (by ``created``; ties by key) until the rest fit in
+    ``max_bytes``: an entry is kept when it and every newer one fit."""
+    total = _one(con, f"SELECT coalesce(sum({_ENTRY_BYTES}), 0) FROM activation_cache c")[0]
+    if total <= max_bytes:
+        return
+    con.execute(
+        f"DELETE FROM activation_cache WHERE (model_hash, example_hash, layer) IN ("
+        f"SELECT model_hash, example_hash, layer FROM (SELECT c.model_hash, c.example_hash, "
+        f"c.layer, sum({_ENTRY_BYTES}) OVER (ORDER BY c.created DESC, c.model_hash DESC, "
+        f"c.example_hash DESC, c.layer DESC ROWS UNBOUNDED PRECEDING) AS newer_bytes "
+        f"FROM activation_cache c) WHERE newer_bytes > ?)", [max_bytes])
 
 
 def _file_version(con: duckdb.DuckDBPyConnection, path: Path) -> int:
@@ -552,20 +626,18 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any] = ()) -
     return rows[0] if rows else None
 
 
-def _insert_frame(con: duckdb.DuckDBPyConnection, table: str, run_id: str, df: pd.DataFrame,
-                  columns: list[str], with_seq: bool) -> None:
-    """Insert the named columns of ``df`` (table and column names are code constants)."""
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{table} rows lack columns {missing}")
-    frame = df[columns].reset_index(drop=True)
-    if with_seq:
+def _insert_frame(con: duckdb.DuckDBPyConnection, name: str, run_id: str,
+                  df: pd.DataFrame) -> None:
+    """Insert ``df`` as rows of the results table ``name`` (its columns, in its dtypes)."""
+    table = TABLES[name]
+    frame = table.frame(df).reset_index(drop=True)
+    if table.ordered:
         frame.insert(0, "seq", range(len(frame)))
     frame.insert(0, "run_id", run_id)
     con.register("_frame", frame)
     try:
         names = ", ".join(frame.columns)
-        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM _frame")
+        con.execute(f"INSERT INTO {name} ({names}) SELECT {names} FROM _frame")
     finally:
         con.unregister("_frame")
 

@@ -6,16 +6,60 @@ import argparse
 import contextlib
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from attnxai.audit.config import DEMO, AuditConfig
 from attnxai.audit.report import detail_path, export_run, summary_frame
-from attnxai.audit.runner import DEMO, AuditConfig, run_audit
+from attnxai.audit.runner import run_audit
 from attnxai.audit.store import Store
 from attnxai.cli.common import add_model_arguments
 from attnxai.errors import UserInputError
+from attnxai.tcav.config import TCAVConfig
+from attnxai.tcav.options import choices, defaults, interval
+
+#: The TCAV settings `attnxai audit` takes as --options, with their help. Their choices or
+#: number types and ranges come from the constraints table, their defaults from TCAVConfig.
+TCAV_OPTIONS = {
+    "num_cavs": "CAVs per concept and layer",
+    "num_random": "random-vs-random CAVs reported as the random baseline",
+    "num_null": "random-vs-random CAVs per pool and layer forming the null",
+    "weighting": "token weighting: attention-weighted TCAV, plain token-level TCAV, or both",
+    "test": "grouped: random-effects test against the null CAVs; see README",
+    "statistic": "the per-CAV value the test compares",
+    "correction": "multiple-testing correction across the whole run",
+    "alpha": "significance level of the corrected p-values",
+    "negatives": "auto: counterexamples of paired concepts, else the random pool",
+    "pair_rows": "matched pairs train on the tokens where a pair differs, or on all tokens",
+    "min_accuracy": "layers whose concept CAVs are less accurate are unreliable",
+    "l2": "L2 penalty of each CAV's logistic regression",
+    "holdout": "share of each CAV's examples held out to measure its accuracy",
+    "pooling": "query row that weights the tokens",
+    "seed": "seed of every random choice (negatives, splits, random CAVs)",
+}
+# Checked by TCAVConfig.validate instead: whether it is bounded depends on --test.
+_CONDITIONAL = ("num_null",)
+
+
+def number_type(name: str) -> Callable[[str], Any]:
+    """An argparse type for the number option ``name``: its kind, within its interval of the
+    constraints table, so a bad value stops the command (exit 2) before the model loads."""
+    bounds = interval(name)
+
+    def parse(text: str) -> Any:
+        try:
+            value = bounds.kind(text)
+        except ValueError:
+            value = None
+        if value is None or (name not in _CONDITIONAL and not bounds.accepts(value)):
+            raise argparse.ArgumentTypeError(f"must be {bounds.describe()}, not {text!r}")
+        return value
+
+    parse.__name__ = bounds.kind.__name__  # argparse's word for the type in its messages
+    return parse
 
 
 def parse_layers(text: str) -> list[int] | None:
@@ -54,14 +98,27 @@ def audit_config(args: argparse.Namespace) -> AuditConfig:
     names = [n.strip() for n in args.concepts.split(",") if n.strip()]
     if not names:
         raise UserInputError("--concepts needs at least one concept set name.")
-    return AuditConfig(model=args.model, datasets=args.data or [DEMO], targets=args.target,
-                       concepts=names, layers=parse_layers(args.layers), num_cavs=args.num_cavs,
-                       num_random=args.num_random, num_null=args.num_null,
-                       weighting=args.weighting, test=args.test, correction=args.correction,
-                       alpha=args.alpha, negatives=args.negatives, seed=args.seed,
-                       batch_size=args.batch_size, limit=args.limit,
+    tcav = TCAVConfig(layers=parse_layers(args.layers), batch_size=args.batch_size,
+                      **{name: getattr(args, name) for name in TCAV_OPTIONS})
+    return AuditConfig(model=args.model, datasets=tuple(args.data or [DEMO]),
+                       targets=tuple(args.target), concepts=tuple(names), tcav=tcav,
+                       limit=args.limit,
                        concept_dir=str(args.concept_dir) if args.concept_dir else None,
                        device=args.device, trust_remote_code=args.trust_remote_code)
+
+
+def add_tcav_options(p: argparse.ArgumentParser) -> None:
+    """Add one --option per :data:`TCAV_OPTIONS` entry: its choices, or its number type and
+    range, from the constraints table; its default from :class:`TCAVConfig`."""
+    default = defaults(TCAVConfig)
+    for name, text in TCAV_OPTIONS.items():
+        try:
+            kind: dict[str, Any] = {"choices": choices(name)}
+        except KeyError:
+            kind = {"type": number_type(name), "metavar": "N" if interval(name).kind is int else "X"}
+        shown = "the model's own" if default[name] is None else default[name]
+        p.add_argument("--" + name.replace("_", "-"), default=default[name],
+                       help=f"{text} (default: {shown})", **kind)
 
 
 def format_summary(summary: pd.DataFrame) -> str:
@@ -110,9 +167,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"\nwrote {args.csv}" + (f" and {detail_path(args.csv)}" if args.detail else ""),
                   file=sys.stderr)
         if args.db is not None:
-            print(f"run {run_id} saved to {store.path} ({run['duration_s']:.1f} s; "
-                  f"{run['activations_cached']} examples' activations from the cache, "
-                  f"{run['activations_computed']} computed)", file=sys.stderr)
+            print(f"run {run_id} saved to {store.path} ({run.duration_s:.1f} s; "
+                  f"{run.activations_cached} examples' activations from the cache, "
+                  f"{run.activations_computed} computed)", file=sys.stderr)
     return 0
 
 
@@ -127,18 +184,9 @@ def register(sub: Any) -> None:
     p.add_argument("--concepts", required=True, help="comma-separated concept set names")
     p.add_argument("--concept-dir", type=Path, default=None, help="folder of concept sets")
     p.add_argument("--layers", default="all", help="all, or a comma list like 0,3,5")
-    p.add_argument("--num-cavs", type=int, default=20)
-    p.add_argument("--num-random", type=int, default=10)
-    p.add_argument("--num-null", type=int, default=200,
-                   help="random-vs-random CAVs per pool and layer forming the null")
-    p.add_argument("--weighting", default="both", choices=["attention", "plain", "both"])
-    p.add_argument("--test", default="grouped", choices=["grouped", "empirical", "welch", "one_sample"],
-                   help="grouped (default): random-effects test against the null CAVs; see README")
-    p.add_argument("--correction", default="bh", choices=["bh", "bonferroni", "none"])
-    p.add_argument("--alpha", type=float, default=0.05)
-    p.add_argument("--negatives", default="auto", choices=["auto", "random", "relative", "matched"])
-    p.add_argument("--limit", type=int, default=0, help="at most this many inputs per target")
-    p.add_argument("--seed", type=int, default=0)
+    add_tcav_options(p)
+    p.add_argument("--limit", type=number_type("limit"), default=defaults(AuditConfig)["limit"],
+                   metavar="N", help="at most this many inputs per target (default: 0, all)")
     p.add_argument("--csv", help="write the summary CSV here")
     p.add_argument("--detail", action="store_true",
                    help="with --csv, also write the per-input CSV <name>.detail.csv")

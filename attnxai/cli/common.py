@@ -8,6 +8,19 @@ import os
 from attnxai.models.base import ModelAdapter
 
 EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (argparse reports anything else, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of at least 1, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def quiet_libraries() -> None:
@@ -37,6 +50,7 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool = True) -> No
                    help="builtin:minilm-zeroshot | builtin:shapes-vit | HF id or folder | "
                         "timm:<name>[@checkpoint.safetensors]")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="inputs per forward pass (at least 1; default 32)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow a Hugging Face model's own code to run (off by default)")

@@ -1,18 +1,23 @@
-"""The `attnxai` command line. User errors print one clear sentence and exit with code 2."""
+"""The `attnxai` command line. User errors print one clear sentence and exit with code 2; any
+other exception is an internal error: one sentence and exit code 1, or its traceback when
+``ATTNXAI_DEBUG=1``."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from attnxai.cli import audit as cli_audit
 from attnxai.cli import bench as cli_bench
+from attnxai.cli import effect as cli_effect
 from attnxai.cli import explain as cli_explain
 from attnxai.cli import store as cli_store
-from attnxai.cli.common import EXIT_USER_ERROR, add_model_arguments, load_model_from_args, quiet_libraries
+from attnxai.cli.common import (EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, add_model_arguments,
+                                load_model_from_args, quiet_libraries)
 from attnxai.errors import UserInputError
 
 
@@ -100,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_shapes)
 
     cli_bench.register(sub)
+    cli_effect.register(sub)
     cli_explain.register(sub)
     cli_audit.register(sub)
     cli_store.register(sub)
@@ -118,6 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("attnxai: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - a bug of ours: one sentence, not a traceback
+        if os.environ.get("ATTNXAI_DEBUG") == "1":
+            raise
+        print(internal_error_message(e), file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+def internal_error_message(e: Exception) -> str:
+    """The one sentence shown for an unexpected exception."""
+    text = " ".join(str(e).split())[:500] or "no details"
+    return (f"attnxai: internal error ({type(e).__name__}: {text}); this is a bug in attnxai, "
+            "please report it with the command you ran (ATTNXAI_DEBUG=1 shows the traceback).")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`attnxai runs`, `attnxai export` (stored audit runs) and `attnxai concepts ...` (concept sets)."""
+"""`attnxai runs`, `attnxai export` (stored audit runs), `attnxai concepts ...` (concept sets) and
+`attnxai cache ...` (the activation cache)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 from attnxai.io.concepts import (default_concept_root, export_concept_set, import_concept_set,
                               list_concept_sets, load_concept_set)
 from attnxai.audit.report import detail_path, export_run
-from attnxai.audit.store import Store, StoreError, default_db_path
+from attnxai.audit.store import CACHE_MAX_BYTES_ENV, Store, StoreError, default_db_path
+from attnxai.io.datasets import format_bytes
 
 RUNS_COLUMNS = ["run_id", "status", "created", "model", "datasets", "targets", "concepts",
                 "duration_s"]
@@ -116,8 +118,53 @@ def cmd_concepts_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_model(store: Store, prefix: str | None) -> str | None:
+    """The full model hash that ``--model`` (a hash or its start) names in the cache."""
+    if prefix is None:
+        return None
+    hashes = [h for h in store.cache_info()["model_hash"] if h.startswith(prefix.strip())]
+    if len(hashes) != 1:
+        what = "no cached model" if not hashes else f"{len(hashes)} cached models"
+        raise StoreError(f"--model {prefix!r} matches {what} in {store.path}; "
+                         "`attnxai cache info` lists their hashes.")
+    return hashes[0]
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def cmd_cache_info(args: argparse.Namespace) -> int:
+    """Entries, examples and bytes of the activation cache per model."""
+    store = _store(args, must_exist=False)
+    info = store.cache_info() if store else None
+    if info is not None and args.model is not None:
+        info = info[info["model_hash"] == _cache_model(store, args.model)]
+    if info is None or info.empty:
+        print("the activation cache is empty", file=sys.stderr)
+        return 0
+    for r in info.itertuples():
+        spec = r.spec if isinstance(r.spec, str) else "(model not recorded)"
+        print(f"{r.model_hash}  {spec}: {_count(r.entries, 'entry', 'entries')}, "
+              f"{_count(r.examples, 'example', 'examples')}, {format_bytes(int(r.bytes))}")
+    print(f"total {format_bytes(int(info['bytes'].sum()))} "
+          f"(cap {format_bytes(store.cache_max_bytes)}, ${CACHE_MAX_BYTES_ENV})")
+    return 0
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    """Drop the cached activations of one model (--model) or all."""
+    store = _store(args, must_exist=False)
+    if store is None:
+        print("the activation cache is empty", file=sys.stderr)
+        return 0
+    removed = store.clear_cache(_cache_model(store, args.model))
+    print(f"removed {_count(removed, 'cached entry', 'cached entries')}", file=sys.stderr)
+    return 0
+
+
 def register(sub: Any) -> None:
-    """Add the `runs`, `export` and `concepts` subcommands."""
+    """Add the `runs`, `export`, `concepts` and `cache` subcommands."""
     def db_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", default=None, metavar="PATH",
                        help="audit database (default: $ATTNXAI_HOME/audits.duckdb, "
@@ -164,3 +211,13 @@ def register(sub: Any) -> None:
     c.add_argument("--out", required=True, help="ZIP file to write")
     dir_arg(c)
     c.set_defaults(func=cmd_concepts_export)
+
+    p = sub.add_parser("cache", help="show or clear the activation cache of the audit database")
+    csub = p.add_subparsers(dest="cache_command", required=True)
+    for name, func, text in (("info", cmd_cache_info, "entries, examples and bytes per model"),
+                             ("clear", cmd_cache_clear, "drop cached activations")):
+        c = csub.add_parser(name, help=text)
+        db_arg(c)
+        c.add_argument("--model", default=None, metavar="HASH",
+                       help="only this model (its hash as `cache info` shows it, or its start)")
+        c.set_defaults(func=func)

@@ -126,7 +126,7 @@ def evaluate_methods(adapter: ModelAdapter, inputs: Sequence[Any],
     if not inputs:
         raise UserInputError("No inputs to evaluate.")
     if labels is not None and len(labels) != len(inputs):
-        raise UserInputError(f"Got {len(labels)} labels for {len(inputs)} inputs.")
+        raise ValueError(f"Got {len(labels)} labels for {len(inputs)} inputs.")
     names = list(methods) if methods else list(METHODS)
     for name in names:
         get_method(name)

@@ -114,7 +114,7 @@ def aggregate_attention(capture: Capture, source: str = "attention",
     if source not in SOURCES:
         raise UserInputError(f"Unknown attention source {source!r}; use one of: {', '.join(SOURCES)}.")
     if source == "grad_attention" and capture.grad_attentions is None:
-        raise UserInputError("The grad_attention source needs a capture taken with grads=True.")
+        raise ValueError("The grad_attention source needs a capture taken with grads=True.")
     L = capture.num_layers
     H = capture.attentions[0].shape[1]
     layer_idx = select_indices(layers, L, "layer")
@@ -146,7 +146,7 @@ def pair_weights(M: torch.Tensor, game: str) -> torch.Tensor:
         return M + Mt
     if game == "max_mutual":
         return torch.maximum(M, Mt)
-    raise UserInputError(f"Unknown pairwise game {game!r}; use 'mutual' or 'max_mutual'.")
+    raise ValueError(f"Unknown pairwise game {game!r}; use 'mutual' or 'max_mutual'.")
 
 
 def attention_shapley(M: torch.Tensor | None, game: str = "max_mutual",
@@ -166,8 +166,8 @@ def attention_shapley(M: torch.Tensor | None, game: str = "max_mutual",
         raise UserInputError(f"Unknown game {game!r}; use one of: {', '.join(GAMES)}.")
     ref = cls_row if game == "cls" else M
     if ref is None:
-        raise UserInputError("The cls game needs the [CLS] attention row (cls_row)."
-                             if game == "cls" else f"The {game} game needs an attention matrix M.")
+        raise ValueError("The cls game needs the [CLS] attention row (cls_row)."
+                         if game == "cls" else f"The {game} game needs an attention matrix M.")
     single = ref.dim() == (1 if game == "cls" else 2)
     if game == "cls":
         c = ref.double()[None] if single else ref.double()
@@ -175,7 +175,7 @@ def attention_shapley(M: torch.Tensor | None, game: str = "max_mutual",
         phi = torch.where(mask, c, torch.zeros((), dtype=c.dtype, device=c.device))
         return phi[0] if single else phi
     if M.shape[-1] != M.shape[-2]:
-        raise UserInputError(f"M must be square, got shape {tuple(M.shape)}.")
+        raise ValueError(f"M must be square, got shape {tuple(M.shape)}.")
     Mb = M.double()[None] if single else M.double()
     mask = _mask(player_mask, Mb.shape[:2], single, Mb.device)
     zero = torch.zeros((), dtype=Mb.dtype, device=Mb.device)
@@ -202,8 +202,8 @@ def _mask(player_mask: torch.Tensor | None, shape: Sequence[int], single: bool,
     pm = player_mask.bool().to(device)
     pm = pm[None] if single else pm
     if tuple(pm.shape) != tuple(shape):
-        raise UserInputError(f"player_mask has shape {tuple(player_mask.shape)}, expected "
-                             f"{tuple(shape[1:]) if single else tuple(shape)}.")
+        raise ValueError(f"player_mask has shape {tuple(player_mask.shape)}, expected "
+                         f"{tuple(shape[1:]) if single else tuple(shape)}.")
     return pm
 
 
@@ -242,7 +242,7 @@ class ShapleyEstimate:
 
 def _check_n(n: int) -> None:
     if not isinstance(n, int) or n < 1:
-        raise UserInputError(f"The number of players must be a positive integer, got {n!r}.")
+        raise ValueError(f"The number of players must be a positive integer, got {n!r}.")
 
 
 def _evaluate(value_fn: ValueFn, coalitions: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -250,8 +250,8 @@ def _evaluate(value_fn: ValueFn, coalitions: torch.Tensor, chunk: int) -> torch.
            for i in range(0, coalitions.shape[0], chunk)]
     values = torch.cat(out)
     if values.shape[0] != coalitions.shape[0]:
-        raise UserInputError(f"value_fn returned {values.shape[0]} values for "
-                             f"{coalitions.shape[0]} coalitions; it must return one per row.")
+        raise ValueError(f"value_fn returned {values.shape[0]} values for "
+                         f"{coalitions.shape[0]} coalitions; it must return one per row.")
     return values
 
 

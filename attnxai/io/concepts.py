@@ -24,13 +24,16 @@ from PIL import Image
 
 from attnxai.io.datasets import (
     MB,
+    bounded_zip_reader,
     decode_utf8,
+    format_bytes,
     load_image,
-    read_zip_member,
+    load_json,
+    open_zip,
     safe_zip_members,
     verify_image_bytes,
 )
-from attnxai.errors import ConceptSetError, DataError
+from attnxai.errors import ConceptSetError, DataError, UserInputError
 from attnxai.resources import CONCEPT_SETS_DIR
 
 FORMAT = 1
@@ -46,6 +49,8 @@ MAX_IMAGE_BYTES = 10 * MB
 # 2 x 5000 texts of 2000 characters (up to 4 bytes each in UTF-8) fit comfortably.
 MAX_MANIFEST_BYTES = 96 * MB
 MAX_ARCHIVE_BYTES = 4096 * MB
+# The manifest, both example lists at their limit, and room for a README or two.
+MAX_ARCHIVE_MEMBERS = 2 * MAX_EXAMPLES + 100
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 REQUIRED_KEYS = ("format", "name", "modality", "kind", "description", "examples")
@@ -253,6 +258,8 @@ def _check_image(name: str, x: object, where: str, check_files: bool) -> None:
         verify_image_bytes(x.read_bytes(), f"{where} ({x.name})", IMAGE_FORMATS)
     except DataError as exc:
         _fail(name, str(exc))
+    except OSError as exc:
+        _fail(name, f"{where}: cannot read {x}: {exc.strerror or exc}.")
 
 
 def _validate_pool_reference(cs: ConceptSet, root: Path) -> None:
@@ -286,15 +293,11 @@ def _read_manifest(folder: Path) -> dict:
             f"{path} is {size / MB:.1f} MB; the manifest limit is {MAX_MANIFEST_BYTES // MB} MB."
         )
     try:
-        text = decode_utf8(path.read_bytes(), str(path))
+        data = load_json(decode_utf8(path.read_bytes(), str(path)), str(path))
     except DataError as exc:
         raise ConceptSetError(str(exc)) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConceptSetError(
-            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
-        ) from None
+    except OSError as exc:
+        raise ConceptSetError(f"cannot read {path}: {exc.strerror or exc}.") from None
     if not isinstance(data, dict):
         raise ConceptSetError(f"{path} must hold a JSON object, not {type(data).__name__}.")
     return data
@@ -403,7 +406,7 @@ def list_concept_sets(
 def _info(folder: Path, root: Path) -> ConceptSetInfo:
     try:
         cs = _load_folder(folder, root, check_files=False)
-    except ConceptSetError as exc:
+    except (UserInputError, OSError) as exc:  # one broken set must not hide the others
         return ConceptSetInfo(folder.name, "", "", "", 0, 0, False, None, folder, str(exc))
     return ConceptSetInfo(
         name=cs.name,
@@ -593,30 +596,37 @@ def _find_set_folder(folder: Path) -> Path:
     raise ConceptSetError(f"{folder.name} holds no {MANIFEST} (at its top or in one folder).")
 
 
+def _member_limit(rel: PurePosixPath) -> int:
+    return MAX_MANIFEST_BYTES if rel.name == MANIFEST else MAX_IMAGE_BYTES
+
+
 def _extract_zip(zip_path: Path, dest: Path) -> None:
-    """Extract a concept-set zip into ``dest`` with path-traversal and size checks."""
+    """Extract a concept-set zip into ``dest`` with path-traversal and size checks.
+
+    Every member's path and declared size is checked before any is decompressed; members are
+    then written one at a time, each read bounded by its limit whatever its header says.
+    """
     try:
-        with zipfile.ZipFile(zip_path) as zf:
-            members = safe_zip_members(zf, MAX_ARCHIVE_BYTES, zip_path.name)
-            total = 0
+        with open_zip(zip_path) as zf:
+            members = safe_zip_members(zf, MAX_ARCHIVE_BYTES, zip_path.name,
+                                       member_limit=_member_limit,
+                                       max_members=MAX_ARCHIVE_MEMBERS)
+            read = bounded_zip_reader(zf, zip_path.name, MAX_ARCHIVE_BYTES)
             for rel, info in members.items():
-                limit = MAX_MANIFEST_BYTES if rel.name == MANIFEST else MAX_IMAGE_BYTES
-                data = read_zip_member(zf, info, limit)
-                if len(data) > limit:
+                data = read(info, _member_limit(rel))
+                if len(data) > _member_limit(rel):
                     raise ConceptSetError(
-                        f"{zip_path.name}: {rel} is larger than the {limit // MB} MB limit."
-                    )
-                total += len(data)
-                if total > MAX_ARCHIVE_BYTES:  # headers can under-declare sizes
-                    raise ConceptSetError(f"{zip_path.name} unpacks to more than "
-                                          f"{MAX_ARCHIVE_BYTES // MB} MB; refusing.")
+                        f"{zip_path.name}: {rel} is larger than the "
+                        f"{format_bytes(_member_limit(rel))} limit although its zip header "
+                        f"declares {format_bytes(info.file_size)}; refusing the archive.")
                 out = dest.joinpath(*rel.parts)
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(data)
-    except zipfile.BadZipFile as exc:
-        raise ConceptSetError(f"{zip_path.name} is not a readable zip archive ({exc}).") from None
     except DataError as exc:
         raise ConceptSetError(str(exc)) from None
+    except OSError as exc:
+        raise ConceptSetError(f"could not unpack {zip_path.name} into a temporary folder: "
+                              f"{exc.strerror or exc}.") from None
 
 
 def load_audit_concepts(names: list[str], root: str | Path | None, modality: str

@@ -10,8 +10,11 @@ Choices (documented here because they are visible to users):
 - TXT files skip blank lines (a trailing newline or a spacer line is not data); CSV and JSONL
   files reject a record whose text is empty, because silently dropping a labelled row would
   change the class balance an audit reports on.
-- Zip archives are read in memory (never extracted): members with absolute paths or ``..``
-  are rejected, and the total uncompressed size is capped before anything is decompressed.
+- Zip archives are read in memory (never extracted). Before any member is decompressed, the
+  zip's directory is checked: members with absolute paths, ``..`` or symlinks are rejected, and
+  so are archives with too many members, too large a declared total, or a member compressed
+  more than :data:`MAX_ZIP_RATIO` to 1 (zip bombs). Members are then read one at a time, never
+  more bytes than the limits allow, whatever their headers declare.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -35,6 +39,11 @@ MB = 1024 * 1024
 MAX_TEXT_FILE_BYTES = 200 * MB
 MAX_IMAGE_BYTES = 20 * MB
 MAX_ZIP_TOTAL_BYTES = 2048 * MB
+MAX_ZIP_MEMBERS = 100_000
+# Images are compressed already, so a member that shrank more than this is a zip bomb; small
+# members cannot hurt whatever their ratio (and tiny files compress well), so they are exempt.
+MAX_ZIP_RATIO = 200
+ZIP_RATIO_MIN_BYTES = 1 * MB
 # Pillow's own decompression-bomb threshold is ~89 Mpx; audits never need images that large.
 MAX_IMAGE_PIXELS = 50_000_000
 
@@ -142,7 +151,11 @@ def _check_file(path: Path, max_bytes: int) -> None:
 def _read_utf8(path: Path, max_bytes: int) -> str:
     """Read a whole file as UTF-8 (an optional BOM is dropped), naming the bad byte if any."""
     _check_file(path, max_bytes)
-    return decode_utf8(path.read_bytes(), path.name)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}.") from None
+    return decode_utf8(data, path.name)
 
 
 def decode_utf8(data: bytes, what: str) -> str:
@@ -158,6 +171,37 @@ def decode_utf8(data: bytes, what: str) -> str:
             f"{what} is not valid UTF-8: byte 0x{data[offset]:02x} at byte offset {offset} "
             f"(line {line}); re-save the file as UTF-8."
         ) from None
+
+
+def load_json(text: str, what: str, *, position: bool = True) -> Any:
+    """Parse JSON text; any problem raises DataError naming ``what``.
+
+    Besides syntax errors this catches what :func:`json.loads` raises on hostile input:
+    RecursionError for deeply nested arrays or objects, and ValueError for integers beyond
+    Python's digit limit. ``position=False`` leaves out the line and column (for JSONL, where
+    the caller names the line).
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = f" at line {exc.lineno}, column {exc.colno}" if position else ""
+        raise DataError(f"{what} is not valid JSON: {exc.msg}{at}.") from None
+    except RecursionError:
+        raise DataError(f"{what} nests JSON arrays or objects too deeply to read; "
+                        "flatten the structure.") from None
+    except ValueError as exc:
+        raise DataError(f"{what} is not valid JSON: {exc}.") from None
+
+
+def format_bytes(n: int) -> str:
+    """A size for messages: ``512 bytes``, ``19.5 KB``, ``25.0 MB``, ``2.0 GB``."""
+    if n < 1024:
+        return f"{n} bytes"
+    if n < MB:
+        return f"{n / 1024:.1f} KB"
+    if n < 1024 * MB:
+        return f"{n / MB:.1f} MB"
+    return f"{n / (1024 * MB):.1f} GB"
 
 
 def _parse_txt(text: str) -> list[str]:
@@ -263,10 +307,7 @@ def _parse_jsonl(
     for line, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{name}: line {line} is not valid JSON ({exc.msg}).") from None
+        obj = load_json(raw, f"{name}: line {line}", position=False)
         if not isinstance(obj, dict):
             raise DataError(
                 f"{name}: line {line} must be a JSON object, not {type(obj).__name__}."
@@ -300,6 +341,9 @@ def _key(obj: dict, key: str, name: str, line: int) -> object:
 # --------------------------------------------------------------------------- images
 
 
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
 @contextmanager
 def _decoding(what: str) -> Iterator[None]:
     """Turn Pillow's decoding exceptions into a DataError naming ``what``."""
@@ -311,7 +355,11 @@ def _decoding(what: str) -> Iterator[None]:
         raise DataError(
             f"{what} is not an image file or is damaged (format not recognised)."
         ) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses images far over its own limit before we can read their size.
+        found = _BOMB_PIXELS.search(str(exc))
+        raise DataError(_too_large(what, int(found.group(1)) if found else None)) from None
+    except Exception as exc:  # noqa: BLE001 - decoders of untrusted bytes raise anything
         raise DataError(f"{what} is corrupt or truncated and cannot be decoded ({exc}).") from None
 
 
@@ -346,9 +394,13 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def _check_pixels(img: Image.Image, what: str) -> None:
     width, height = img.size
     if width * height > MAX_IMAGE_PIXELS:
-        raise DataError(
-            f"{what} is {width}x{height} pixels, over the {MAX_IMAGE_PIXELS:,} pixel limit."
-        )
+        raise DataError(_too_large(what, width * height, f"{width}x{height} = "))
+
+
+def _too_large(what: str, pixels: int | None, dims: str = "") -> str:
+    size = f"{dims}{pixels:,} pixels, " if pixels is not None else ""
+    return (f"{what} is too large ({size}limit {MAX_IMAGE_PIXELS:,} pixels); "
+            "use a smaller image.")
 
 
 def verify_image_bytes(
@@ -389,24 +441,16 @@ def load_image_dataset(
         raise DataError(f"dataset not found: {path}")
     if path.is_dir():
         files = _folder_files(path)
+        items, rel_paths, skipped = _read_images(
+            files, lambda p: _read_bounded(p, max_image_bytes), skip_invalid, max_image_bytes)
     elif path.suffix.lower() == ".zip":
-        files = _zip_files(path, max_image_bytes, max_total_bytes)
+        with open_zip(path) as zf:
+            members = safe_zip_members(zf, max_total_bytes, path.name)
+            read = bounded_zip_reader(zf, path.name, max_total_bytes)
+            items, rel_paths, skipped = _read_images(
+                members, lambda info: read(info, max_image_bytes), skip_invalid, max_image_bytes)
     else:
         raise DataError(f"{path.name}: an image dataset must be a folder or a .zip file.")
-    items, rel_paths, skipped = [], [], []
-    for rel in sorted(files):
-        source = files[rel]
-        try:
-            data = _checked_image_bytes(rel, source, max_image_bytes)
-        except DataError:
-            if not skip_invalid:
-                raise
-            skipped.append(rel.as_posix())
-            continue
-        # Zip members become lazy PIL images: Pillow keeps only the compressed bytes
-        # until the image is first used.
-        items.append(source if isinstance(source, Path) else Image.open(io.BytesIO(data)))
-        rel_paths.append(rel)
     if not items:
         raise DataError(f"{path.name} contains no images.")
     return Dataset(
@@ -419,22 +463,85 @@ def load_image_dataset(
     )
 
 
-def _checked_image_bytes(rel: PurePosixPath, source: Path | bytes, max_bytes: int) -> bytes:
-    """Return the bytes of one dataset file after checking extension, size and decodability."""
+_Source = Union[Path, zipfile.ZipInfo]
+
+
+def _read_images(
+    files: dict[PurePosixPath, _Source],
+    read: Callable[[Any], bytes],
+    skip_invalid: bool,
+    max_bytes: int,
+) -> tuple[list[ImageItem], list[PurePosixPath], list[str]]:
+    """The decodable images of ``files`` (folder paths or zip members), their relative paths
+    and the skipped files.
+
+    Names and declared sizes of every file are checked before any is read; then files are
+    read (with ``read``, bounded) and decoded one at a time, so memory holds one file beyond
+    the images kept.
+    """
+    skipped, checked = [], []
+    for rel in sorted(files):
+        try:
+            _check_image_entry(rel, _declared_size(files[rel]), max_bytes)
+            checked.append(rel)
+        except DataError:
+            if not skip_invalid:
+                raise
+            skipped.append(rel.as_posix())
+    items, rel_paths = [], []
+    for rel in checked:
+        source = files[rel]
+        data = read(source)  # whole-archive limits raise here and are never skipped
+        try:
+            _check_read_size(rel, len(data), _declared_size(source), max_bytes)
+            verify_image_bytes(data, rel.as_posix())
+        except DataError:
+            if not skip_invalid:
+                raise
+            skipped.append(rel.as_posix())
+            continue
+        # Zip members become lazy PIL images: Pillow keeps only the compressed bytes
+        # until the image is first used.
+        items.append(source if isinstance(source, Path) else Image.open(io.BytesIO(data)))
+        rel_paths.append(rel)
+    return items, rel_paths, sorted(skipped)
+
+
+def _declared_size(source: _Source) -> int:
+    return source.stat().st_size if isinstance(source, Path) else source.file_size
+
+
+def _check_image_entry(rel: PurePosixPath, size: int, max_bytes: int) -> None:
+    """Refuse a dataset file by its name and (declared) size, before reading it."""
     where = rel.as_posix()
     if rel.suffix.lower() not in IMAGE_EXTENSIONS:
         raise DataError(
             f"{where} is not an image file (extension {rel.suffix or '(none)'!r}); "
             f"expected one of {', '.join(IMAGE_EXTENSIONS)}."
         )
-    size = source.stat().st_size if isinstance(source, Path) else len(source)
     if size > max_bytes:
         raise DataError(
             f"{where} is {size / MB:.1f} MB, over the {max_bytes / MB:.0f} MB per-image limit."
         )
-    data = source.read_bytes() if isinstance(source, Path) else source
-    verify_image_bytes(data, where)
-    return data
+
+
+def _check_read_size(rel: PurePosixPath, n_read: int, declared: int, max_bytes: int) -> None:
+    """Refuse a file that turned out larger than its size said (a lying zip header, or a file
+    that grew since it was listed); reads stop at ``max_bytes + 1``, so that is all we know."""
+    if n_read > max_bytes:
+        raise DataError(
+            f"{rel.as_posix()} holds more than the {max_bytes / MB:.0f} MB per-image limit "
+            f"although it was listed as {format_bytes(declared)}; refusing it."
+        )
+
+
+def _read_bounded(path: Path, max_bytes: int) -> bytes:
+    """At most ``max_bytes + 1`` bytes of a file (enough to tell that it is too large)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}.") from None
 
 
 def _is_ignored(rel: PurePosixPath) -> bool:
@@ -450,52 +557,42 @@ def _folder_files(root: Path) -> dict[PurePosixPath, Path]:
     return files
 
 
-def _zip_files(
-    path: Path, max_image_bytes: int, max_total_bytes: int
-) -> dict[PurePosixPath, bytes]:
-    """Read every (safe) member of an image zip into memory, bounded in size."""
-    with _open_zip(path) as zf:
-        members = safe_zip_members(zf, max_total_bytes, path.name)
-        files, total = {}, 0
-        for rel, info in members.items():
-            files[rel] = read_zip_member(zf, info, max_image_bytes)
-            total += len(files[rel])
-            if total > max_total_bytes:  # headers can under-declare sizes
-                raise DataError(
-                    f"{path.name} unpacks to more than {max_total_bytes / MB:.0f} MB; "
-                    "refusing (possible zip bomb)."
-                )
-    return files
-
-
-def _open_zip(path: Path) -> zipfile.ZipFile:
+def open_zip(path: Path) -> zipfile.ZipFile:
+    """Open a zip archive for reading; a damaged or unreadable file raises DataError."""
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged directory raises many types
         raise DataError(f"{path.name} is not a readable zip archive ({exc}).") from None
 
 
 def safe_zip_members(
-    zf: zipfile.ZipFile, max_total_bytes: int, what: str
+    zf: zipfile.ZipFile,
+    max_total_bytes: int,
+    what: str,
+    *,
+    member_limit: Callable[[PurePosixPath], int] | None = None,
+    max_members: int = MAX_ZIP_MEMBERS,
 ) -> dict[PurePosixPath, zipfile.ZipInfo]:
-    """Return the zip's regular-file members by relative path, after safety checks.
+    """Return the zip's regular-file members by relative path, after safety checks made on
+    the zip's directory alone (nothing is decompressed).
 
-    Rejects absolute paths, ``..`` components, drive letters and symlinks (path traversal),
-    and archives whose declared uncompressed total exceeds ``max_total_bytes`` (zip bombs;
-    readers must still bound each read, since declared sizes can lie). Hidden files and
-    ``__MACOSX`` entries are left out. Raises DataError naming ``what``.
+    Rejects absolute paths, ``..`` components, drive letters and symlinks (path traversal);
+    more than ``max_members`` members; a member over ``member_limit(path)`` bytes (if given);
+    a member over :data:`ZIP_RATIO_MIN_BYTES` that shrank more than :data:`MAX_ZIP_RATIO` to
+    1; and archives whose declared uncompressed total exceeds ``max_total_bytes`` (zip bombs;
+    readers must still bound each read, see :func:`bounded_zip_reader`, since declared sizes
+    can lie). Hidden files and ``__MACOSX`` entries are left out. Raises DataError naming
+    ``what``.
     """
     members: dict[PurePosixPath, zipfile.ZipInfo] = {}
     total = 0
     for info in zf.infolist():
-        name = info.filename.replace("\\", "/")
-        rel = PurePosixPath(name)
-        if name.startswith("/") or ".." in rel.parts or (rel.parts and ":" in rel.parts[0]):
-            raise DataError(f"{what}: unsafe member path {info.filename!r} (absolute or '..').")
-        if (info.external_attr >> 16) & 0o170000 == 0o120000:
-            raise DataError(f"{what}: member {info.filename!r} is a symbolic link.")
+        rel = _safe_member_path(info, what)
         if info.is_dir() or _is_ignored(rel):
             continue
+        if len(members) == max_members:
+            raise DataError(f"{what} holds more than {max_members:,} files; refusing it.")
+        _check_member_size(info, rel, what, member_limit)
         total += info.file_size
         if total > max_total_bytes:
             raise DataError(
@@ -506,14 +603,59 @@ def safe_zip_members(
     return members
 
 
+def _safe_member_path(info: zipfile.ZipInfo, what: str) -> PurePosixPath:
+    name = info.filename.replace("\\", "/")
+    rel = PurePosixPath(name)
+    if name.startswith("/") or ".." in rel.parts or (rel.parts and ":" in rel.parts[0]):
+        raise DataError(f"{what}: unsafe member path {info.filename!r} (absolute or '..').")
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+        raise DataError(f"{what}: member {info.filename!r} is a symbolic link.")
+    return rel
+
+
+def _check_member_size(info: zipfile.ZipInfo, rel: PurePosixPath, what: str,
+                       member_limit: Callable[[PurePosixPath], int] | None) -> None:
+    size, packed = info.file_size, info.compress_size
+    if member_limit is not None and size > member_limit(rel):
+        raise DataError(f"{what}: {rel} is larger than the {format_bytes(member_limit(rel))} "
+                        f"limit: it unpacks to {format_bytes(size)}.")
+    if size > ZIP_RATIO_MIN_BYTES and size > MAX_ZIP_RATIO * max(packed, 1):
+        raise DataError(
+            f"{what}: {rel} would unpack from {format_bytes(packed)} to {format_bytes(size)}, "
+            f"more than {MAX_ZIP_RATIO} times its compressed size; refusing (possible zip bomb)."
+        )
+
+
+def bounded_zip_reader(
+    zf: zipfile.ZipFile, what: str, max_total_bytes: int
+) -> Callable[[zipfile.ZipInfo, int], bytes]:
+    """A reader of members of ``zf``: ``read(info, max_bytes)`` returns at most
+    ``max_bytes + 1`` bytes of one member (see :func:`read_zip_member`) and raises DataError
+    once the bytes read from the archive in all exceed ``max_total_bytes``, since headers can
+    under-declare sizes."""
+    total = 0
+
+    def read(info: zipfile.ZipInfo, max_bytes: int) -> bytes:
+        nonlocal total
+        data = read_zip_member(zf, info, max_bytes)
+        total += len(data)
+        if total > max_total_bytes:
+            raise DataError(f"{what} unpacks to more than {max_total_bytes / MB:.0f} MB; "
+                            "refusing (possible zip bomb).")
+        return data
+
+    return read
+
+
 def read_zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int) -> bytes:
     """Read one member, never more than ``max_bytes + 1`` bytes whatever its header says
     (so the caller's size check sees an oversized member without decompressing all of it)."""
     try:
         with zf.open(info) as fh:
             return fh.read(max_bytes + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
-        raise DataError(f"cannot read {info.filename!r} from the zip ({exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - damaged or unsupported members raise many types
+        raise DataError(f"cannot read {info.filename!r} from the zip "
+                        f"({type(exc).__name__}: {exc}).") from None
 
 
 def _labels_from_paths(rel_paths: list[PurePosixPath], what: str) -> list[str] | None:

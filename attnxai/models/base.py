@@ -57,6 +57,8 @@ class ModelAdapter(ABC):
     pooling: str
     spec: str
     model: torch.nn.Module
+    #: Whether its classes come from label descriptions (``load_model(..., labels=...)``).
+    takes_label_descriptions: bool = False
 
     def __init__(self, device: str | torch.device | None = None, batch_size: int = 32) -> None:
         self.device = torch.device(device) if device is not None else default_device()
@@ -109,18 +111,18 @@ class ModelAdapter(ABC):
             return torch.full((B,), self.label_index(target), dtype=torch.long, device=logits.device)
         idx = [self.label_index(t if not isinstance(t, torch.Tensor) else int(t)) for t in target]
         if len(idx) != B:
-            raise UserInputError(f"Got {len(idx)} targets for {B} inputs.")
+            raise ValueError(f"Got {len(idx)} targets for {B} inputs.")
         return torch.tensor(idx, dtype=torch.long, device=logits.device)
 
     def _chunks(self, inputs: Sequence[Any], target: Target, batch_size: int | None
                 ) -> Iterator[tuple[Sequence[Any], Target]]:
         if isinstance(inputs, (str, bytes)):
-            raise UserInputError("Pass a list of inputs, not a single string.")
+            raise TypeError("Pass a list of inputs, not a single string.")
         if len(inputs) == 0:
             raise UserInputError("No inputs were given.")
         per_input = target is not None and not isinstance(target, (int, str))
         if per_input and len(target) != len(inputs):
-            raise UserInputError(f"Got {len(target)} targets for {len(inputs)} inputs.")
+            raise ValueError(f"Got {len(target)} targets for {len(inputs)} inputs.")
         bs = batch_size or self.batch_size
         for start in range(0, len(inputs), bs):
             yield inputs[start:start + bs], (target[start:start + bs] if per_input else target)

@@ -165,9 +165,10 @@ def load_hf(spec: str, trust_remote_code: bool = False, **kw: Any) -> ModelAdapt
     common = {"local_files_only": True, "trust_remote_code": trust_remote_code}
     try:
         config = AutoConfig.from_pretrained(source, **common)
-    except (OSError, ValueError) as e:
-        if is_local:
-            raise ModelLoadError(f"Could not read the model config in {spec}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - a damaged config.json can raise anything
+        if is_local or not isinstance(e, (OSError, ValueError)):
+            raise ModelLoadError(f"Could not read the model config in {spec}: "
+                                 f"{_why(e)}") from e
         raise ModelLoadError(
             f"Model {spec!r} is neither a local folder nor in the local Hugging Face cache, and "
             "attnxai never downloads by itself. Download it once with network access "
@@ -195,12 +196,22 @@ def load_hf(spec: str, trust_remote_code: bool = False, **kw: Any) -> ModelAdapt
                 raise ModelLoadError(f"{spec} is an image classifier without patch tokens "
                                      f"({config.model_type}); attnxai supports ViT-family models.")
             return HFImageClassifier(model, processor, spec, **kw)
-    except (OSError, ValueError) as e:
-        raise ModelLoadError(f"Could not load {spec}: {e}") from e
+    except ModelLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - corrupt weights (SafetensorError), tokenizer or
+        # processor files raise their libraries' own types; all mean the folder is unusable
+        raise ModelLoadError(f"Could not load {spec}: {_why(e)}; check that its files are "
+                             "complete (re-download or re-save the model).") from e
     raise ModelLoadError(
         f"{spec} is a {config.model_type!r} model that is neither a sequence classifier nor an "
         "image classifier (AutoModelForSequenceClassification / AutoModelForImageClassification)."
     )
+
+
+def _why(e: BaseException) -> str:
+    """An exception as a short clause for a message: its type (when not self-evident) and text."""
+    text = str(e).strip()[:300] or "no details"
+    return text if isinstance(e, (OSError, ValueError)) else f"{type(e).__name__}: {text}"
 
 
 def _is_vision(config: Any) -> bool:
@@ -230,15 +241,14 @@ def load_timm(spec: str, **kw: Any) -> TimmViT:
         state = load_state_dict(path)
         sidecar = path.with_suffix(".json")
         if sidecar.is_file():
-            meta = _read_json(sidecar)
-            labels, model_kwargs = meta.get("labels"), dict(meta.get("model_kwargs", {}))
+            labels, model_kwargs = _sidecar(sidecar)
         head = state.get("head.weight")
         if head is not None:
             model_kwargs.setdefault("num_classes", head.shape[0])
         try:
             model = timm.create_model(name, pretrained=False, **model_kwargs)
             model.load_state_dict(state, strict=True)
-        except (RuntimeError, TypeError) as e:
+        except Exception as e:  # noqa: BLE001 - model_kwargs come from the user's sidecar
             raise ModelLoadError(f"The checkpoint {path} does not fit timm model {name!r} "
                                  f"(model_kwargs={model_kwargs}): {str(e)[:500]}") from e
     else:
@@ -292,11 +302,23 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _sidecar(path: Path) -> tuple[list[str] | None, dict[str, Any]]:
+    """``labels`` and ``model_kwargs`` of a checkpoint's sidecar JSON, type-checked."""
+    meta = _read_json(path)
+    labels, model_kwargs = meta.get("labels"), meta.get("model_kwargs", {})
+    if labels is not None and not (isinstance(labels, list)
+                                   and all(isinstance(x, str) for x in labels)):
+        raise ModelLoadError(f"{path}: \"labels\" must be a list of strings.")
+    if not isinstance(model_kwargs, dict):
+        raise ModelLoadError(f"{path}: \"model_kwargs\" must be a JSON object.")
+    return labels, dict(model_kwargs)
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelLoadError(f"Could not read {path}: {e}") from e
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad UTF-8 or JSON
+        raise ModelLoadError(f"Could not read {path}: {_why(e)}") from e
     if not isinstance(data, dict):
         raise ModelLoadError(f"{path} must hold a JSON object.")
     return data

@@ -74,6 +74,7 @@ class ZeroShotEncoder(TextAdapter):
     """
 
     pooling = "mean"
+    takes_label_descriptions = True
 
     def __init__(self, encoder: torch.nn.Module, tokenizer: Any, spec: str,
                  labels: dict[str, str | Sequence[str]], scale: float, **kw: Any) -> None:

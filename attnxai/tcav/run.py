@@ -23,73 +23,49 @@ from attnxai.io.concepts import ConceptSet
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
 from attnxai.models.pairs import differing_players
-from attnxai.stats import CORRECTIONS, NULL_GROUP, NULL_TESTS, STATISTICS, TESTS, adjust, p_value
-from attnxai.tcav.scores import WEIGHTINGS, capture_scores, tcav_magnitude, tcav_sign
+from attnxai.schema import TABLES
+from attnxai.stats import NULL_GROUP, NULL_TESTS, STATISTICS, adjust, p_value
+from attnxai.tcav.config import TCAVConfig
+from attnxai.tcav.scores import capture_scores, tcav_magnitude, tcav_sign
 
-NEGATIVES = ("auto", "random", "relative", "matched")
-PAIR_ROWS = ("differing", "all")
-Progress = Callable[[float, str], None]
+#: Progress of a stage: ``(fraction done 0..1, message)``.
+FractionProgress = Callable[[float, str], None]
 #: Token activations of examples at layers: ``(items, layers) -> one TokenTable per layer``, rows in
 #: item order as :func:`example_tables` returns them (lets a caller serve them from a cache).
 ActivationSource = Callable[[list[Any], list[int]], list[TokenTable]]
 
 
 @dataclass
-class TCAVConfig:
-    """Settings of a TCAV run (defaults are the ones the README's calibration supports)."""
-
-    layers: Sequence[int] | None = None  # None = all layers
-    num_cavs: int = 20  # CAVs per (concept, layer), each with other negatives / another split
-    num_random: int = 10  # random-vs-random CAVs reported as the random baseline
-    num_null: int = 200  # random-vs-random CAVs forming the null (tests "empirical", "grouped")
-    weighting: str = "both"  # attention | plain | both
-    test: str = "grouped"  # grouped | empirical | welch | one_sample
-    statistic: str = "derivative"  # per-CAV value tested: derivative | tcav | magnitude
-    correction: str = "bh"  # bh | bonferroni | none
-    alpha: float = 0.05
-    negatives: str = "auto"  # auto (matched if paired, else random) | random | relative | matched
-    pair_rows: str = "differing"  # matched CAVs train on the tokens where a pair differs | all
-    min_accuracy: float = 0.6  # layers whose concept CAVs are less accurate are unreliable
-    l2: float = 1e-2
-    holdout: float = 0.25
-    pooling: str | None = None  # override the adapter's: cls | mean
-    seed: int = 0
-    batch_size: int | None = None
-    min_inputs: int = 5
-
-    def weightings(self) -> list[str]:
-        return list(WEIGHTINGS) if self.weighting == "both" else [self.weighting]
-
-    def validate(self) -> None:
-        if self.weighting not in (*WEIGHTINGS, "both"):
-            raise UserInputError(f"weighting must be attention, plain or both, not {self.weighting!r}.")
-        if self.test not in TESTS:
-            raise UserInputError(f"test must be one of {', '.join(TESTS)}, not {self.test!r}.")
-        if self.statistic not in STATISTICS:
-            raise UserInputError(f"statistic must be one of {', '.join(STATISTICS)}, not {self.statistic!r}.")
-        if self.correction not in CORRECTIONS:
-            raise UserInputError(f"correction must be one of {', '.join(CORRECTIONS)}, not {self.correction!r}.")
-        if self.negatives not in NEGATIVES:
-            raise UserInputError(f"negatives must be one of {', '.join(NEGATIVES)}, not {self.negatives!r}.")
-        if self.pair_rows not in PAIR_ROWS:
-            raise UserInputError(f"pair_rows must be one of {', '.join(PAIR_ROWS)}, not {self.pair_rows!r}.")
-        if self.num_cavs < 2 or self.num_random < 2:
-            raise UserInputError("num_cavs and num_random must be at least 2.")
-        if self.test in NULL_TESTS and self.num_null < 20:
-            raise UserInputError(f"The {self.test} test needs num_null >= 20 random CAVs.")
-
-
-@dataclass
 class TCAVResult:
-    """Tidy tables of one run plus the CAVs, for drill-down heatmaps and storage."""
+    """Tidy tables of one run (in the columns of :data:`attnxai.schema.TABLES`, without
+    ``dataset``) plus every CAV it used, for drill-down heatmaps and storage."""
 
     summary: pd.DataFrame  # one row per (concept, layer, weighting)
     cav_scores: pd.DataFrame  # one row per (CAV, layer, weighting), concepts and random CAVs
     input_scores: pd.DataFrame  # S(x) per (concept CAV, layer, weighting, input)
     cav_accuracy: pd.DataFrame  # held-out accuracy per (CAV, layer)
-    cavs: dict[tuple[str, int], torch.Tensor]  # (concept, layer) -> [num_cavs, d] unit vectors
+    specs: list[CAVSpec]  # every CAV of a layer, in the order of `directions`
+    layers: list[int]
+    directions: torch.Tensor  # [L, K, d] unit vectors, layer x spec
     config: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cavs(self) -> dict[tuple[str, int], torch.Tensor]:
+        """(concept, layer) -> the concept's CAVs [num_cavs, d]."""
+        out = {}
+        for name in dict.fromkeys(s.name for s in self.specs if s.kind == "concept"):
+            keep = [k for k, s in enumerate(self.specs) if s.kind == "concept" and s.name == name]
+            out.update({(name, l): self.directions[j, keep] for j, l in enumerate(self.layers)})
+        return out
+
+    def cav_table(self) -> pd.DataFrame:
+        """Every CAV per layer as rows of the ``cavs`` table (vectors as float32 bytes)."""
+        vectors = self.directions.detach().cpu().to(torch.float32).numpy()
+        rows = [{"cav_name": s.name, "rep": s.rep, "kind": s.kind, "layer": l,
+                 "dim": vectors.shape[-1], "vector": vectors[j, k].astype("<f4").tobytes()}
+                for j, l in enumerate(self.layers) for k, s in enumerate(self.specs)]
+        return TABLES["cavs"].frame(rows)
 
 
 def _negatives_mode(concept: ConceptSet, requested: str) -> str:
@@ -204,7 +180,7 @@ def pair_row_masks(adapter: ModelAdapter, plan: CAVPlan, batch_size: int | None
 
 
 def example_tables(adapter: ModelAdapter, items: list[Any], layers: list[int],
-                    batch_size: int | None, progress: Progress | None) -> list[TokenTable]:
+                    batch_size: int | None, progress: FractionProgress | None) -> list[TokenTable]:
     """Token activations (players only) of every example at every chosen layer."""
     rows: list[list[torch.Tensor]] = [[] for _ in layers]
     owners: list[torch.Tensor] = []
@@ -226,7 +202,7 @@ def example_tables(adapter: ModelAdapter, items: list[Any], layers: list[int],
 
 
 def cav_tables(adapter: ModelAdapter, plan: CAVPlan, layers: list[int], batch_size: int | None,
-               activations: ActivationSource | None = None, progress: Progress | None = None
+               activations: ActivationSource | None = None, progress: FractionProgress | None = None
                ) -> list[TokenTable]:
     """The rows every CAV of `plan` trains on, one table per layer: the examples' token
     activations (from `activations`, else forward passes), matched pairs cut to the tokens
@@ -243,7 +219,7 @@ def cav_tables(adapter: ModelAdapter, plan: CAVPlan, layers: list[int], batch_si
 
 def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
              concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
-             config: TCAVConfig | None = None, progress: Progress | None = None,
+             config: TCAVConfig | None = None, progress: FractionProgress | None = None,
              activations: ActivationSource | None = None,
              fit_cache: dict[Any, CAVFit] | None = None) -> TCAVResult:
     """Attention-weighted token-level TCAV of `concepts` for the class `target`.
@@ -317,11 +293,8 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
     D = {w: torch.cat(parts, dim=-1) for w, parts in D_parts.items()}
 
     # -- (4) tables and statistics ---------------------------------------------------------------
-    result = _tables(target_name, concepts, specs, layers, fits, S, D, pool_of, modes, cfg,
-                     n_inputs=len(inputs))
-    result.cavs = {(c.name, l): directions[j, [k for k, s in enumerate(specs)
-                                               if s.kind == "concept" and s.name == c.name]]
-                   for c in concepts for j, l in enumerate(layers)}
+    result = _tables(target_name, concepts, specs, layers, fits, directions, S, D, pool_of,
+                     modes, cfg, n_inputs=len(inputs))
     result.config = {**asdict(cfg), "layers": layers, "pooling": pooling, "target": target_name}
     result.timings = {
         "example_activations_s": t_examples - t0,
@@ -389,9 +362,9 @@ def target_indices(labels: Sequence[str] | None, predicted: Sequence[str] | None
 
 
 def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], layers: list[int],
-            fits: list, S: dict[str, torch.Tensor], D: dict[str, torch.Tensor],
-            pool_of: dict[str, str],
-            modes: dict[str, str], cfg: TCAVConfig, n_inputs: int) -> TCAVResult:
+            fits: list, directions: torch.Tensor, S: dict[str, torch.Tensor],
+            D: dict[str, torch.Tensor], pool_of: dict[str, str], modes: dict[str, str],
+            cfg: TCAVConfig, n_inputs: int) -> TCAVResult:
     spec_df = pd.DataFrame({"cav_name": [s.name for s in specs], "rep": [s.rep for s in specs],
                             "kind": [s.kind for s in specs]})
     acc_rows, cav_rows, input_rows = [], [], []
@@ -411,11 +384,9 @@ def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], l
                 "layer": l, "weighting": w,
                 "input_index": np.tile(np.arange(vals.shape[1]), len(concept_k)),
                 "score": vals.reshape(-1)}))
-    cav_accuracy = pd.concat(acc_rows, ignore_index=True)
-    cav_scores = pd.concat(cav_rows, ignore_index=True)
-    input_scores = pd.concat(input_rows, ignore_index=True)
-    input_scores.insert(0, "target", target)
-    cav_scores.insert(0, "target", target)
+    cav_accuracy = pd.concat(acc_rows, ignore_index=True).assign(target=target)
+    cav_scores = pd.concat(cav_rows, ignore_index=True).assign(target=target)
+    input_scores = pd.concat(input_rows, ignore_index=True).assign(target=target)
 
     rows = []
     for c in concepts:
@@ -451,11 +422,8 @@ def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], l
     summary["direction"] = np.where(summary["mean"] > 0.5, "positive",
                                     np.where(summary["mean"] < 0.5, "negative", "none"))
     summary = apply_correction(summary, cfg.correction, cfg.alpha)
-    order = ["target", "concept", "layer", "weighting", "mean", "std", "magnitude_mean",
-             "magnitude_std", "random_mean", "random_std", "random_magnitude_mean",
-             "derivative_mean", "null_derivative_std", "p_value",
-             "p_adjusted", "significant", "direction", "cav_accuracy", "cav_accuracy_std",
-             "reliable", "n_inputs", "num_cavs", "num_random", "num_null", "negatives",
-             "random_pool", "test", "statistic", "correction"]
-    return TCAVResult(summary=summary[order], cav_scores=cav_scores, input_scores=input_scores,
-                      cav_accuracy=cav_accuracy, cavs={})
+    # The tables' columns, order and dtypes are the results schema's (the audit adds `dataset`).
+    tables = {name: TABLES[name].frame(frame, exclude=("dataset",)) for name, frame in (
+        ("summary", summary), ("cav_scores", cav_scores), ("input_scores", input_scores),
+        ("cav_accuracy", cav_accuracy))}
+    return TCAVResult(**tables, specs=specs, layers=layers, directions=directions)

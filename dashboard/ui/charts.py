@@ -10,7 +10,6 @@ GREY = "#b8bec4"
 BAND = "#d5dbe0"
 PALETTE = ["#3b6e8f", "#d08c3b", "#5a9a6b", "#9b5a8f", "#c05050", "#6b6bb8", "#8f7a3b",
            "#3b8f8a"]
-SIG_NOTE = "★ significant"
 
 
 def _col(df: pd.DataFrame, name: str, default: float = np.nan) -> pd.Series:

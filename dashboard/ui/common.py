@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import logging
 import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from attnxai.audit.config import DEMO
 from attnxai.io.datasets import Dataset, demo_dataset, load_dataset
 from attnxai.errors import UserInputError
 from attnxai.models import BUILTINS, load_model
@@ -34,7 +35,7 @@ from attnxai.models import BUILTINS, load_model
 log = logging.getLogger("attnxai.dashboard")
 
 DEFAULT_SPEC = BUILTINS[0]
-DEMO_REF = "demo"
+DEMO_REF = DEMO
 #: The one-click demo audit of each built-in: small enough to finish in well under a minute
 #: on two CPU cores, real enough to show every chart.
 DEMO_AUDITS: dict[str, dict[str, Any]] = {
@@ -43,9 +44,6 @@ DEMO_AUDITS: dict[str, dict[str, Any]] = {
     "builtin:shapes-vit": {"targets": ["triangle"],
                            "concepts": ["striped-objects", "red-objects"]},
 }
-# The library's defaults: the settings whose calibration the README reports.
-DEMO_SETTINGS: dict[str, Any] = {"layers": None, "num_cavs": 20, "num_random": 10,
-                                 "num_null": 200, "weighting": "both", "seed": 0}
 
 
 # -- session defaults --------------------------------------------------------------------------
@@ -64,24 +62,71 @@ def home_dir() -> Path:
     return Path(store_path()).parent
 
 
+# -- where the server listens ------------------------------------------------------------------
+ALLOW_REMOTE_ENV = "ATTNXAI_ALLOW_REMOTE"
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether a ``server.address`` setting binds to this machine only. Unset or empty means
+    every interface (Streamlit's default when no config file is found)."""
+    address = (address or "").strip().strip("[]")
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # empty, or a host name that may resolve anywhere
+        return False
+
+
+def bind_warning(address: str | None, allow_remote: bool = False) -> str | None:
+    """The warning to show when the server is reachable from other machines, or None.
+
+    ``.streamlit/config.toml`` (which binds to 127.0.0.1) is read from the current folder
+    only, so `streamlit run /path/to/dashboard/app.py` started elsewhere listens on every
+    interface. ``allow_remote`` (``ATTNXAI_ALLOW_REMOTE=1``) silences the warning for a
+    deliberate remote setup.
+    """
+    if allow_remote or is_loopback(address):
+        return None
+    where = f"address {esc(address)}" if (address or "").strip() else "all network interfaces"
+    return (f"This dashboard listens on {where}, so other machines can reach it and the data "
+            "and models it can read. To keep it on this machine, restart it with "
+            "`make run` or `streamlit run dashboard/app.py --server.address 127.0.0.1`; set "
+            f"{ALLOW_REMOTE_ENV}=1 if remote access is intended.")
+
+
+def check_server_settings() -> None:
+    """Make up for a missing ``.streamlit/config.toml``: keep tracebacks out of the page unless
+    the user asked for them, and warn when the server is not bound to a loopback address."""
+    from streamlit import config
+
+    if not config.is_manually_set("client.showErrorDetails"):
+        st.set_option("client.showErrorDetails", "none")
+    message = bind_warning(st.get_option("server.address"),
+                           os.environ.get(ALLOW_REMOTE_ENV) == "1")
+    if message:
+        st.warning(message, icon=":material/public:")
+
+
 # -- errors ------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def guard(action: str = "") -> Iterator[None]:
     """Show problems as ``st.error`` with what to do; never a stack trace in the page.
 
     User errors (bad file, unknown model, ...) carry their own sentence. Anything else is
-    logged with its traceback on the server and summarised in one line.
+    logged with its traceback on the server and summarised in one line. Either text can hold
+    what a user supplied (a CSV header, a file name), so it is shown escaped, never as Markdown.
     """
     try:
         yield
     except UserInputError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(esc(exc), icon=":material/error:")
     except Exception as exc:  # noqa: BLE001 - the page must survive and explain
         if type(exc).__name__ in ("RerunException", "StopException"):
             raise  # Streamlit's own control flow (st.rerun, st.stop, st.switch_page)
         log.exception("dashboard error%s", f" while {action}" if action else "")
         what = f" while {action}" if action else ""
-        st.error(f"Something went wrong{what}: {type(exc).__name__}: {exc}. "
+        st.error(f"Something went wrong{what}: {type(exc).__name__}: {esc(exc)}. "
                  "Check the inputs and try again; the server log has the details.",
                  icon=":material/error:")
 
@@ -100,9 +145,11 @@ def get_adapter(spec: str | None = None, labels: dict[str, str] | None = None) -
     """The cached adapter of ``spec`` (default: the session's model). Raises UserInputError."""
     if spec is None:
         spec, labels = st.session_state["spec"], st.session_state.get("labels")
-    if spec != "builtin:minilm-zeroshot":
-        labels = None
-    return _load_adapter(spec, labels_key(labels))
+    adapter = _load_adapter(spec, "")
+    # The session keeps its labels across models; only a model that takes them gets them.
+    if labels and adapter.takes_label_descriptions:
+        adapter = _load_adapter(spec, labels_key(labels))
+    return adapter
 
 
 def model_key() -> str:
@@ -183,28 +230,43 @@ def dataset_predictions(n: int = 500) -> pd.DataFrame:
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
-def save_upload(name: str, data: bytes, kind: str = "uploads") -> Path:
-    """Write uploaded bytes to ``$ATTNXAI_HOME/<kind>/<sha>/<safe name>`` and return the path."""
-    base = Path(name).name
-    stem, suffix = os.path.splitext(base)
+def upload_path(name: str, data: bytes, kind: str = "uploads") -> Path:
+    """Where :func:`save_upload` keeps ``data`` uploaded as ``name``:
+    ``$ATTNXAI_HOME/<kind>/<sha>/<safe name>``."""
+    stem, suffix = os.path.splitext(Path(name).name)
     safe = (_SAFE.sub("_", stem).strip("._") or "upload")[:80] + suffix.lower()
-    folder = home_dir() / kind / hashlib.sha256(data).hexdigest()[:16]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / safe
-    tmp = folder / f".{safe}.part"
+    return home_dir() / kind / hashlib.sha256(data).hexdigest()[:16] / safe
+
+
+def save_upload(name: str, data: bytes, kind: str = "uploads") -> Path:
+    """Write uploaded bytes to :func:`upload_path` (atomically) and return the path."""
+    path = upload_path(name, data, kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
     tmp.write_bytes(data)
     tmp.replace(path)
     return path
 
 
 def use_uploaded_dataset(name: str, data: bytes) -> Dataset:
-    """Save an uploaded dataset, check that it reads; on any problem remove it again and
-    raise, so a bad upload leaves nothing behind."""
-    path = save_upload(name, data)
+    """Save an uploaded dataset, check that it reads; on any problem remove what this upload
+    created and raise, so a bad upload leaves nothing behind.
+
+    Uploads of the same bytes share a folder, so only this upload's own file (and the folder,
+    if this upload made it and it is left empty) is removed: an earlier upload of the same
+    bytes under another name stays usable.
+    """
+    path = upload_path(name, data)
+    created_file, created_folder = not path.exists(), not path.parent.exists()
+    save_upload(name, data)
     try:
         ds = load_dataset(path)
     except Exception:
-        shutil.rmtree(path.parent, ignore_errors=True)
+        if created_file:
+            path.unlink(missing_ok=True)
+        if created_folder:
+            with contextlib.suppress(OSError):  # not empty: another upload arrived meanwhile
+                path.parent.rmdir()
         raise
     return ds
 
@@ -267,9 +329,13 @@ def concept_root() -> Path:
     return default_concept_root()
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+# Every character that can start Markdown syntax in Streamlit: links and images ![x](url),
+# HTML tags <...>, entities &...;, $ math, :emoji: and :color[...] directives, headings and
+# rules (# - = *), emphasis, tables, and GFM autolinks (http:// and www. need ':' or '.').
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=&])")
 
 
 def esc(text: object) -> str:
-    """User text made literal inside Markdown (Streamlit never renders raw HTML there)."""
+    """User text made literal inside Markdown: each syntax character is backslash-escaped, so
+    no link, image, HTML, math or directive in it takes effect."""
     return _MD_SPECIAL.sub(r"\\\1", str(text))

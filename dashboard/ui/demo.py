@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from attnxai.audit.config import AuditConfig
+from attnxai.tcav.config import TCAVConfig
 from ui.common import (
     DEFAULT_SPEC,
     DEMO_AUDITS,
     DEMO_REF,
-    DEMO_SETTINGS,
     completed_runs,
     concept_root,
     guard,
@@ -24,14 +25,12 @@ def demo_spec() -> str:
 
 
 def start_demo_audit() -> None:
-    """Start the demo audit of the session's built-in model (MiniLM for any other model)."""
-    from attnxai.audit.runner import AuditConfig
-
+    """Start the demo audit of the session's built-in model (MiniLM for any other model), at
+    the library's default settings (those whose calibration the README reports)."""
     spec = demo_spec()
     demo = DEMO_AUDITS[spec]
-    config = AuditConfig(model=spec, datasets=[DEMO_REF], targets=list(demo["targets"]),
-                         concepts=list(demo["concepts"]), concept_dir=str(concept_root()),
-                         **DEMO_SETTINGS)
+    config = AuditConfig(model=spec, datasets=(DEMO_REF,), targets=tuple(demo["targets"]),
+                         concepts=tuple(demo["concepts"]), concept_dir=str(concept_root()))
     start_audit(config, f"demo audit: {', '.join(demo['concepts'])} → "
                         f"{', '.join(demo['targets'])} on {spec}", store_path())
 
@@ -50,9 +49,9 @@ def demo_offer(key: str, switch: bool = True) -> bool:
         st.markdown("#### No audit yet — start with the demo")
         st.write(f"Tests whether the class **{demo['targets'][0]}** of `{spec}` is sensitive to "
                  f"the concepts **{'** and **'.join(demo['concepts'])}**, layer by layer, against "
-                 "random concepts at the default settings (20 CAVs per layer, 200 random CAVs in the "
-                 "null, demo data). It takes under a minute "
-                 "on a laptop CPU.")
+                 f"random concepts at the default settings ({TCAVConfig.num_cavs} CAVs per layer, "
+                 f"{TCAVConfig.num_null} random CAVs in the null, demo data). It takes under a "
+                 "minute on a laptop CPU.")
         if st.button("Run the demo audit", type="primary", key=key, icon=":material/play_arrow:"):
             with guard("starting the demo audit"):
                 start_demo_audit()

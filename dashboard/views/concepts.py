@@ -45,7 +45,7 @@ st.caption("A concept is a set of examples that show it. Its CAVs are trained ag
 root = concept_root()
 for key in ("cs_flash", "cs_error"):
     if ss.get(key):
-        (st.success if key == "cs_flash" else st.error)(ss.pop(key))
+        (st.success if key == "cs_flash" else st.error)(esc(ss.pop(key)))
 
 try:
     default_modality = get_adapter().modality
@@ -63,7 +63,7 @@ table = pd.DataFrame([{
     "counter-examples": i.n_counterexamples, "paired": i.paired, "random pool": i.default_pool or "",
     "description": i.description, "problem": i.error or ""} for i in shown])
 if table.empty:
-    st.info(f"No {modality} concept sets in {root} yet. Create one below or import a zip.")
+    st.info(f"No {modality} concept sets in {esc(root)} yet. Create one below or import a zip.")
 else:
     cols = [c for c in table.columns if c != "problem" or table["problem"].any()]
     st.dataframe(table[cols], hide_index=True, width="stretch", height=min(38 * len(table) + 40, 330),
@@ -89,7 +89,7 @@ def _k(name: str) -> str:
 
 
 # -- header fields ------------------------------------------------------------------------------
-st.subheader("New concept set" if is_new else f"Edit {pick}")
+st.subheader("New concept set" if is_new else f"Edit {esc(pick)}")
 c1, c2 = st.columns([1, 2], gap="large")
 with c1:
     name = st.text_input("Name", value="" if is_new else cs.name, key=_k("name"), disabled=not is_new,
@@ -243,7 +243,7 @@ else:
                    + (f", {len(counterexamples)} counter-examples" if want_counter else "")
                    + (f", random pool {esc(pool)}" if pool else "") + ".")
     except UserInputError as exc:
-        st.warning(str(exc))
+        st.warning(esc(exc))
 
 
 def _save(cs_new: ConceptSet, overwrite: bool) -> None:
@@ -289,7 +289,7 @@ if not is_new:
                                mime="application/zip", icon=":material/download:")
     with a3:
         st.markdown("**Delete**")
-        sure = st.checkbox(f"Yes, delete {pick}", key=_k("sure"))
+        sure = st.checkbox(f"Yes, delete {esc(pick)}", key=_k("sure"))
 
         def _delete() -> None:
             try:

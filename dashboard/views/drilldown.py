@@ -75,8 +75,7 @@ def _model_hash(mkey: str, _adapter: Any) -> str:
     return model_hash(_adapter)
 
 
-@st.cache_resource(show_spinner="Rebuilding the run's CAVs (from its settings and the "
-                                "activation cache)…", max_entries=16)
+@st.cache_resource(show_spinner="Reading the run's CAVs…", max_entries=16)
 def _run_cavs(path: str, run_id: str, concept: str, mkey: str, _adapter: Any) -> Any:
     from attnxai.audit.drilldown import run_cavs
 
@@ -113,17 +112,16 @@ if not runs.empty:
 
 store = get_store()
 if run is not None:
-    cfg = run.get("config") or {}
-    spec = run["model"]
-    run_labels = cfg.get("labels") if spec == "builtin:minilm-zeroshot" else None
+    spec = run.model
+    run_labels = run.config.labels  # stored only for a model that takes label descriptions
     adapter = None
     with guard("loading the run's model"):
         adapter = get_adapter(spec, run_labels)
     if adapter is None:
         st.stop()
     mkey = f"{spec}|{labels_key(run_labels)}"
-    detail = _input_detail(str(store.path), run["run_id"])
-    inputs = _inputs(str(store.path), run["run_id"])
+    detail = _input_detail(str(store.path), run.run_id)
+    inputs = _inputs(str(store.path), run.run_id)
     view = ss.get("results_view") or {}
     f = st.columns(4)
     datasets = list(dict.fromkeys(inputs["dataset"]))
@@ -147,7 +145,7 @@ if run is not None:
     st.caption(f"{len(table)} inputs of “{esc(target)}”. S(concept): mean attention-weighted "
                f"concept sensitivity over the concept's CAVs at layer {layer} (> 0: the concept "
                "pushes the class up). Click a column to sort, a row to open it.")
-    run_concepts = list(cfg.get("concepts") or [])
+    run_concepts = list(run.config.concepts)
 else:
     st.info("No finished audit yet: you can explain inputs of the current dataset; concept "
             "sensitivity needs an audit (Run audit).")
@@ -286,13 +284,10 @@ c1, c2 = st.columns([1, 1])
 concept = c1.selectbox("Concept", run_concepts, key="w_drill_concept")
 hm_weighting = c2.selectbox("Weighting", ["attention", "plain"], key="w_drill_hm_weighting")
 with guard("computing concept sensitivity"):
-    cavs = _run_cavs(str(store.path), run["run_id"], concept, mkey, adapter)
-    if cavs.changed_sets:
-        st.warning("These concept sets changed since the run, so their current version is used: "
-                   + ", ".join(esc(n) for n in cavs.changed_sets) + ".")
+    cavs = _run_cavs(str(store.path), run.run_id, concept, mkey, adapter)
     if cavs.model_changed:
         st.warning("The model's weights differ from the run's; sensitivities are of the current model.")
-    maps = _heatmaps(adapter, x, cavs, f"{run['run_id']}|{concept}|{xkey}", mkey, int(cls),
+    maps = _heatmaps(adapter, x, cavs, f"{run.run_id}|{concept}|{xkey}", mkey, int(cls),
                      hm_weighting)
     st.caption(f"s′ per word piece / patch and layer: attention-weighted directional derivative of "
                f"“{esc(labels_list[int(cls)])}” along the {esc(concept)} CAVs, mean over "

@@ -24,7 +24,7 @@ if runs.empty:
 
 for key in ("hist_flash",):
     if ss.get(key):
-        st.success(ss.pop(key))
+        st.success(esc(ss.pop(key)))
 
 counts = runs["status"].value_counts()
 m = st.columns(4)
@@ -77,8 +77,4 @@ if row["status"] in ("failed", "cancelled") and row["error"]:
     st.error(f"This run {row['status']}: {esc(row['error'])}")
 with st.expander("Configuration and provenance"):
     with guard("reading the run"):
-        run = get_store().get_run(run_id)
-        st.json({"config": run.get("config"), "datasets": run.get("dataset_details"),
-                 "concept_versions": run.get("concept_versions"),
-                 "library_versions": run.get("library_versions"),
-                 "model_hash": run.get("model_hash")}, expanded=False)
+        st.json(get_store().get_run(run_id).provenance(), expanded=False)

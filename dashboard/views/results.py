@@ -59,7 +59,7 @@ if summary is None or run is None:
 if summary.empty:
     st.warning("This run stored no summary rows.")
     st.stop()
-cfg = run.get("config") or {}
+tcav = run.config.tcav
 
 n_sig = int(summary["significant"].sum())
 m = st.columns(5)
@@ -67,11 +67,11 @@ m[0].metric("inputs per target", int(summary["n_inputs"].max()))
 m[1].metric("CAVs per layer", int(summary["num_cavs"].max()))
 m[2].metric("layers", len(summary["layer"].unique()))
 m[3].metric("significant tests", f"{n_sig} of {len(summary)}")
-m[4].metric("duration", f"{run.get('duration_s') or 0:.0f} s")
-st.caption(f"Model {esc(run['model'])} · data {esc(', '.join(map(str, run.get('datasets') or [])))} · "
+m[4].metric("duration", f"{run.duration_s or 0:.0f} s")
+st.caption(f"Model {esc(run.model)} · data {esc(', '.join(map(str, run.datasets)))} · "
            f"{summary['test'].iloc[0]} test on the {summary['statistic'].iloc[0]}, "
-           f"{summary['correction'].iloc[0]} correction, α = {cfg.get('alpha', 0.05):g} · "
-           f"{int(summary['num_null'].max())} random CAVs in the null · seed {run.get('seed')}")
+           f"{summary['correction'].iloc[0]} correction, α = {tcav.alpha:g} · "
+           f"{int(summary['num_null'].max())} random CAVs in the null · seed {run.seed}")
 
 # -- filters ------------------------------------------------------------------------------------
 f = st.columns([1, 1, 1, 3])
@@ -119,7 +119,7 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config
 
 # -- charts -------------------------------------------------------------------------------------
 st.subheader("Layer-wise TCAV")
-st.caption(significance_caption(view, cfg.get("alpha")) +
+st.caption(significance_caption(view, tcav.alpha) +
            f" {weighting.capitalize()} token weighting; {int(view['n_inputs'].iloc[0])} inputs.")
 st.altair_chart(layer_chart(view, concepts), width="content")
 
@@ -129,7 +129,7 @@ with tabs[0]:
                "unreliable CAVs.")
     st.altair_chart(heatmap(view, concepts), width="stretch")
 with tabs[1]:
-    threshold = float(cfg.get("min_accuracy", 0.6))
+    threshold = float(tcav.min_accuracy)
     acc = view[["concept", "layer", "cav_accuracy", "cav_accuracy_std"]].rename(
         columns={"cav_accuracy": "accuracy", "cav_accuracy_std": "sd"}).fillna({"sd": 0.0})
     st.caption("Held-out accuracy of each concept's CAVs (mean ± std over CAVs). Below the "

@@ -7,7 +7,7 @@ import streamlit as st
 
 from attnxai.io.concepts import list_concept_sets
 from attnxai.errors import UserInputError
-from attnxai.tcav.scores import WEIGHTINGS
+from ui import options
 from ui.common import (
     DEMO_AUDITS,
     DEMO_REF,
@@ -23,6 +23,7 @@ from ui.jobs import current_job, fmt_seconds, start_audit
 from ui import pages
 
 ss = st.session_state
+# How the select boxes name the library's choices (the choices themselves are the library's).
 TESTS = {"grouped": "random-effects test against the null CAVs (calibrated; default)",
          "empirical": "rank among the null CAVs (calibrated, very conservative)",
          "welch": "Welch t-test, concept vs random CAVs",
@@ -31,6 +32,11 @@ CORRECTIONS = {"bh": "Benjamini–Hochberg", "bonferroni": "Bonferroni", "none":
 NEGATIVES = {"auto": "auto: counter-examples when paired, else the random pool",
              "random": "random pool", "relative": "the other concepts under test",
              "matched": "counter-examples (matched pairs)"}
+STATISTICS = {"derivative": "mean directional derivative (default)",
+              "tcav": "TCAV score (share of inputs with S(x) > 0)",
+              "magnitude": "TCAV magnitude score"}
+PAIR_ROWS = {"differing": "the tokens where a pair differs (default)", "all": "every token"}
+POOLING = {None: "the model's own", "cls": "the [CLS] row", "mean": "the mean over query rows"}
 
 st.title("Run audit")
 
@@ -63,7 +69,7 @@ def _progress_panel() -> None:
         elif job.status == "cancelled":
             st.warning("The audit was cancelled; no results were stored.")
         else:
-            st.error(f"The audit failed: {job.error}")
+            st.error(f"The audit failed: {esc(job.error)}")
 
 
 job = current_job()
@@ -105,29 +111,46 @@ with st.form("audit_form", border=True):
                                 key="w_run_concepts")
         layers = st.multiselect("Layers (empty = all)", list(range(adapter.num_layers)),
                                 key="w_run_layers")
-        limit = st.number_input("At most this many inputs per target (0 = all)", 0, 100_000, 0,
-                                key="w_run_limit")
+        limit = options.number(st, "limit", "At most this many inputs per target (0 = all)",
+                               most=100_000, key="w_run_limit")
     with c2:
         a, b = st.columns(2)
-        num_cavs = a.number_input("CAVs per concept and layer", 2, 500, 20, key="w_run_cavs")
-        num_random = b.number_input("Random concepts (baseline)", 2, 500, 10, key="w_run_random")
-        weighting = a.selectbox("Token weighting", ["both", *WEIGHTINGS], key="w_run_weighting",
-                                help="attention: the paper's attention-weighted TCAV; plain: "
-                                     "unweighted token-level TCAV; both: compare them.")
-        seed = b.number_input("Seed", 0, 2**31 - 1, 0, key="w_run_seed")
+        num_cavs = options.number(a, "num_cavs", "CAVs per concept and layer", most=500,
+                                  key="w_run_cavs")
+        num_random = options.number(b, "num_random", "Random concepts (baseline)", most=500,
+                                    key="w_run_random")
+        weighting = options.select(a, "weighting", "Token weighting", key="w_run_weighting",
+                                   help="attention: the paper's attention-weighted TCAV; plain: "
+                                        "unweighted token-level TCAV; both: compare them.")
+        seed = options.number(b, "seed", "Seed", key="w_run_seed")
         with st.expander("Statistics and negatives"):
-            test = st.selectbox("Test", list(TESTS), format_func=TESTS.get, key="w_run_test")
-            num_null = st.number_input("Random CAVs in the null", 20, 5000, 200,
-                                       key="w_run_null",
-                                       help="The grouped and empirical tests compare the concept "
-                                            "with these random-vs-random CAVs; the empirical "
-                                            "test's p-values cannot go below 1/(n+1).")
-            correction = st.selectbox("Multiple-testing correction", list(CORRECTIONS),
-                                      format_func=CORRECTIONS.get, key="w_run_correction")
-            alpha = st.number_input("α", 0.001, 0.5, 0.05, step=0.01, format="%.3f",
-                                    key="w_run_alpha")
-            negatives = st.selectbox("Negatives", list(NEGATIVES), format_func=NEGATIVES.get,
-                                     key="w_run_negatives")
+            test = options.select(st, "test", "Test", TESTS, key="w_run_test")
+            statistic = options.select(st, "statistic", "Statistic tested", STATISTICS,
+                                       key="w_run_statistic")
+            num_null = options.number(st, "num_null", "Random CAVs in the null", most=5000,
+                                      key="w_run_null",
+                                      help="The grouped and empirical tests compare the concept "
+                                           "with these random-vs-random CAVs; the empirical "
+                                           "test's p-values cannot go below 1/(n+1).")
+            correction = options.select(st, "correction", "Multiple-testing correction",
+                                        CORRECTIONS, key="w_run_correction")
+            alpha = options.number(st, "alpha", "α", least=0.001, most=0.5, step=0.01,
+                                   format="%.3f", key="w_run_alpha")
+            min_accuracy = options.number(st, "min_accuracy", "Least CAV accuracy of a reliable "
+                                          "layer", step=0.05, format="%.2f",
+                                          key="w_run_min_accuracy")
+            negatives = options.select(st, "negatives", "Negatives", NEGATIVES,
+                                       key="w_run_negatives")
+            pair_rows = options.select(st, "pair_rows", "Matched pairs train on", PAIR_ROWS,
+                                       key="w_run_pair_rows")
+        with st.expander("CAV training"):
+            l2 = options.number(st, "l2", "L2 penalty", least=1e-6, most=100.0, step=0.01,
+                                format="%.4f", key="w_run_l2")
+            holdout = options.number(st, "holdout", "Held-out share of each CAV's examples",
+                                     least=0.05, most=0.95, step=0.05, format="%.2f",
+                                     key="w_run_holdout")
+            pooling = options.select(st, "pooling", "Query row that weights the tokens",
+                                     POOLING, key="w_run_pooling")
     submitted = st.form_submit_button("Start audit", type="primary", disabled=running,
                                       icon=":material/play_arrow:")
 
@@ -135,18 +158,22 @@ if running:
     st.caption("One audit at a time: wait for the running one, or cancel it.")
 elif submitted:
     with guard("starting the audit"):
-        from attnxai.audit.runner import AuditConfig
+        from attnxai.audit.config import AuditConfig
+        from attnxai.tcav.config import TCAVConfig
 
         if not targets or not chosen:
             raise UserInputError("Pick at least one target class and one concept.")
 
+        tcav = TCAVConfig(
+            layers=tuple(sorted(layers)) or None, num_cavs=int(num_cavs),
+            num_random=int(num_random), num_null=int(num_null), weighting=weighting, test=test,
+            statistic=statistic, correction=correction, alpha=float(alpha),
+            negatives=negatives, pair_rows=pair_rows, min_accuracy=float(min_accuracy),
+            l2=float(l2), holdout=float(holdout), pooling=pooling, seed=int(seed))
         config = AuditConfig(
-            model=adapter.spec, datasets=[ss["data_ref"]], targets=list(targets),
-            concepts=list(chosen), layers=sorted(layers) or None, num_cavs=int(num_cavs),
-            num_random=int(num_random), num_null=int(num_null), weighting=weighting,
-            test=test, correction=correction, alpha=float(alpha), negatives=negatives,
-            seed=int(seed), limit=int(limit), concept_dir=str(concept_root()),
-            labels=ss.get("labels") if adapter.spec == "builtin:minilm-zeroshot" else None)
+            model=adapter.spec, datasets=(ss["data_ref"],), targets=tuple(targets),
+            concepts=tuple(chosen), tcav=tcav, limit=int(limit), concept_dir=str(concept_root()),
+            labels=ss.get("labels") if adapter.takes_label_descriptions else None)
         start_audit(config, f"{', '.join(chosen)} → {', '.join(targets)} on "
                             f"{adapter.spec} ({'demo data' if ss['data_ref'] == DEMO_REF else data_label()})",
                     store_path())

@@ -101,7 +101,7 @@ with left:
     st.caption("Classes: " + ", ".join(esc(l) for l in adapter.labels))
 
 # -- zero-shot labels --------------------------------------------------------------------------
-if ss["spec"] == "builtin:minilm-zeroshot":
+if adapter.takes_label_descriptions:
     with st.expander("Zero-shot labels (editable)", expanded=False):
         st.caption("The MiniLM built-in classifies by similarity to each label's descriptions. "
                    "One row per description; repeat a label to give it several.")
@@ -245,7 +245,7 @@ with st.expander("Try one input", expanded=False):
                 verify_image_bytes(data, up.name)
                 image = load_image(Image.open(io.BytesIO(data)))
                 a, b = st.columns([1, 2])
-                a.image(image.resize((192, 192)), caption=up.name)
+                a.image(image.resize((192, 192)), caption=esc(up.name))
                 with model_lock(model_key()):
                     probs = adapter.predict([image])[0].tolist()
                 b.altair_chart(probability_chart(adapter.labels, probs), width="stretch")
