@@ -100,7 +100,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         "p_adjusted DOUBLE, significant BOOLEAN, direction VARCHAR, cav_accuracy DOUBLE, "
         "cav_accuracy_std DOUBLE, reliable BOOLEAN, n_inputs INTEGER, num_cavs INTEGER, "
         "num_random INTEGER, num_null INTEGER, negatives VARCHAR, random_pool VARCHAR, "
-        "test VARCHAR, statistic VARCHAR, correction VARCHAR")),
+        "test VARCHAR, statistic VARCHAR, correction VARCHAR")
+        # Which CAVs formed the null: "random:<pool>" or "signflip:<concept>" (matched pairs).
+        + (Column("null_cavs", "VARCHAR", since=4),)),
     # One row per dataset x target x CAV (concept and random) x layer x weighting.
     Table("cav_scores", 1, columns(
         "dataset VARCHAR, target VARCHAR, cav_name VARCHAR, rep INTEGER, kind VARCHAR, "
@@ -109,10 +111,17 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("cav_accuracy", 1, columns(
         "dataset VARCHAR, target VARCHAR, cav_name VARCHAR, rep INTEGER, kind VARCHAR, "
         "layer INTEGER, accuracy DOUBLE, train_accuracy DOUBLE")),
-    # S(x) per dataset x target x concept CAV x layer x weighting x input.
+    # S(x) per dataset x target x concept CAV x layer x weighting x input (on request).
     Table("input_scores", 1, columns(
         "dataset VARCHAR, target VARCHAR, concept VARCHAR, rep INTEGER, layer INTEGER, "
         "weighting VARCHAR, input_index INTEGER, score DOUBLE")),
+    # Per dataset x target x concept x layer x weighting x input: the mean and std of S(x)
+    # over the concept's CAVs and the share of them with S(x) > 0 (input_scores keeps each
+    # CAV's S(x) only on request; runs before version 5 kept only those).
+    Table("input_summary", 5, columns(
+        "dataset VARCHAR, target VARCHAR, concept VARCHAR, layer INTEGER, weighting VARCHAR, "
+        "input_index INTEGER, score_mean DOUBLE, score_std DOUBLE, positive_fraction DOUBLE, "
+        "num_cavs INTEGER")),
     # The input behind each input_index, per dataset x target (kept in insertion order).
     Table("inputs", 2, columns(
         "dataset VARCHAR, target VARCHAR, input_index INTEGER, item_index INTEGER, "
@@ -123,6 +132,16 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("cavs", 3, columns(
         "cav_name VARCHAR, rep INTEGER, kind VARCHAR, layer INTEGER, dim INTEGER, "
         "vector BLOB")),
+    # Causal effects per dataset x target x concept x layer x measure (attnxai.effects.table);
+    # output effects of matched pairs have layer -1 and dataset "pairs".
+    Table("effects", 4, columns(
+        "dataset VARCHAR, target VARCHAR, concept VARCHAR, layer INTEGER, measure VARCHAR, "
+        "mean DOUBLE, ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE, p_adjusted DOUBLE, "
+        "significant BOOLEAN, n_pairs INTEGER, n_skipped INTEGER, share DOUBLE, test VARCHAR")),
+    # Per pair of a paired concept and target: its output effect (for the drill-down).
+    Table("pair_effects", 4, columns(
+        "target VARCHAR, concept VARCHAR, pair INTEGER, example VARCHAR, counterexample VARCHAR, "
+        "delta_logit DOUBLE, delta_prob DOUBLE")),
 )}
 
 #: Run-level columns the summary CSV adds to every summary row (``run_id`` first, the rest after

@@ -6,14 +6,26 @@ studio, Run audit, Results, Drill-down, History. Every number on them comes from
 
 from __future__ import annotations
 
+import sys
+
 import streamlit as st
 
-# `streamlit run` puts this file's folder on sys.path, so `ui` and `views` import as packages.
-from ui.common import check_server_settings, data_label, esc, init_state
-from ui.jobs import current_job, fmt_seconds
-from ui.pages import SECTIONS
-
 st.set_page_config(page_title="attnxai — concept audits", page_icon=":mag:", layout="wide")
+# The first page of a fresh server imports PyTorch and the libraries (seconds on a slow
+# machine): say so at once rather than show a blank page.
+_boot = None
+if "ui.common" not in sys.modules:
+    _boot = st.empty()
+    _boot.progress(0.0, text="Starting attnxai: loading PyTorch and the libraries (once per "
+                             "server start) …")
+
+# `streamlit run` puts this file's folder on sys.path, so `ui` and `views` import as packages.
+from ui.common import check_server_settings, data_label, esc, init_state  # noqa: E402
+from ui.jobs import current_job, fmt_eta  # noqa: E402
+from ui.pages import SECTIONS  # noqa: E402
+
+if _boot is not None:
+    _boot.empty()
 init_state()
 check_server_settings()
 
@@ -26,7 +38,7 @@ def _job_status() -> None:
         return
     if job.running:
         st.progress(job.progress.get("fraction", 0.0),
-                    text=f"Audit running · ETA {fmt_seconds(job.eta())}")
+                    text=f"Audit running · time left: {fmt_eta(job.eta())}")
         st.caption(esc(job.progress.get("message", "")))
     elif not job.announced:
         # The run just ended: refresh the whole page once so every view sees it.
@@ -44,6 +56,7 @@ with st.sidebar:
     st.markdown("**attnxai** · concept audits of transformers")
     st.caption(f"Model: {esc(st.session_state['spec'])}  \nData: {esc(data_label())}")
     job = current_job()
-    st.fragment(run_every=1.0 if job is not None and job.running else None)(_job_status)()
+    # Every 2 s: often enough to follow, rare enough not to slow the audit (see the README).
+    st.fragment(run_every=2.0 if job is not None and job.running else None)(_job_status)()
 
 page.run()

@@ -31,7 +31,8 @@ from attnxai.audit.records import RunConcept, RunDataset
 from attnxai.audit.report import detail_path, export_run, summary_csv_bytes, summary_frame
 from attnxai.audit.store import (MIGRATIONS, SCHEMA_VERSION, Store, StoreError, StoreLockedError,
                            default_db_path)
-from attnxai.schema import TABLES
+from attnxai.schema import INPUT_DETAIL, TABLES
+from attnxai.effects.config import EffectsConfig
 from attnxai.tcav.config import TCAVConfig
 from attnxai.tcav.run import apply_correction, run_tcav
 from conftest import LABELS, VOCAB
@@ -120,7 +121,8 @@ def in_memory(adapter, cfg: AuditConfig) -> dict[str, pd.DataFrame]:
             inputs[(Path(path).name, target)] = items
             r = run_tcav(adapter, items, target, concepts, pools, tcfg)
             for name, df in (("summary", r.summary), ("cav_scores", r.cav_scores),
-                             ("cav_accuracy", r.cav_accuracy), ("input_scores", r.input_scores)):
+                             ("cav_accuracy", r.cav_accuracy), ("input_summary", r.input_summary),
+                             ("input_scores", r.input_scores)):
                 parts.setdefault(name, []).append(df.assign(dataset=Path(path).name))
     out = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
     out["summary"] = apply_correction(out["summary"], tcfg.correction, tcfg.alpha)
@@ -173,6 +175,8 @@ def test_stored_results_equal_in_memory_tcav_and_csv(world, adapter, first_run, 
     assert_same(summary, expected["summary"])  # includes p_adjusted: BH across the whole run
     for table in ("cav_scores", "cav_accuracy", "input_scores"):
         assert_same(getattr(store, table)(run_id), expected[table])
+    assert_same(store.results("input_summary", run_id), expected["input_summary"])
+    assert store.input_scores(run_id).empty  # per-CAV rows only with per_cav_scores
 
     inputs = store.inputs(run_id)
     for (ds, target), items in expected["inputs"].items():
@@ -192,14 +196,13 @@ def test_stored_results_equal_in_memory_tcav_and_csv(world, adapter, first_run, 
                              "cav_accuracy"]], expected["summary"])
     assert summary_csv_bytes(store, run_id) == out.read_bytes()
     detail = pd.read_csv(detail_path(out))
-    s = expected["input_scores"]
-    ref = s.groupby(["dataset", "target", "concept", "layer", "weighting", "input_index"],
-                    sort=False).score.agg(["mean", lambda v: (v > 0).mean()]).reset_index()
+    ref = expected["input_summary"]
     merged = detail.merge(ref, on=["dataset", "target", "concept", "layer", "weighting",
-                                   "input_index"])
+                                   "input_index"], suffixes=("", "_ref"))
     assert len(merged) == len(detail) == len(ref)
-    np.testing.assert_allclose(merged.score_mean, merged["mean"], rtol=1e-6)
-    np.testing.assert_allclose(merged.positive_fraction, merged["<lambda_0>"])
+    assert list(detail.columns) == ["run_id", *INPUT_DETAIL]
+    for col in ("score_mean", "score_std", "positive_fraction", "num_cavs"):
+        np.testing.assert_allclose(merged[col], merged[f"{col}_ref"], rtol=1e-6)
     assert not list(tmp_path.glob("*.partial"))
 
 
@@ -233,7 +236,9 @@ def test_config_round_trips_through_json_and_stays_frozen():
     # The flat layout runs were stored with before the TCAV settings were nested.
     old = AuditConfig.from_dict({"model": "m", "num_cavs": 3, "layers": [0], "limit": 2,
                                  "gone": True})
-    assert old == AuditConfig(model="m", limit=2, tcav=TCAVConfig(num_cavs=3, layers=(0,)))
+    # ... and computed no causal effects.
+    assert old == AuditConfig(model="m", limit=2, tcav=TCAVConfig(num_cavs=3, layers=(0,)),
+                              effects=EffectsConfig(level="none"))
 
 
 def test_validation_does_not_change_the_config(world, adapter):
@@ -353,6 +358,60 @@ def test_cancel_marks_cancelled_and_leaves_no_rows(world, adapter, tmp_path):
     run = store.get_run(info.value.run_id)
     assert run.status == "cancelled" and run.error == "cancelled by the user"
     assert set(result_rows(store, run.run_id).values()) == {0}
+
+
+def test_run_is_recorded_running_before_the_model_loads(world, tmp_path, monkeypatch):
+    """The run row exists the moment run_audit starts (History shows it while the model loads
+    and the data is predicted); once validated it names the real hashes."""
+    import attnxai.models
+
+    store = Store(tmp_path / "a.duckdb")
+    seen = []
+    original = attnxai.models.load_model
+
+    def load(*a, **kw):
+        seen.append(store.list_runs()[["status", "model", "concepts"]].to_dict("records"))
+        return original(*a, **kw)
+
+    monkeypatch.setattr(attnxai.models, "load_model", load)
+    run_id = run_audit(small_config(world), store)
+    assert seen == [[{"status": "running", "model": world["model"], "concepts": "sports"}]]
+    run = store.get_run(run_id)
+    assert run.status == "completed" and len(run.model_hash) == 64
+    assert [d.dataset for d in run.dataset_details] == ["val.csv"]
+    assert {(c.name, c.role) for c in run.concept_versions} == {("sports", "concept"),
+                                                                ("pool", "pool")}
+    assert all(len(c.version_hash) == 64 for c in run.concept_versions)
+
+
+def test_progress_moves_during_prediction_by_work_and_never_back(world, adapter, tmp_path):
+    store = Store(tmp_path / "a.duckdb")
+    seen: list[tuple[float, str]] = []
+    run_audit(config(world), store, progress=lambda f, m: seen.append((f, m)), adapter=adapter)
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    predicting = [f for f, m in seen if m.startswith("predicting")]
+    assert len(predicting) >= 2 and predicting[-1] > predicting[0]  # it moves while predicting
+    assert any("(26/26 inputs)" in m for _, m in seen)  # both datasets, counted in inputs
+    # Each stage's share follows its estimated work: 26 predictions are a part of this audit.
+    assert 0 < predicting[-1] < 0.5
+    assert max(f for f, m in seen if m.startswith("concept and random")) > predicting[-1]
+
+
+def test_cancel_during_prediction_stops_within_a_batch(world, tmp_path):
+    store = Store(tmp_path / "a.duckdb")
+    cancel = threading.Event()
+    ticks = []
+
+    def progress(fraction: float, message: str) -> None:
+        if message.startswith("predicting"):
+            ticks.append(message)
+            cancel.set()
+
+    with pytest.raises(AuditCancelled) as info:
+        run_audit(config(world, batch_size=4), store, progress=progress, cancel=cancel)
+    assert len(ticks) == 1  # the next batch's check stopped it
+    assert store.get_run(info.value.run_id).status == "cancelled"
 
 
 def test_dead_process_run_is_reaped_as_failed(tmp_path):
@@ -482,10 +541,11 @@ def test_migration_from_version_1_keeps_data(tmp_path):
                 "mean, p_value) VALUES ('old', 0, 'demo', 'sports', 'c', 2, 'plain', 0.75, 0.01)")
     con.close()
     store = Store(db)
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 5
     run = store.get_run("old")
     assert run.seed == 7 and run.activations_cached == 0
-    assert run.config == AuditConfig(model="m", tcav=TCAVConfig(alpha=0.05))  # model: the run's
+    assert run.config == AuditConfig(model="m", tcav=TCAVConfig(alpha=0.05),  # model: the run's
+                                     effects=EffectsConfig(level="none"))
     s = store.summary("old")
     assert s[["layer", "mean", "p_value"]].values.tolist() == [[2, 0.75, 0.01]]
     assert store.inputs("old").empty and store.cache_info().empty  # new tables exist
@@ -509,12 +569,16 @@ def test_migration_from_version_2_keeps_runs_without_cavs(tmp_path):
                 "mean, p_value) VALUES ('old', 0, 'demo', 'sports', 'c', 2, 'plain', 0.75, 0.01)")
     con.close()
     store = Store(db)
-    assert store.schema_version() == SCHEMA_VERSION == 3
+    assert store.schema_version() == SCHEMA_VERSION == 5
     run = store.get_run("old")
     assert run.config == AuditConfig(model="m", targets=("sports",), concepts=("c",),
                                       tcav=TCAVConfig(layers=(2,), num_cavs=5, weighting="plain",
-                                                      seed=7))
+                                                      seed=7), effects=EffectsConfig(level="none"))
     assert store.summary("old")["mean"].tolist() == [0.75] and store.cav_vectors("old", "c") == {}
+    # Version 4's tables and column exist, empty for the old run.
+    assert store.results("effects", "old").empty and store.results("pair_effects", "old").empty
+    assert store.summary("old")["null_cavs"].isna().all()
+    assert store.results("input_summary", "old").empty  # version 5's table
     # Seeds up to 2**32 - 1 fit now (the column was 32-bit).
     store.start_run("big", model="m", model_hash="h", datasets=[RunDataset("demo", "d", "s", 3)],
                     targets=["t"], concepts=[RunConcept("c", "v", "concept")],
@@ -529,6 +593,24 @@ def test_migration_from_version_2_keeps_runs_without_cavs(tmp_path):
                              ).fetchall())
     con.close()
     assert types["runs.seed"] == "BIGINT" and set(types.values()) == {"BIGINT"}
+
+
+def test_runs_before_input_summary_get_their_detail_from_per_cav_scores(world, adapter,
+                                                                          tmp_path):
+    """A version-4 run kept every CAV's S(x) only: its detail is computed from them, and
+    equals the detail of the same audit stored as input_summary today."""
+    store = Store(tmp_path / "a.duckdb")
+    cfg = small_config(world)
+    new_id = run_audit(cfg, store, adapter=adapter)
+    old_id = run_audit(replace(cfg, tcav=replace(cfg.tcav, per_cav_scores=True)), store,
+                       adapter=adapter)
+    con = duckdb.connect(str(store.path))
+    con.execute("DELETE FROM input_summary WHERE run_id = ?", [old_id])  # as version 4 stored it
+    con.close()
+    assert store.results("input_summary", old_id).empty
+    old, new = store.input_detail(old_id), store.input_detail(new_id)
+    assert list(old.columns) == list(new.columns) == list(INPUT_DETAIL)
+    pd.testing.assert_frame_equal(old, new, check_dtype=False, rtol=1e-6)
 
 
 def test_unusable_files_are_refused(tmp_path):

@@ -475,7 +475,41 @@ def test_default_root(monkeypatch, tmp_path):
     save_concept_set(text_set())
     assert load_concept_set("topic") == text_set()
     monkeypatch.delenv("ATTNXAI_CONCEPTS")
-    assert default_concept_root() == SHIPPED_ROOT
+    monkeypatch.setenv("ATTNXAI_HOME", str(tmp_path / "home"))
+    assert default_concept_root() == tmp_path / "home" / "concept_sets"  # never the checkout
+
+
+def test_user_sets_beside_read_only_shipped_sets(monkeypatch, tmp_path):
+    home = tmp_path / "home"
+    monkeypatch.delenv("ATTNXAI_CONCEPTS", raising=False)
+    monkeypatch.setenv("ATTNXAI_HOME", str(home))
+    user = home / "concept_sets"
+    assert concepts.concept_roots() == [user, SHIPPED_ROOT]
+    # A new set goes to the user's folder, and may use a shipped random pool.
+    save_concept_set(text_set("my-topic", default_pool="random-text"))
+    assert (user / "my-topic" / "concept.json").is_file()
+    assert not (SHIPPED_ROOT / "my-topic").exists()
+    assert load_concept_set("my-topic").default_pool == "random-text"
+    infos = {i.name: i for i in list_concept_sets()}
+    assert infos["my-topic"].source == "yours" and not infos["my-topic"].read_only
+    assert infos["sports-words"].source == "shipped" and infos["sports-words"].read_only
+    assert {n for n, i in infos.items() if i.source == "shipped"} == set(SHIPPED)
+    # Shipped sets are read-only: no save into their folder, no delete, no shadowing name.
+    with pytest.raises(ConceptSetError, match="shipped with attnxai are read-only"):
+        save_concept_set(text_set("other"), SHIPPED_ROOT)
+    with pytest.raises(ConceptSetError, match="read-only"):
+        delete_concept_set("sports-words")
+    with pytest.raises(ConceptSetError, match="shipped with attnxai .read-only.; save yours"):
+        save_concept_set(text_set("sports-words", default_pool="random-text"))
+    assert (SHIPPED_ROOT / "sports-words" / "concept.json").is_file()
+    # A copy under another name is the user's, and deleting it is allowed.
+    copy = load_concept_set("sports-words")
+    copy.name, copy.folder = "my-sports", None
+    save_concept_set(copy)
+    assert {i.name: i.source for i in list_concept_sets()}["my-sports"] == "yours"
+    delete_concept_set("my-sports")
+    delete_concept_set("my-topic")
+    assert sorted(p.name for p in user.iterdir()) == []
 
 
 def test_export_to_missing_folder(tmp_path):

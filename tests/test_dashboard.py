@@ -1,7 +1,7 @@
 """The dashboard's pages under Streamlit's AppTest: each renders; the concept studio persists a
 new set; a tiny audit started on Run audit completes and its charts appear on Results; the CSV
-download holds the run's rows; drill-down and history work on it; bad uploads show an error and
-store nothing.
+download holds the run's rows, and Results and History offer its HTML report; drill-down and
+history work on it; bad uploads show an error and store nothing.
 
 Every test gets its own $ATTNXAI_HOME (audit store, uploads) and concept folder. The audit uses
 trimmed copies of the shipped text sets (12 examples, a pool of 100) and tiny settings so it
@@ -133,8 +133,11 @@ def test_concept_studio_creates_a_set_that_persists(env):
     assert len(cs.examples) == 12 and cs.default_pool == "random-text"
     versions = Store().concept_versions("weather-talk")
     assert list(versions["version_hash"]) == [cs.version_hash()]
-    # The new set opens for editing and is offered on Run audit.
+    # The new set opens for editing, with nothing left to save, and is offered on Run audit.
     assert at.selectbox(key="w_cs_pick").value == "weather-talk"
+    assert not any("Ready to save" in s.value for s in at.success)
+    assert any("No changes to save" in i.value for i in at.info)
+    assert [b for b in at.button if b.label == "Save concept set"][0].disabled
     at.switch_page("views/run.py").run()
     assert "weather-talk" in at.multiselect(key="w_run_concepts").options
 
@@ -162,6 +165,7 @@ def test_concept_studio_rejects_a_bad_import_and_too_few_examples(env):
 
 
 def test_tiny_audit_from_run_page_to_results_csv_drilldown_history(env, monkeypatch):
+    from streamlit.runtime.media_file_manager import MediaFileManager
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
     files: dict[str, bytes] = {}
@@ -173,6 +177,14 @@ def test_tiny_audit_from_run_page_to_results_csv_drilldown_history(env, monkeypa
         return original(self, path_or_data, mimetype, kind, filename)
 
     monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", record)
+    deferred: dict[str, object] = {}  # downloads written when clicked: file name -> callable
+    add_deferred = MediaFileManager.add_deferred
+
+    def remember(self, data_callable, mimetype, coordinates, file_name=None, **kw):
+        deferred[file_name] = data_callable
+        return add_deferred(self, data_callable, mimetype, coordinates, file_name, **kw)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", remember)
 
     at = _app().run()
     at.switch_page("views/run.py").run()
@@ -204,6 +216,8 @@ def test_tiny_audit_from_run_page_to_results_csv_drilldown_history(env, monkeypa
     assert len(csv) == 8 and set(csv["run_id"]) == {job.run_id}
     assert set(csv["concept"]) == {"sports-words", "finance-words"}
     assert set(csv["layer"]) == {4, 5}
+    report = deferred.pop(f"attnxai-{job.run_id}.html")()  # the HTML report's download
+    assert report.startswith(b"<!DOCTYPE html>") and job.run_id.encode() in report
 
     at.switch_page("views/drilldown.py").run(timeout=240)
     assert not _problems(at)
@@ -213,6 +227,7 @@ def test_tiny_audit_from_run_page_to_results_csv_drilldown_history(env, monkeypa
     at.switch_page("views/history.py").run()
     assert not _problems(at)
     assert [m.value for m in at.metric][0] == "1"  # one completed run
+    assert f"attnxai-{job.run_id}.html" in deferred  # History offers the report too
     at.checkbox(key=f"hist_sure_{job.run_id}").check().run()
     [b for b in at.button if b.label == "Delete run"][0].click().run()
     assert not _problems(at)
@@ -239,3 +254,160 @@ def test_cancel_leaves_no_results(env):
 
         runs = Store().list_runs()
         assert (runs["status"] != "completed").all()
+
+
+def _png(draw) -> bytes:
+    from PIL import Image
+
+    img = Image.new("RGB", (32, 32), (235, 235, 235))
+    draw(img)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_shipped_sets_are_listed_read_only_beside_yours(env):
+    """Your sets (the env's concept folder) and the shipped ones are listed, marked by source;
+    a shipped set opens read-only: no save, no delete, and nothing is written into it."""
+    from attnxai.io.concepts import shipped_concept_root
+
+    shipped = shipped_concept_root()
+    before = sorted(p.name for p in shipped.iterdir())
+    at = _app().run()
+    at.switch_page("views/concepts.py").run()
+    assert not _problems(at)
+    table = [d.value for d in at.dataframe][0]
+    sources = dict(zip(table["name"], table["source"]))
+    assert sources["sports-words"] == "yours"  # the env's copy hides the shipped one
+    assert sources["weather"] == "shipped" and sources["negation"] == "shipped"
+    at.selectbox(key="w_cs_pick").select("weather").run()
+    assert not _problems(at)
+    assert any("read-only" in i.value for i in at.info)
+    assert [b for b in at.button if b.label == "Save concept set"][0].disabled
+    assert [b for b in at.button if b.label == "Delete"][0].disabled
+    assert sorted(p.name for p in shipped.iterdir()) == before
+
+
+def test_run_form_keeps_settings_across_pages_and_a_cancel(env):
+    at = _app().run()
+    at.switch_page("views/run.py").run()
+    at.multiselect(key="w_run_concepts").set_value(["finance-words"])
+    at.multiselect(key="w_run_layers").set_value([5])
+    at.number_input(key="w_run_cavs").set_value(3)
+    at.number_input(key="w_run_null").set_value(20)
+    at.selectbox(key="w_run_test").set_value("welch")
+    at.run()
+    assert not _problems(at)
+    # Another page and back: the settings are the user's, not the demo defaults.
+    at.switch_page("views/concepts.py").run()
+    at.switch_page("views/run.py").run()
+    assert not _problems(at)
+    assert at.multiselect(key="w_run_concepts").value == ["finance-words"]
+    assert at.multiselect(key="w_run_layers").value == [5]
+    assert at.number_input(key="w_run_cavs").value == 3
+    assert at.selectbox(key="w_run_test").value == "welch"
+    # Start records the run at once and uses the model the pages loaded.
+    [b for b in at.button if b.label == "Start audit"][0].click().run()
+    job = at.session_state["audit_job"]
+    from attnxai.audit.store import Store
+    import time
+
+    deadline = time.time() + 30
+    while Store().list_runs().empty and time.time() < deadline:
+        time.sleep(0.05)
+    runs = Store().list_runs()
+    assert len(runs) == 1 and runs["status"][0] in ("running", "cancelled", "completed")
+    assert job.adapter is not None and job.adapter.spec == "builtin:minilm-zeroshot"
+    job.request_cancel()
+    job.wait(240)
+    at.run()
+    assert not _problems(at)
+    if job.status == "cancelled":
+        assert job.cancel_latency() is not None
+        assert any("cancelled" in w.value for w in at.warning)
+        assert not any("Cancelling" in c.value for c in at.caption)  # no stale running panel
+        assert Store().list_runs()["status"][0] == "cancelled"
+    assert not any("No audit yet" in m.value for m in at.markdown)  # the demo offer stays away
+    assert at.multiselect(key="w_run_concepts").value == ["finance-words"]
+    assert at.number_input(key="w_run_cavs").value == 3
+    assert not [b for b in at.button if b.label == "Start audit"][0].disabled
+
+
+def test_image_concept_set_audit_and_drilldown_through_the_ui(env):
+    """The image paths end to end: upload matched pairs into a new image set in the Concept
+    studio, audit it on builtin:shapes-vit from Run audit, read Results, and open an image in
+    the drill-down (its patch overlays)."""
+    from PIL import ImageDraw
+
+    from attnxai.io.concepts import load_concept_set
+
+    _, concepts = env
+    at = _app()
+    at.session_state["spec"] = "builtin:shapes-vit"  # the session starts on the image model
+    at.run()
+    assert not _problems(at)
+    assert at.selectbox(key="w_model_pick").value == "builtin:shapes-vit"
+    at.switch_page("views/concepts.py").run()
+    assert not _problems(at)
+    [w for w in at.text_input if w.label == "Name"][0].input("my-stripes")
+    [w for w in at.text_area if w.label == "Description"][0].input("Blue stripes on a shape.")
+    [w for w in at.radio if w.label == "Negatives for its CAVs"][0].set_value(
+        "Its own counter-examples (the same inputs without the concept)")
+    at.run()
+
+    def shape(i: int, stripes: bool):
+        def draw(img):
+            d = ImageDraw.Draw(img)
+            x = 4 + i % 6
+            d.rectangle([x, 6, x + 18, 26], fill=(200, 60, 40))
+            if stripes:
+                for y in range(6, 27, 4):
+                    d.line([x, y, x + 18, y], fill=(30, 60, 220), width=2)
+        return draw
+
+    examples = [(f"s{i}.png", _png(shape(i, True)), "image/png") for i in range(10)]
+    counter = [(f"p{i}.png", _png(shape(i, False)), "image/png") for i in range(10)]
+    uploaders = {u.label.split(" (")[0]: u for u in at.file_uploader}
+    uploaders["Upload examples"].set_value(examples)
+    uploaders["Upload counterexamples"].set_value(counter)
+    at.run()
+    assert not _problems(at)
+    assert any("Ready to save" in s.value and "10 counter-examples" in s.value
+               for s in at.success)
+    [b for b in at.button if b.label == "Save concept set"][0].click().run()
+    assert not _problems(at)
+    assert any("Saved my-stripes" in _shown(s.value) for s in at.success)
+    cs = load_concept_set("my-stripes")  # in the user's folder, with a shipped pool
+    assert cs.folder == concepts / "my-stripes" and cs.default_pool == "random-scenes"
+    assert cs.modality == "image" and cs.paired
+    assert (len(cs.examples), len(cs.counterexamples)) == (10, 10)
+
+    at.switch_page("views/run.py").run()
+    assert not _problems(at)
+    assert "my-stripes" in at.multiselect(key="w_run_concepts").options
+    at.multiselect(key="w_run_concepts").set_value(["my-stripes"])
+    at.multiselect(key="w_run_targets").set_value(["triangle"])
+    at.multiselect(key="w_run_layers").set_value([5])
+    at.number_input(key="w_run_cavs").set_value(3)
+    at.number_input(key="w_run_random").set_value(2)
+    at.number_input(key="w_run_null").set_value(20)
+    at.number_input(key="w_run_limit").set_value(6)
+    [b for b in at.button if b.label == "Start audit"][0].click().run()
+    job = at.session_state["audit_job"]
+    job.wait(240)
+    assert job.status == "done", job.error
+    at.run()
+    assert any("Finished" in s.value for s in at.success)
+
+    at.switch_page("views/results.py").run()
+    assert not _problems(at)
+    assert at.session_state["run_id"] == job.run_id
+    assert len(at.get("vega_lite_chart")) >= 2
+
+    at.switch_page("views/drilldown.py").run(timeout=240)
+    assert not _problems(at)
+    assert any(d.value.shape[0] == 6 for d in at.dataframe)  # the run's 6 triangles
+    # The input, one patch overlay per attribution method, one per layer of the concept map.
+    images = at.get("image")
+    assert len(images) >= 1 + 4 + 1, len(images)
+    assert any("mean over 3 CAVs" in c.value for c in at.caption)

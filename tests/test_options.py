@@ -14,7 +14,7 @@ from attnxai.cli.audit import TCAV_OPTIONS, audit_config
 from attnxai.cli.main import build_parser
 from attnxai.errors import UserInputError
 from attnxai.stats import CORRECTIONS, STATISTICS, TESTS
-from attnxai.tcav import options
+from attnxai import options
 from attnxai.tcav.config import TCAVConfig
 from attnxai.tcav.scores import WEIGHTINGS
 
@@ -85,3 +85,9 @@ def test_cli_choices_and_defaults_come_from_the_table_and_the_config():
                              "all", "--pooling", "mean", "--l2", "0.5", "--holdout", "0.4"])
     tcav = audit_config(new).tcav
     assert (tcav.pair_rows, tcav.pooling, tcav.l2, tcav.holdout) == ("all", "mean", 0.5, 0.4)
+    # A switch of the table is a bare flag.
+    switched = parser.parse_args(["--model", "m", "--target", "t", "--concepts", "c",
+                                  "--per-cav-scores"])
+    assert audit_config(switched).tcav.per_cav_scores is True
+    with pytest.raises(UserInputError, match="per_cav_scores must be True or False"):
+        TCAVConfig(per_cav_scores="yes").validate()

@@ -29,7 +29,7 @@ def rand_matrix(n: int, seed: int) -> torch.Tensor:
 
 
 def value(M: torch.Tensor, game: str, S: set[int]) -> float:
-    """v(S) written out from METHOD.md §1, one coalition at a time (independent of the code)."""
+    """v(S) written out from docs/method.md §1, one coalition at a time (independent of the code)."""
     if not S:
         return 0.0
     if len(S) == 1:

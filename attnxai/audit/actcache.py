@@ -10,7 +10,7 @@ concepts and model reuses the activations, and any change to either misses the c
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,13 +51,17 @@ class CachedActivations:
     the missing examples (one batched forward pass) and adds them to the cache.
 
     Tables are also kept in memory, so the targets and datasets of one audit share them.
-    ``cached`` / ``computed`` count the examples served from the cache / computed.
+    ``cached`` / ``computed`` count the examples served from the cache / computed. ``compute``
+    computes the missing ones (``(items, layers, batch_size, progress) -> tables``; default:
+    :func:`example_tables` on ``adapter``; an engine passes its own).
     """
 
     def __init__(self, store: Store | None, adapter: ModelAdapter, model_hash: str,
-                 batch_size: int | None = None, progress: FractionProgress | None = None) -> None:
+                 batch_size: int | None = None, progress: FractionProgress | None = None,
+                 compute: Callable[..., list[TokenTable]] | None = None) -> None:
         self.store, self.adapter, self.model_hash = store, adapter, model_hash
         self.batch_size, self.progress = batch_size, progress
+        self.compute = compute or (lambda *a: example_tables(adapter, *a))
         self.cached = self.computed = 0
         self._memo: dict[tuple[tuple[str, ...], tuple[int, ...]], list[TokenTable]] = {}
 
@@ -73,8 +77,8 @@ class CachedActivations:
         missing = sorted({i for i, h in enumerate(hashes) if any((h, l) not in found for l in layers)})
         self.cached += len(set(hashes)) - len({hashes[i] for i in missing})
         if missing:
-            fresh = example_tables(self.adapter, [items[i] for i in missing], layers,
-                                   self.batch_size, self.progress)
+            fresh = self.compute([items[i] for i in missing], layers, self.batch_size,
+                                 self.progress)
             new: dict[tuple[str, int], torch.Tensor] = {}
             for j, layer in enumerate(layers):
                 for k, rows in enumerate(_split(fresh[j], len(missing))):

@@ -2,7 +2,7 @@
 
 It holds what an audit adds to a TCAV run (model, datasets, targets, concepts, ...) and the
 run's :class:`~attnxai.tcav.config.TCAVConfig` as ``tcav``. Both are frozen; the values each
-option accepts are in :data:`attnxai.tcav.options.CONSTRAINTS`. :meth:`AuditConfig.to_dict`
+option accepts are in :data:`attnxai.options.CONSTRAINTS`. :meth:`AuditConfig.to_dict`
 is the stored JSON; :meth:`AuditConfig.from_dict` reads it back, and also reads the flat layout
 of runs stored before the TCAV settings were nested (their fields beside the audit's).
 """
@@ -13,12 +13,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from attnxai.effects.config import EffectsConfig
 from attnxai.errors import UserInputError
 from attnxai.tcav.config import TCAVConfig
-from attnxai.tcav.options import check
+from attnxai.options import check
 
 DEMO = "demo"
 _NAME_LISTS = ("targets", "concepts", "datasets")
+#: The dashboard's one-click demo audit, sized to answer within seconds on two CPU cores: two
+#: layers of the built-ins' six (the middle and the last), 5 CAVs per concept and layer, and
+#: the default grouped test against 20 random CAVs per layer (its least null: 4 groups of 5),
+#: with output effects only. Statistically it is the default audit on less data, so its
+#: p-values are as honest, its power lower (README, "The one-click demo").
+DEMO_TCAV = TCAVConfig(layers=(3, 5), num_cavs=5, num_random=10, num_null=20)
+DEMO_EFFECTS = EffectsConfig(level="output")
 
 
 @dataclass(frozen=True)
@@ -26,7 +34,7 @@ class AuditConfig:
     """An audit: ``model`` (spec); ``datasets``: ``"demo"`` (the model's demo data) or dataset
     paths; ``targets``: class names; ``concepts``: concept-set names under ``concept_dir``
     (default: the shipped/configured root); ``tcav``: the statistics settings (layers, CAVs,
-    test, seed, batch size, ...); ``limit``: at most this many inputs per dataset and target
+    test, seed, batch size, ...); ``effects``: the causal-effects settings; ``limit``: at most this many inputs per dataset and target
     (0 = all); ``labels``: label -> description(s), for a model that takes label descriptions
     (``ModelAdapter.takes_label_descriptions``); ``device``; ``trust_remote_code``.
 
@@ -38,6 +46,7 @@ class AuditConfig:
     targets: Sequence[str] = ()  # required: validation rejects an empty list
     concepts: Sequence[str] = ()  # required, likewise
     tcav: TCAVConfig = field(default_factory=TCAVConfig)
+    effects: EffectsConfig = field(default_factory=EffectsConfig)
     limit: int = 0
     concept_dir: str | None = None
     labels: dict[str, str | list[str]] | None = None
@@ -64,6 +73,9 @@ class AuditConfig:
         if not isinstance(self.tcav, TCAVConfig):
             raise TypeError(f"tcav must be a TCAVConfig, not {type(self.tcav).__name__}")
         self.tcav.validate()
+        if not isinstance(self.effects, EffectsConfig):
+            raise TypeError(f"effects must be an EffectsConfig, not {type(self.effects).__name__}")
+        self.effects.validate()
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -76,7 +88,11 @@ class AuditConfig:
         (TCAV fields beside the audit's; nested ones win). Unknown keys are ignored, so a
         config stored by another version still loads."""
         tcav_names = {f.name for f in fields(TCAVConfig)}
-        own = {f.name for f in fields(cls)} - {"tcav"}
+        effects_names = {f.name for f in fields(EffectsConfig)}
+        own = {f.name for f in fields(cls)} - {"tcav", "effects"}
         nested = data.get("tcav") or {}
         tcav = {k: v for source in (data, nested) for k, v in source.items() if k in tcav_names}
-        return cls(**{k: v for k, v in data.items() if k in own}, tcav=TCAVConfig(**tcav))
+        # Runs stored before effects existed computed none.
+        effects = data.get("effects") or {"level": "none"}
+        return cls(**{k: v for k, v in data.items() if k in own}, tcav=TCAVConfig(**tcav),
+                   effects=EffectsConfig(**{k: v for k, v in effects.items() if k in effects_names}))

@@ -22,7 +22,8 @@ from attnxai.audit.store import Store
 from attnxai.schema import INPUT_DETAIL, RUN_CONTEXT, TABLES
 
 
-def _completed_run(store: Store, run_id: str) -> RunRecord:
+def completed_run(store: Store, run_id: str) -> RunRecord:
+    """The run ``run_id``; UserInputError (exit 2) when it is unknown or did not complete."""
     run = store.get_run(run_id)
     if not run.completed:
         reason = f": {run.error}" if run.error else ""
@@ -34,7 +35,7 @@ def _completed_run(store: Store, run_id: str) -> RunRecord:
 def summary_frame(store: Store, run_id: str) -> pd.DataFrame:
     """The run's tidy summary plus its run columns (:data:`attnxai.schema.RUN_CONTEXT`):
     ``run_id`` first, the summary's own columns, then the rest."""
-    run = _completed_run(store, run_id)
+    run = completed_run(store, run_id)
     summary = store.summary(run_id)
     hashes = {d.dataset: d.dataset_hash for d in run.dataset_details}
     versions = {c.name: c.version_hash for c in run.concept_versions}
@@ -52,7 +53,7 @@ def summary_frame(store: Store, run_id: str) -> pd.DataFrame:
 
 def detail_frame(store: Store, run_id: str) -> pd.DataFrame:
     """Per-input detail of a completed run (see :meth:`Store.input_detail`), ``run_id`` first."""
-    _completed_run(store, run_id)
+    completed_run(store, run_id)
     return store.input_detail(run_id).assign(run_id=run_id)[["run_id", *INPUT_DETAIL]]
 
 
@@ -62,29 +63,56 @@ def detail_path(out: str | Path) -> Path:
     return out.with_name(f"{out.stem}.detail.csv")
 
 
+def effects_path(out: str | Path) -> Path:
+    """Where :func:`export_run` writes the causal-effects CSV beside ``out``:
+    ``<stem>.effects.csv``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.effects.csv")
+
+
+def effects_frame(store: Store, run_id: str) -> pd.DataFrame:
+    """The causal effects of a completed run (:data:`attnxai.schema.TABLES` ``effects``),
+    ``run_id`` first; empty for a run that computed none."""
+    completed_run(store, run_id)
+    effects = store.results("effects", run_id)
+    return effects.assign(run_id=run_id)[["run_id", *TABLES["effects"].names()]]
+
+
 def summary_csv_bytes(store: Store, run_id: str) -> bytes:
     """The summary CSV as bytes (for a download button)."""
     return summary_frame(store, run_id).to_csv(index=False).encode("utf-8")
 
 
 def export_run(store: Store, run_id: str, out: str | Path, detail: bool = False) -> Path:
-    """Write the summary CSV to ``out`` (and with ``detail`` the per-input CSV to
-    :func:`detail_path`); return ``out``. Everything is read before anything is written, and
-    each file appears complete or not at all."""
-    out = Path(out)
-    if out.is_dir():
-        raise UserInputError(f"{out} is a folder; give a file name like {out / 'audit.csv'}.")
-    if not out.parent.is_dir():
-        raise UserInputError(f"Cannot write {out}: folder {out.parent} does not exist.")
+    """Write the summary CSV to ``out``, the causal effects to :func:`effects_path` (when the
+    run computed any), and with ``detail`` the per-input CSV to :func:`detail_path`; return
+    ``out``. Everything is read before anything is written, and each file appears complete or
+    not at all."""
+    out = output_path(out, "audit.csv")
     frames = [(out, summary_frame(store, run_id))]
+    if completed_run(store, run_id).config.effects.level != "none":
+        frames.append((effects_path(out), effects_frame(store, run_id)))
     if detail:
         frames.append((detail_path(out), detail_frame(store, run_id)))
     for path, frame in frames:
-        _write_atomic(path, frame.to_csv(index=False).encode("utf-8"))
+        write_atomic(path, frame.to_csv(index=False).encode("utf-8"))
     return out
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def output_path(out: str | Path, example: str) -> Path:
+    """``out`` as a file to write; UserInputError when it is a folder (``example`` names a
+    file to suggest in it) or its folder does not exist."""
+    out = Path(out)
+    if out.is_dir():
+        raise UserInputError(f"{out} is a folder; give a file name like {out / example}.")
+    if not out.parent.is_dir():
+        raise UserInputError(f"Cannot write {out}: folder {out.parent} does not exist.")
+    return out
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place, so a reader
+    sees the whole file or none."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

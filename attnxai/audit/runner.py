@@ -1,8 +1,9 @@
 """An audit run: one model, one or more datasets, target classes and concepts -> a stored run.
 
 :func:`validate_audit` loads and checks everything (model, classes, layers, concepts and their
-pools, datasets and the inputs of every target) and raises :class:`UserInputError` before any
-run exists. :func:`run_audit` then records the run as ``running``, runs TCAV for every
+pools, datasets and the inputs of every target) and raises :class:`UserInputError` on the first
+problem. :func:`run_audit` records the run as ``running`` at once (a validation error removes
+it again), validates, fills in what the run uses, runs TCAV for every
 dataset x target (concept and random-pool activations computed once, through the store's
 activation cache), corrects p-values across the whole run, and writes all results in the
 transaction that marks the run ``completed``. On an exception the run is marked ``failed``
@@ -29,14 +30,18 @@ import pandas as pd
 
 from attnxai.audit.actcache import CachedActivations, model_hash
 from attnxai.audit.config import DEMO, AuditConfig
+from attnxai.audit.engines import Engine, ModelRef
+from attnxai.audit.engines.local import LocalEngine
 from attnxai.audit.records import RunConcept, RunDataset
 from attnxai.io.concepts import ConceptSet, load_audit_concepts
 from attnxai.io.datasets import Dataset, demo_dataset, load_dataset
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
 from attnxai.audit.store import Store
+from attnxai.effects.run import intervention_row, intervention_values, null_subset, pair_effects
+from attnxai.effects.table import correct_effects, effect_frame
 from attnxai.schema import TABLES
-from attnxai.tcav.run import (FractionProgress, TCAVResult, apply_correction, plan_cavs,
+from attnxai.tcav.run import (FractionProgress, Scorer, TCAVResult, apply_correction, plan_cavs,
                               labels_name_class, run_tcav, target_indices)
 
 log = logging.getLogger(__name__)
@@ -128,14 +133,20 @@ def validate_audit(config: AuditConfig, adapter: ModelAdapter | None = None,
     config = replace(config, targets=tuple(targets), tcav=tcav)
     concepts, pools = load_audit_concepts(list(config.concepts), config.concept_dir,
                                           adapter.modality)
-    plan_cavs(concepts, pools, tcav)  # pool sizes, matched/relative negatives: fail now, not mid-run
+    plan = plan_cavs(concepts, pools, tcav)  # pool sizes, matched/relative negatives: fail now
 
     datasets = []
     loaded = _load_datasets(config, adapter)
+    if isinstance(progress, _Steps):  # size the bar's stages before the first prediction
+        progress.plan(_work(config, adapter, plan, concepts, [(ds, None) for _, ds in loaded]))
+    n_items = sum(len(ds) for _, ds in loaded)
     for k, (name, ds) in enumerate(loaded):
-        def tick(done: int, total: int, k: int = k) -> None:
+        before = sum(len(d) for _, d in loaded[:k])
+
+        def tick(done: int, total: int, before: int = before, name: str = name) -> None:
             if progress:
-                progress((k + done / total) / len(loaded) * 0.05, f"predicting {name}")
+                progress((before + done) / n_items * _PREDICTED,
+                         f"predicting {name} ({before + done}/{n_items} inputs)")
         probs = adapter.predict(ds.items, batch_size=batch_size, progress=tick)
         top = probs.max(1)
         predictions = [adapter.labels[i] for i in top.indices.tolist()]
@@ -167,13 +178,134 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
 
 
+# Where the run's stages lie on the nominal 0..1 scale the code reports progress in:
+# prediction (validate_audit), the concept and pool examples' activations, each dataset x
+# target's TCAV then the causal effects (_execute), saving. The bar shows them by their
+# estimated work instead (_work, _Steps.plan), so each moves it by its share.
+_PREDICTED, _EXAMPLES, _ANALYSED = 0.05, 0.2, 0.95
+#: The share of the analysis span that _execute gives the causal effects, when they run.
+_EFFECTS_SHARE = 0.25
+#: example_tables reports the examples' activations as the first 30% of its stage; run_tcav
+#: reports its CAV fits from 30% to 60% and its gradients from 60% to 95% of its stage.
+_ACTIVATIONS_DONE, _FITS_DONE, _GRADIENTS_DONE = 0.3, 0.6, 0.95
+# Work, in forward passes of one input (measured on the two built-ins on 2 CPU cores, where the
+# ratios move with the load): a prediction or a capture without gradients 1, with gradients
+# about 2; one CAV fit at one layer 1-3; patching one pair at one layer one way about 1; a CAV
+# intervention (one input, one direction, from the layer on) about 0.1.
+_COST_GRADIENT, _COST_FIT, _COST_PATCH, _COST_INTERVENTION = 2.0, 2.0, 1.0, 0.1
+
+
+def _work(config: AuditConfig, adapter: ModelAdapter, plan: Any, concepts: list[ConceptSet],
+          datasets: list[tuple[Dataset, dict[str, tuple[list[int], str]] | None]]
+          ) -> list[tuple[float, float, str]]:
+    """The estimated work of each stage, as ``(end on the nominal scale, work, kind)``.
+
+    Each dataset comes with its selected inputs per target, or None before prediction: then
+    a target's inputs are counted from the labels when they name it, else as an equal share.
+    """
+    tcav = config.tcav
+    layers = len(tcav.layers) if tcav.layers is not None else adapter.num_layers
+    n_inputs = []  # per dataset x target, in _execute's order
+    for ds, selected in datasets:
+        for t in config.targets:
+            if selected is not None:
+                n = len(selected[t][0])
+            elif labels_name_class(ds.labels, t):
+                n = sum(1 for y in ds.labels if y == t)
+            else:
+                n = len(ds) / max(len(adapter.labels), 1)
+            n_inputs.append(min(n, config.limit) if config.limit else n)
+    effects = getattr(config, "effects", None)  # the causal effects (attnxai.effects)
+    level = getattr(effects, "level", getattr(effects, "effects", "none")) if effects else "none"
+    effect_work = 0.0
+    if level != "none":
+        paired = [c for c in concepts if c.paired and c.counterexamples]
+        per_pair = 2 + (2 * layers * _COST_PATCH if level in ("layers", "all") else 0)
+        effect_work += sum(len(c.examples) for c in paired) * per_pair
+        if level == "all":
+            null = getattr(effects, "intervention_null", 0)
+            directions = null + tcav.num_cavs * (len(concepts) - len(paired))
+            cap = getattr(effects, "intervention_inputs", None)
+            effect_work += sum(min(n, cap) if cap else n for n in n_inputs) * layers \
+                * directions * _COST_INTERVENTION
+    work = [(_PREDICTED, float(sum(len(ds) for ds, _ in datasets)), "forward"),
+            (_PREDICTED + (_EXAMPLES - _PREDICTED) * _ACTIVATIONS_DONE,
+             float(len(plan.examples.items)), "forward"),
+            (_EXAMPLES, 0.0, "other")]
+    tcav_end = _ANALYSED - (_ANALYSED - _EXAMPLES) * (_EFFECTS_SHARE if level != "none" else 0)
+    span = (tcav_end - _EXAMPLES) / max(len(n_inputs), 1)
+    fits = len(plan.specs) * _COST_FIT  # per layer
+    for k, n in enumerate(n_inputs):  # the first dataset x target fits every layer's CAVs
+        lo = _EXAMPLES + k * span
+        work.append((lo + span * _ACTIVATIONS_DONE, 0.0, "other"))
+        if k == 0:  # run_tcav reports each layer's fits as it finishes them
+            work += [(lo + span * (_ACTIVATIONS_DONE + (_FITS_DONE - _ACTIVATIONS_DONE)
+                                   * (j + 1) / layers), fits, "fit") for j in range(layers)]
+        else:
+            work.append((lo + span * _FITS_DONE, 0.0, "other"))
+        work += [(lo + span * _GRADIENTS_DONE, n * _COST_GRADIENT, "gradient"),
+                 (lo + span, 0.0, "other")]
+    if level != "none":
+        work.append((_ANALYSED, effect_work, "effects"))
+    total = sum(w for _, w, _ in work)
+    return work + [(1.0, 0.01 * total, "save")]
+
+
 class _Steps:
-    """Maps each stage's own 0..1 progress into the run's, and checks for cancellation."""
+    """Maps each stage's own 0..1 progress into the run's, and checks for cancellation.
+
+    Stages report on a nominal scale (prediction 0-5%, examples 5-20%, analysis 20-95%,
+    saving). :meth:`plan` gives every stage still to come its share of the rest of the bar by
+    its work (:func:`_work`) times the measured seconds per unit of that kind of work: each
+    finished stage measures its kind, and the stages after it are shared out again. The bar
+    keeps what it shows and never moves back.
+    """
 
     def __init__(self, run_id: str, progress: FractionProgress | None,
                  cancel: threading.Event | None) -> None:
         self.run_id, self.progress, self.cancel = run_id, progress, cancel
         self.lo, self.hi, self.label = 0.0, 1.0, ""
+        self.knots = [(0.0, 0.0), (1.0, 1.0)]  # nominal -> shown; the identity until planned
+        self.at, self.shown = 0.0, 0.0
+        self.work: list[tuple[float, float, float, str]] = []  # (start, end, units, kind) to come
+        self.spent: dict[str, list[float]] = {}  # kind -> [seconds, units] measured so far
+        self.mark = time.perf_counter()  # when the stage under way began
+
+    def plan(self, work: list[tuple[float, float, str]]) -> None:
+        """The stages' ``(nominal end, units, kind)`` in order (:func:`_work`); those ending
+        after the current position share the rest of the bar."""
+        starts = [0.0] + [end for end, _, _ in work[:-1]]
+        self.work = [(max(a, self.at), e, w * max(0.0, min(1.0, (e - self.at) / (e - a)))
+                      if e > a else 0.0, k)
+                     for a, (e, w, k) in zip(starts, work) if e > self.at]
+        self._share()
+
+    def _rate(self, kind: str) -> float:
+        """Measured seconds per unit of ``kind``; until measured, that of a forward pass."""
+        for k in (kind, "forward"):
+            seconds, units = self.spent.get(k, (0.0, 0.0))
+            if units > 0 and seconds > 0:
+                return seconds / units
+        return 1.0
+
+    def _share(self) -> None:
+        x0, y0 = self.at, self.shown
+        weights = [(e, w * self._rate(k)) for _, e, w, k in self.work]
+        total = sum(w for _, w in weights)
+        if total <= 0:
+            return
+        kept = [(x, y) for x, y in self.knots if x < x0] + [(x0, y0)]
+        done = 0.0
+        for e, w in weights:
+            done += w
+            kept.append((e, y0 + (1.0 - y0) * done / total))
+        self.knots = kept
+
+    def _shown(self, nominal: float) -> float:
+        for (x1, y1), (x2, y2) in zip(self.knots, self.knots[1:]):
+            if nominal <= x2:
+                return y1 if x2 <= x1 else y1 + (y2 - y1) * (nominal - x1) / (x2 - x1)
+        return self.knots[-1][1]
 
     def stage(self, lo: float, hi: float, label: str) -> None:
         self.lo, self.hi, self.label = lo, hi, label
@@ -185,9 +317,22 @@ class _Steps:
 
     def __call__(self, fraction: float, message: str) -> None:
         self.check()  # called per batch, so a cancel takes effect within one batch
+        self.at = max(self.at, self.lo + (self.hi - self.lo) * min(max(fraction, 0.0), 1.0))
+        self.shown = max(self.shown, self._shown(self.at))
+        finished = False
+        while self.work and self.at >= self.work[0][1]:  # a stage ended: measure its kind
+            _, _, units, kind = self.work.pop(0)
+            now = time.perf_counter()
+            if units > 0:
+                spent = self.spent.setdefault(kind, [0.0, 0.0])
+                spent[0] += now - self.mark
+                spent[1] += units
+            self.mark, finished = now, True
+        if finished:  # the stages after it, shared again by what their kinds measured
+            self._share()
         if self.progress:
             text = f"{self.label}: {message}" if self.label and message else self.label or message
-            self.progress(self.lo + (self.hi - self.lo) * min(max(fraction, 0.0), 1.0), text)
+            self.progress(self.shown, text)
 
 
 def _input_name(ds: AuditDataset, i: int) -> str:
@@ -201,13 +346,15 @@ def _input_name(ds: AuditDataset, i: int) -> str:
 
 def _with_dataset(result: TCAVResult, name: str) -> dict[str, pd.DataFrame]:
     tables = {"summary": result.summary, "cav_scores": result.cav_scores,
-              "cav_accuracy": result.cav_accuracy, "input_scores": result.input_scores}
+              "cav_accuracy": result.cav_accuracy, "input_summary": result.input_summary,
+              "input_scores": result.input_scores}
     return {k: v.assign(dataset=name) for k, v in tables.items()}
 
 
-def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations
-             ) -> dict[str, pd.DataFrame]:
-    """TCAV for every dataset x target; the result tables of the whole run."""
+def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations,
+             scorer: Scorer | None = None) -> dict[str, pd.DataFrame]:
+    """TCAV for every dataset x target (target inputs scored by ``scorer``: an engine's); the
+    result tables of the whole run."""
     pairs = [(ds, t) for ds in prep.datasets for t in prep.targets]
     tcav = prep.config.tcav
     steps.stage(0.05, 0.2, "concept and random-pool activations")
@@ -217,12 +364,18 @@ def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations
     inputs = []
     cavs = None
     fits: dict = {}  # every dataset x target shares the run's CAVs: trained once per layer
-    span = 0.75 / len(pairs)
+    ecfg = prep.config.effects
+    # TCAV and the causal effects share the stages' span by their number of passes.
+    effects_share = 0.0 if ecfg.level == "none" else 0.25
+    span = 0.75 * (1 - effects_share) / len(pairs)
+    results = []
     for k, (ds, target) in enumerate(pairs):
         idx, rule = ds.selected[target]
         steps.stage(0.2 + k * span, 0.2 + (k + 1) * span, f"{ds.name} / {target}")
         result = run_tcav(prep.adapter, [ds.data.items[i] for i in idx], target, prep.concepts,
-                          prep.pools, tcav, progress=steps, activations=acts, fit_cache=fits)
+                          prep.pools, tcav, progress=steps, activations=acts, fit_cache=fits,
+                          scorer=scorer)
+        results.append((ds, target, [ds.data.items[i] for i in idx], result))
         if cavs is None:  # the same CAVs for every dataset x target: stored once
             cavs = result.cav_table()
         for name, frame in _with_dataset(result, ds.name).items():
@@ -239,7 +392,70 @@ def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations
     tables["summary"] = apply_correction(tables["summary"], tcav.correction, tcav.alpha)
     tables["inputs"] = pd.concat(inputs, ignore_index=True)
     tables["cavs"] = cavs
+    lo = 0.2 + 0.75 * (1 - effects_share)
+    tables["effects"], tables["pair_effects"] = _effects(prep, results, steps, lo, 0.95)
     return tables
+
+
+def _effects(prep: PreparedAudit, results: list, steps: _Steps, lo: float, hi: float
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Causal effects (docs/method.md §6): output effects and layer-wise patching of every
+    paired concept for every target, and with ``effects="all"`` CAV interventions of the other
+    concepts on each dataset x target's inputs. Corrected together across the run."""
+    cfg, tcav, adapter = prep.config.effects, prep.config.tcav, prep.adapter
+    rows: list[dict[str, Any]] = []
+    per_pair: list[pd.DataFrame] = []
+    if cfg.level == "none":
+        return effect_frame(rows), TABLES["pair_effects"].frame([])
+    paired = [c for c in prep.concepts if c.paired and c.counterexamples]
+    unpaired = [c for c in prep.concepts if c not in paired] if cfg.interventions else []
+    jobs = len(paired) + len(unpaired) * len(results)
+    step = (hi - lo) / max(jobs, 1)
+    for k, c in enumerate(paired):
+        steps.stage(lo + k * step, lo + (k + 1) * step, f"effects of {c.name}'s pairs")
+        pe = pair_effects(adapter, c.name, c.examples, c.counterexamples, prep.targets, cfg,
+                          tcav.layers, seed=tcav.seed, batch_size=tcav.batch_size,
+                          progress=lambda done, total: steps(done / total, f"{done}/{total} pairs"))
+        rows += pe.rows
+        frame = pe.per_pair(adapter.labels, prep.targets)
+        frame["example"] = [_item_name(c.examples[i]) for i in frame["pair"]]
+        frame["counterexample"] = [_item_name(c.counterexamples[i]) for i in frame["pair"]]
+        per_pair.append(frame)
+    k = len(paired)
+    for ds, target, inputs, result in results:
+        specs = result.specs
+        n = min(len(inputs), cfg.intervention_inputs)
+        nulls: dict[tuple[str, int], Any] = {}  # (pool, layer) -> null values, shared by concepts
+        for c in unpaired:
+            steps.stage(lo + k * step, lo + (k + 1) * step,
+                        f"CAV interventions of {c.name} on {ds.name} / {target}")
+            k += 1
+            own = [i for i, s in enumerate(specs) if s.kind == "concept" and s.name == c.name]
+            null_name = f"random:{c.default_pool}"
+            null = sorted((i for i, s in enumerate(specs) if s.name == null_name),
+                          key=lambda i: specs[i].rep)
+            null = null[null_subset(null, cfg)]
+            for j, layer in enumerate(result.layers):
+                steps(j / len(result.layers), f"layer {layer}")
+                if (null_name, layer) not in nulls:
+                    nulls[(null_name, layer)] = intervention_values(
+                        adapter, inputs, target, layer, result.directions[j, null],
+                        result.gaps[j, null], cfg, tcav.batch_size)
+                values = intervention_values(adapter, inputs, target, layer,
+                                             result.directions[j, own], result.gaps[j, own], cfg,
+                                             tcav.batch_size)
+                rows.append(intervention_row(values, nulls[(null_name, layer)], target, c.name,
+                                             layer, n, dataset=ds.name))
+    effects = correct_effects(effect_frame(rows), tcav.correction, tcav.alpha)
+    return effects, TABLES["pair_effects"].frame(pd.concat(per_pair, ignore_index=True)
+                                                 if per_pair else [])
+
+
+def _item_name(x: Any) -> str:
+    """A pair member as the store records it: the text, or the image file's absolute path."""
+    if isinstance(x, str):
+        return x
+    return str(Path(x).resolve()) if isinstance(x, Path) else "(an image held in memory)"
 
 
 def _plan_items(prep: PreparedAudit) -> list[Any]:
@@ -256,39 +472,76 @@ def _end(store: Store, run_id: str, status: str, error: str, t0: float) -> None:
 
 def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | None = None,
               cancel: threading.Event | None = None, adapter: ModelAdapter | None = None,
-              use_cache: bool = True) -> str:
+              use_cache: bool = True, engine: Engine | None = None) -> str:
     """Validate, run and store an audit; return its run id.
 
     ``progress(fraction, message)`` is called throughout; setting ``cancel`` stops the run
-    within one batch, marks it ``cancelled`` and raises :class:`AuditCancelled`. Any other
-    exception marks it ``failed`` (with the message) and propagates. Validation errors raise
-    :class:`UserInputError` before any run row is written. ``use_cache=False`` neither reads
-    nor writes the activation cache.
+    within one batch (prediction included), marks it ``cancelled`` and raises
+    :class:`AuditCancelled`. Any other exception marks it ``failed`` (with the message) and
+    propagates. The run is recorded as ``running`` at once, before the model and the data
+    load (:meth:`Store.describe_run` fills in their hashes once known); a validation error
+    (:class:`UserInputError` from :func:`validate_audit`) removes that row again, so it leaves
+    no run behind. ``use_cache=False`` neither reads nor writes the activation cache.
+    ``engine`` runs the example and target passes (:mod:`attnxai.audit.engines`; default:
+    local); the caller closes it. The results do not depend on it.
     """
-    prep = validate_audit(config, adapter, progress)
-    adapter = prep.adapter
-    mhash = model_hash(adapter)
-    store.record_model(mhash, adapter.spec, adapter.modality, adapter.num_layers, adapter.labels,
-                       adapter.card)
-    ds_rows = []
-    for ds in prep.datasets:
-        dhash = ds.data.content_hash()
-        store.record_dataset(dhash, ds.data.name, ds.data.source, ds.data.modality, len(ds.data),
-                             ds.data.labels is not None)
-        ds_rows.append(RunDataset(ds.name, dhash, ds.data.source, len(ds.data)))
-    concept_rows = [RunConcept(c.name, store.record_concept_set(c), role)
-                    for role, sets in (("concept", prep.concepts), ("pool", prep.pools.values()))
-                    for c in sets]
+    config.validate()  # a bad option fails before anything is written
     run_id = new_run_id()
-    store.start_run(run_id, model=adapter.spec, model_hash=mhash, datasets=ds_rows,
-                    targets=prep.targets, concepts=concept_rows, config=prep.config,
-                    library_versions=library_versions())
     t0 = time.perf_counter()
+    store.start_run(run_id, model=adapter.spec if adapter is not None else config.model,
+                    model_hash="", datasets=[], targets=list(config.targets),
+                    concepts=[RunConcept(c, "", "concept") for c in config.concepts],
+                    config=config, library_versions=library_versions())
     steps = _Steps(run_id, progress, cancel)
-    acts = CachedActivations(store if use_cache else None, adapter, mhash,
-                             prep.config.tcav.batch_size, progress=steps)
     try:
-        tables = _execute(prep, steps, acts)
+        steps.stage(0.0, 1.0, "")  # validate_audit reports on the run's scale
+        steps(0.0, f"loading {config.model}" if adapter is None
+              else "reading the concept sets and the data")
+        prep = validate_audit(config, adapter, steps)
+    except UserInputError:
+        try:  # a run that could not start leaves no row
+            store.delete_run(run_id)
+        except Exception:  # noqa: BLE001 - the validation error matters more
+            log.exception("could not remove audit run %s", run_id)
+        raise
+    except AuditCancelled:
+        _end(store, run_id, "cancelled", "cancelled by the user", t0)
+        raise
+    except KeyboardInterrupt:
+        _end(store, run_id, "cancelled", "interrupted", t0)
+        raise
+    except BaseException as exc:
+        _end(store, run_id, "failed", f"{type(exc).__name__}: {exc}", t0)
+        raise
+    try:
+        adapter = prep.adapter
+        steps(0.0, "recording the model, data and concept versions")
+        mhash = model_hash(adapter)
+        store.record_model(mhash, adapter.spec, adapter.modality, adapter.num_layers,
+                           adapter.labels, adapter.card)
+        ds_rows = []
+        for ds in prep.datasets:
+            dhash = ds.data.content_hash()
+            store.record_dataset(dhash, ds.data.name, ds.data.source, ds.data.modality,
+                                 len(ds.data), ds.data.labels is not None)
+            ds_rows.append(RunDataset(ds.name, dhash, ds.data.source, len(ds.data)))
+        concept_rows = [RunConcept(c.name, store.record_concept_set(c), role)
+                        for role, sets in (("concept", prep.concepts),
+                                           ("pool", prep.pools.values()))
+                        for c in sets]
+        store.describe_run(run_id, model=adapter.spec, model_hash=mhash, datasets=ds_rows,
+                           targets=prep.targets, concepts=concept_rows, config=prep.config)
+        # The exact inputs of every target are known now: re-share the rest of the bar.
+        steps.plan(_work(prep.config, adapter, plan_cavs(prep.concepts, prep.pools,
+                                                         prep.config.tcav),
+                         prep.concepts, [(ds.data, ds.selected) for ds in prep.datasets]))
+        engine = engine or LocalEngine()
+        engine.bind(adapter, ModelRef(adapter.spec, adapter.batch_size, prep.config.labels,
+                                      prep.config.trust_remote_code))
+        acts = CachedActivations(store if use_cache else None, adapter, mhash,
+                                 prep.config.tcav.batch_size, progress=steps,
+                                 compute=engine.example_tables())
+        tables = _execute(prep, steps, acts, engine.scorer())
         steps.stage(0.95, 1.0, "saving results")
         steps.check()  # the last moment a cancel applies; after this the run completes
         store.complete_run(run_id, tables, time.perf_counter() - t0,

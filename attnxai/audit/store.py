@@ -8,8 +8,11 @@ Schema (version :data:`SCHEMA_VERSION`, see the README's "Audit store and CSV ex
   library versions, duration) with ``run_datasets`` and ``run_concepts`` (what exactly it used);
 - results, all keyed by ``run_id`` and declared once in :data:`attnxai.schema.TABLES`:
   ``summary`` (one row per dataset x target x concept x layer x weighting), ``cav_scores``,
-  ``cav_accuracy``, ``input_scores``, ``inputs`` (the input behind each ``input_index``) and
-  ``cavs`` (every CAV of the run per layer, once per run);
+  ``cav_accuracy``, ``input_summary`` (per input: S(x) over each concept's CAVs),
+  ``input_scores`` (each CAV's S(x), on request), ``inputs`` (the input behind each
+  ``input_index``) and
+  ``cavs`` (every CAV of the run per layer, once per run), ``effects`` (causal effects per
+  target x concept x layer x measure) and ``pair_effects`` (each pair's output effect);
 - ``activation_cache``: token activations per (model hash, example hash, layer).
 
 Several processes share the file (dashboard and CLI), and DuckDB lets only one process open it
@@ -49,7 +52,7 @@ from attnxai.schema import INPUT_DETAIL, TABLES, migration
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 DEFAULT_CACHE_MAX_BYTES = 2 * 1024**3
 CACHE_MAX_BYTES_ENV = "ATTNXAI_CACHE_MAX_BYTES"
@@ -97,6 +100,8 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE summary ALTER seq TYPE BIGINT",
         *migration(3),  # cavs
     ],
+    [*migration(4)],  # 3 -> 4: causal effects (effects, pair_effects), summary.null_cavs
+    [*migration(5)],  # 4 -> 5: per-input statistics over each concept's CAVs (input_summary)
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 assert all(t.since <= SCHEMA_VERSION for t in TABLES.values()), "a table needs its migration step"
@@ -293,6 +298,19 @@ class Store:
             [model_hash, spec, modality, num_layers, json.dumps(list(labels)),
              json.dumps(card, default=str), _now()]))
 
+    def get_model(self, model_hash: str) -> dict[str, Any] | None:
+        """The recorded model ``model_hash``: ``spec``, ``modality``, ``num_layers``,
+        ``labels`` and ``card`` (None when the store has no record of it)."""
+        with self._connect() as con:
+            row = _one(con, "SELECT spec, modality, num_layers, labels, card FROM models "
+                       "WHERE model_hash = ?", [model_hash])
+        if row is None:
+            return None
+        spec, modality, num_layers, labels, card = row
+        return {"spec": spec, "modality": modality, "num_layers": num_layers,
+                "labels": json.loads(labels) if labels else [],
+                "card": json.loads(card) if card else {}}
+
     def record_dataset(self, dataset_hash: str, name: str, source: str, modality: str,
                        n_items: int, labelled: bool) -> None:
         """Remember a dataset by content hash (idempotent: the first record is kept)."""
@@ -353,6 +371,29 @@ class Store:
                  json.dumps([c.name for c in concepts if c.role == "concept"]), config.tcav.seed,
                  json.dumps(config.to_dict(), default=str), json.dumps(library_versions),
                  os.getpid(), socket.gethostname()])
+            for d in datasets:
+                con.execute("INSERT INTO run_datasets VALUES (?, ?, ?, ?, ?)",
+                            [run_id, d.dataset, d.dataset_hash, d.source, d.n_items])
+            for c in concepts:
+                con.execute("INSERT INTO run_concepts VALUES (?, ?, ?, ?)",
+                            [run_id, c.name, c.version_hash, c.role])
+        self._write(write)
+
+    def describe_run(self, run_id: str, *, model: str, model_hash: str,
+                     datasets: Sequence[RunDataset], targets: Sequence[str],
+                     concepts: Sequence[RunConcept], config: AuditConfig) -> None:
+        """Fill in what a running run uses, once it is known: a run is recorded by
+        :meth:`start_run` the moment it starts, before its model and data are loaded, and
+        described here after they are (the datasets and concepts replace any given before)."""
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(
+                "UPDATE runs SET model = ?, model_hash = ?, datasets = ?, targets = ?, "
+                "concepts = ?, seed = ?, config = ? WHERE run_id = ? AND status = 'running'",
+                [model, model_hash, json.dumps([d.dataset for d in datasets]), json.dumps(list(targets)),
+                 json.dumps([c.name for c in concepts if c.role == "concept"]), config.tcav.seed,
+                 json.dumps(config.to_dict(), default=str), run_id])
+            con.execute("DELETE FROM run_datasets WHERE run_id = ?", [run_id])
+            con.execute("DELETE FROM run_concepts WHERE run_id = ?", [run_id])
             for d in datasets:
                 con.execute("INSERT INTO run_datasets VALUES (?, ?, ?, ?, ?)",
                             [run_id, d.dataset, d.dataset_hash, d.source, d.n_items])
@@ -476,7 +517,8 @@ class Store:
         return self.results("cav_accuracy", run_id)
 
     def input_scores(self, run_id: str) -> pd.DataFrame:
-        """S(x) per concept CAV, layer, weighting and input (``input_index`` -> :meth:`inputs`)."""
+        """S(x) per concept CAV, layer, weighting and input (``input_index`` -> :meth:`inputs`);
+        empty unless the run kept them (``per_cav_scores``) or predates ``input_summary``."""
         return self.results("input_scores", run_id)
 
     def inputs(self, run_id: str) -> pd.DataFrame:
@@ -503,8 +545,21 @@ class Store:
 
     def input_detail(self, run_id: str) -> pd.DataFrame:
         """Per input, concept, layer and weighting: the mean and std of S(x) over the concept's
-        CAVs and the share of CAVs with S(x) > 0, joined with the input itself."""
+        CAVs and the share of CAVs with S(x) > 0, joined with the input itself. Read from
+        ``input_summary``; runs saved before it (schema < 5) have it computed from their
+        per-CAV ``input_scores``."""
         self.get_run(run_id)
+        with self._connect() as con:
+            summarised = _one(con, "SELECT count(*) FROM input_summary WHERE run_id = ?", [run_id])
+        if summarised[0]:
+            return self._read(
+                "SELECT s.dataset, s.target, s.concept, s.layer, s.weighting, s.input_index, "
+                "i.item_index, i.input, i.label, i.prediction, i.probability, s.score_mean, "
+                "s.score_std, s.positive_fraction, s.num_cavs "
+                "FROM input_summary s LEFT JOIN inputs i ON i.run_id = s.run_id "
+                "AND i.dataset = s.dataset AND i.target = s.target "
+                "AND i.input_index = s.input_index WHERE s.run_id = ? ORDER BY s.seq",
+                [run_id])[list(INPUT_DETAIL)]
         return self._read(
             "SELECT s.dataset, s.target, s.concept, s.layer, s.weighting, s.input_index, "
             "i.item_index, i.input, i.label, i.prediction, i.probability, "

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from attnxai.effects.output import batched_logits
-from attnxai.effects.run import EffectsConfig, pair_effects
+from attnxai.effects.config import EffectsConfig
+from attnxai.effects.run import pair_effects
 from attnxai.io.concepts import load_concept_set
 from attnxai.io.datasets import demo_dataset
 from attnxai.models import load_model

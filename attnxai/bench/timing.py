@@ -36,6 +36,12 @@ def _rss_peak_kb() -> int | None:
     return None
 
 
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far (VmHWM) in MB; None where unknown."""
+    kb = _rss_peak_kb()
+    return None if kb is None else kb / 1024
+
+
 def _reset_rss_peak() -> bool:
     # Writing 5 to clear_refs resets the peak RSS (VmHWM) on Linux.
     try:

@@ -13,13 +13,16 @@ from typing import Any
 import pandas as pd
 
 from attnxai.audit.config import DEMO, AuditConfig
-from attnxai.audit.report import detail_path, export_run, summary_frame
+from attnxai.audit.engines import make_engine
+from attnxai.audit.report import detail_path, effects_frame, effects_path, export_run, summary_frame
 from attnxai.audit.runner import run_audit
 from attnxai.audit.store import Store
 from attnxai.cli.common import add_model_arguments
 from attnxai.errors import UserInputError
+from attnxai.cli.effect import format_effects
+from attnxai.effects.config import EffectsConfig
 from attnxai.tcav.config import TCAVConfig
-from attnxai.tcav.options import choices, defaults, interval
+from attnxai.options import choices, defaults, interval, is_flag
 
 #: The TCAV settings `attnxai audit` takes as --options, with their help. Their choices or
 #: number types and ranges come from the constraints table, their defaults from TCAVConfig.
@@ -38,8 +41,23 @@ TCAV_OPTIONS = {
     "l2": "L2 penalty of each CAV's logistic regression",
     "holdout": "share of each CAV's examples held out to measure its accuracy",
     "pooling": "query row that weights the tokens",
+    "cav": "logistic (filter) CAVs, or pattern CAVs (difference of the class means)",
+    "matched_null": "null of matched-pair concepts: sign-flip CAVs of their own pairs, or the pool's",
     "seed": "seed of every random choice (negatives, splits, random CAVs)",
+    "per_cav_scores": "also store S(x) of every concept CAV for every input (input_scores); by "
+                      "default only its mean, std and positive share over a concept's CAVs",
 }
+#: The causal-effects settings `attnxai audit` takes as --options (defaults from EffectsConfig).
+EFFECTS_OPTIONS = {
+    "level": "causal effects: none; output (paired concepts' output effect); layers (also "
+               "layer-wise activation patching); all (also CAV interventions of the others)",
+    "paired_test": "test of the pairs' differences: sign_flip (of their mean) or wilcoxon",
+    "patch_tokens": "patch the aligned tokens where a pair differs, or every aligned token",
+    "intervention_null": "null CAVs each CAV intervention is tested against",
+    "intervention_inputs": "at most this many target inputs per CAV intervention",
+}
+#: Options whose flag is not their field's name.
+_FLAGS = {"level": "--effects"}
 # Checked by TCAVConfig.validate instead: whether it is bounded depends on --test.
 _CONDITIONAL = ("num_null",)
 
@@ -100,24 +118,30 @@ def audit_config(args: argparse.Namespace) -> AuditConfig:
         raise UserInputError("--concepts needs at least one concept set name.")
     tcav = TCAVConfig(layers=parse_layers(args.layers), batch_size=args.batch_size,
                       **{name: getattr(args, name) for name in TCAV_OPTIONS})
+    effects = EffectsConfig(**{name: getattr(args, name) for name in EFFECTS_OPTIONS})
     return AuditConfig(model=args.model, datasets=tuple(args.data or [DEMO]),
                        targets=tuple(args.target), concepts=tuple(names), tcav=tcav,
+                       effects=effects,
                        limit=args.limit,
                        concept_dir=str(args.concept_dir) if args.concept_dir else None,
                        device=args.device, trust_remote_code=args.trust_remote_code)
 
 
-def add_tcav_options(p: argparse.ArgumentParser) -> None:
-    """Add one --option per :data:`TCAV_OPTIONS` entry: its choices, or its number type and
-    range, from the constraints table; its default from :class:`TCAVConfig`."""
-    default = defaults(TCAVConfig)
-    for name, text in TCAV_OPTIONS.items():
+def add_config_options(p: argparse.ArgumentParser, options: dict[str, str], config: type) -> None:
+    """Add one --option per ``options`` entry: its choices, or its number type and range, from
+    the constraints table (a switch: a bare --flag); its default from the ``config`` dataclass."""
+    default = defaults(config)
+    for name, text in options.items():
+        flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+        if is_flag(name):
+            p.add_argument(flag, dest=name, action="store_true", default=default[name], help=text)
+            continue
         try:
             kind: dict[str, Any] = {"choices": choices(name)}
         except KeyError:
             kind = {"type": number_type(name), "metavar": "N" if interval(name).kind is int else "X"}
         shown = "the model's own" if default[name] is None else default[name]
-        p.add_argument("--" + name.replace("_", "-"), default=default[name],
+        p.add_argument(flag, dest=name, default=default[name],
                        help=f"{text} (default: {shown})", **kind)
 
 
@@ -155,17 +179,27 @@ def cmd_audit(args: argparse.Namespace) -> int:
         else:
             store = Store(args.db or None, notify=lambda m: print(m, file=sys.stderr))
             store.schema_version()  # an unusable file fails now, before the model loads
+        engine = make_engine(args.engine, address=args.address, num_gpus=args.num_gpus)
+        stack.callback(engine.close)
         bar = _Bar("audit")
         try:
-            run_id = run_audit(config, store, progress=bar)
+            run_id = run_audit(config, store, progress=bar, engine=engine)
         finally:
             bar.close()
         run = store.get_run(run_id)
         print(format_summary(summary_frame(store, run_id)))
+        effects = effects_frame(store, run_id)
+        if not effects.empty:
+            print("\nCausal effects (docs/method.md §6; p-values corrected across the run's effects)")
+            print(format_effects(effects))
         if args.csv:
             export_run(store, run_id, args.csv, detail=args.detail)
-            print(f"\nwrote {args.csv}" + (f" and {detail_path(args.csv)}" if args.detail else ""),
-                  file=sys.stderr)
+            written = [str(args.csv)]
+            if config.effects.level != "none":
+                written.append(str(effects_path(args.csv)))
+            if args.detail:
+                written.append(str(detail_path(args.csv)))
+            print(f"\nwrote {', '.join(written)}", file=sys.stderr)
         if args.db is not None:
             print(f"run {run_id} saved to {store.path} ({run.duration_s:.1f} s; "
                   f"{run.activations_cached} examples' activations from the cache, "
@@ -184,9 +218,18 @@ def register(sub: Any) -> None:
     p.add_argument("--concepts", required=True, help="comma-separated concept set names")
     p.add_argument("--concept-dir", type=Path, default=None, help="folder of concept sets")
     p.add_argument("--layers", default="all", help="all, or a comma list like 0,3,5")
-    add_tcav_options(p)
+    add_config_options(p, TCAV_OPTIONS, TCAVConfig)
+    add_config_options(p, EFFECTS_OPTIONS, EffectsConfig)
     p.add_argument("--limit", type=number_type("limit"), default=defaults(AuditConfig)["limit"],
                    metavar="N", help="at most this many inputs per target (default: 0, all)")
+    p.add_argument("--engine", choices=choices("engine"), default="local",
+                   help="where the example and target passes run: here, or sharded over Ray "
+                        'workers (pip install "attnxai[ray]"; see README) (default: local)')
+    p.add_argument("--address", default=None,
+                   help="with --engine ray: the cluster to join (default: a running one, else a "
+                        "local one)")
+    p.add_argument("--num-gpus", type=number_type("num_gpus"), default=0.0, metavar="G",
+                   help="with --engine ray: GPUs per worker (default: 0, CPU workers)")
     p.add_argument("--csv", help="write the summary CSV here")
     p.add_argument("--detail", action="store_true",
                    help="with --csv, also write the per-input CSV <name>.detail.csv")

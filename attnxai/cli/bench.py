@@ -68,6 +68,55 @@ def cmd_bench_effects(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_seeds(args: argparse.Namespace) -> int:
+    """`attnxai bench seeds`: planted and control verdicts of shapes-vit over many seeds."""
+    from attnxai.bench.seeds import bench_seeds, format_seeds
+
+    result = bench_seeds(args.model, args.seeds, tuple(args.nulls), args.effect_seeds,
+                         device=args.device, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(result.as_dict(), indent=2) if args.json else format_seeds(result))
+    return 0
+
+
+def cmd_bench_intervention(args: argparse.Namespace) -> int:
+    """`attnxai bench intervention`: false-positive rate of CAV interventions on random concepts."""
+    from attnxai.bench.seeds import bench_intervention_fpr
+
+    result = bench_intervention_fpr(args.model, args.target, args.random_concepts,
+                                    tuple(args.layers), device=args.device)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        per = ", ".join(f"layer {l}: {100 * r:.1f}%" for l, r in result.rate_per_layer.items())
+        print(f"{result.model} / {result.target}: {result.random_concepts} random concepts x "
+              f"{len(result.layers)} layers; CAV interventions significant (p < 0.05, "
+              f"uncorrected) in {100 * result.rate:.1f}% ({per}); target <= 5%")
+    return 0
+
+
+def cmd_bench_scale(args: argparse.Namespace) -> int:
+    """`attnxai bench scale`: audits of N generated inputs: time, peak RSS, database per input."""
+    from attnxai.bench.scale import bench_scale, format_scale_table
+
+    rows = []
+    for spec in args.models:
+        print(f"scale audits of {spec} at N = {', '.join(map(str, args.n))} ...", file=sys.stderr)
+        rows += bench_scale(spec, tuple(args.n), device=args.device)
+    print(json.dumps([r.as_dict() for r in rows], indent=2) if args.json
+          else format_scale_table(rows))
+    return 0
+
+
+def cmd_bench_cavs(args: argparse.Namespace) -> int:
+    """`attnxai bench cavs`: pattern vs logistic CAVs: calibration, power, alignment, cost."""
+    from attnxai.bench.cavs import bench_cavs, format_cavs_table
+
+    result = bench_cavs(args.random_concepts, args.chunk, tuple(args.kinds), tuple(args.models),
+                        device=args.device, seed=args.seed, log=sys.stderr)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else format_cavs_table(result))
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add `attnxai bench` and its benchmarks to the top-level subparsers."""
     p = sub.add_parser("bench", help="benchmarks (reported as ratios)")
@@ -87,6 +136,15 @@ def register(sub: Any) -> None:
     b.add_argument("--num-random", type=int, default=10)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_tcav)
+    b = bench_sub.add_parser("scale", help="audits of N generated inputs (default settings, 4 "
+                                           "concepts, all layers, no effects): time per input, "
+                                           "peak RSS, database bytes per input")
+    b.add_argument("--models", nargs="+", default=["builtin:minilm-zeroshot", "builtin:shapes-vit"])
+    b.add_argument("--n", type=int, nargs="+", default=[100, 1000, 10000],
+                   help="numbers of inputs, one audit each (default: 100 1000 10000)")
+    b.add_argument("--device", default=None)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_scale)
     b = bench_sub.add_parser("shapley", help="exact attention-Shapley: closed form vs enumeration, "
                                              "share of a forward pass, sampling error")
     b.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -102,3 +160,36 @@ def register(sub: Any) -> None:
     b.add_argument("--pairs", type=int, default=50, help="pairs per placebo trial")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_effects)
+    b = bench_sub.add_parser("cavs", help="pattern vs logistic CAVs: calibration on random "
+                                          "concepts, power, alignment with matched pairs, cost")
+    b.add_argument("--random-concepts", type=int, default=400,
+                   help="random concepts for the calibration (0 = skip; default 400)")
+    b.add_argument("--chunk", type=int, default=50,
+                   help="random concepts per run, each run with its own seed and null CAVs")
+    b.add_argument("--kinds", nargs="+", default=["logistic", "pattern"],
+                   choices=["logistic", "pattern"])
+    b.add_argument("--models", nargs="+", default=["builtin:minilm-zeroshot", "builtin:shapes-vit"],
+                   choices=["builtin:minilm-zeroshot", "builtin:shapes-vit"],
+                   help="built-ins whose demo audits measure power and alignment")
+    b.add_argument("--device", default=None)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_cavs)
+    b = bench_sub.add_parser("seeds", help="planted vs control verdicts over seeds, per null of "
+                                           "matched pairs, with the pairs' output effects")
+    b.add_argument("--model", default="builtin:shapes-vit")
+    b.add_argument("--seeds", type=int, default=20)
+    b.add_argument("--nulls", nargs="+", default=["pool", "sign_flip"], choices=["pool", "sign_flip"])
+    b.add_argument("--effect-seeds", type=int, default=5)
+    b.add_argument("--device", default=None)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_seeds)
+    b = bench_sub.add_parser("intervention", help="CAV interventions' false-positive rate on "
+                                                  "random concepts (the README's protocol)")
+    b.add_argument("--model", default="builtin:minilm-zeroshot")
+    b.add_argument("--target", default="sports")
+    b.add_argument("--random-concepts", type=int, default=100)
+    b.add_argument("--layers", type=int, nargs="+", default=[1, 3, 5])
+    b.add_argument("--device", default=None)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_intervention)

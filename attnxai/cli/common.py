@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
 
 from attnxai.models.base import ModelAdapter
 
@@ -54,3 +58,11 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool = True) -> No
                    help="inputs per forward pass (at least 1; default 32)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow a Hugging Face model's own code to run (off by default)")
+
+
+def write_csv_atomic(path: Path, rows: list[dict[str, Any]] | pd.DataFrame) -> None:
+    """Write rows (dicts or a DataFrame) as CSV so a failure leaves no half file."""
+    from attnxai.audit.report import write_atomic
+
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    write_atomic(path, frame.to_csv(index=False).encode("utf-8"))

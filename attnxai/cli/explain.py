@@ -7,15 +7,12 @@ exit code 2).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from attnxai.cli.common import add_model_arguments, load_model_from_args
+from attnxai.cli.common import add_model_arguments, load_model_from_args, write_csv_atomic
 from attnxai.errors import UserInputError
 from attnxai.explain.baselines import METHODS, explain, get_method
 from attnxai.explain.faithfulness import KS, evaluate_methods
@@ -91,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"evaluating {len(methods)} methods on {n} inputs ...", file=sys.stderr)
     rows = evaluate_methods(adapter, inputs, labels, methods, options, batch_size=args.batch_size)
     if args.csv:
-        _write_csv_atomic(Path(args.csv), [r.as_dict() for r in rows])
+        write_csv_atomic(Path(args.csv), [r.as_dict() for r in rows])
     if args.json:
         print(json.dumps({"model": adapter.spec, "data": args.data, "n_inputs": n,
                           "ks_percent": list(KS), "options": options,
@@ -140,20 +137,6 @@ def format_evaluation(rows: list[Any]) -> str:
                      f"{r.sufficiency:>11.4f} ± {r.sufficiency_std:<7.4f} {f1:>6} "
                      f"{r.seconds_per_input:>9.4f}")
     return "\n".join(lines)
-
-
-def _write_csv_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write the CSV next to its destination and rename it, so a failure leaves no half file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # -- parser ------------------------------------------------------------------------------------

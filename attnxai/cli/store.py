@@ -1,5 +1,5 @@
-"""`attnxai runs`, `attnxai export` (stored audit runs), `attnxai concepts ...` (concept sets) and
-`attnxai cache ...` (the activation cache)."""
+"""`attnxai runs`, `attnxai export`, `attnxai report` (stored audit runs), `attnxai concepts ...`
+(concept sets) and `attnxai cache ...` (the activation cache)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from attnxai.io.concepts import (default_concept_root, export_concept_set, import_concept_set,
-                              list_concept_sets, load_concept_set)
+from attnxai.io.concepts import (concept_roots, default_concept_root, export_concept_set,
+                                 import_concept_set, list_concept_sets, load_concept_set,
+                                 shipped_concept_root)
 from attnxai.audit.report import detail_path, export_run
 from attnxai.audit.store import CACHE_MAX_BYTES_ENV, Store, StoreError, default_db_path
 from attnxai.io.datasets import format_bytes
@@ -59,23 +60,39 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a stored run's self-contained HTML report."""
+    # Imported here: Altair and vl-convert are needed by this command only.
+    from attnxai.audit.report_html import write_report
+
+    out = write_report(_store(args), args.run_id, args.html)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def cmd_concepts_list(args: argparse.Namespace) -> int:
-    """Concept sets under the concept folder: name, modality, kind, number of examples."""
+    """Concept sets: name, source (yours / shipped), modality, kind, number of examples.
+    Without --concept-dir: the user's folder, then the sets shipped with attnxai."""
     infos = list_concept_sets(args.concept_dir, modality=args.modality)
-    rows = [{"name": i.name, "modality": i.modality, "kind": i.kind, "n_examples": i.n_examples,
-             "default_pool": i.default_pool, "error": i.error} for i in infos]
+    rows = [{"name": i.name, "source": i.source, "modality": i.modality, "kind": i.kind,
+             "n_examples": i.n_examples, "default_pool": i.default_pool, "error": i.error,
+             "path": str(i.path)} for i in infos]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print(f"no concept sets in {args.concept_dir or default_concept_root()}", file=sys.stderr)
+        where = args.concept_dir or " or ".join(str(r) for r in concept_roots())
+        print(f"no concept sets in {where}", file=sys.stderr)
         return 0
     width = max(len(r["name"]) for r in rows)
     for r in rows:
         tail = f"  BROKEN: {r['error']}" if r["error"] else (
             f"  pool: {r['default_pool']}" if r["default_pool"] else "")
-        print(f"{r['name']:<{width}}  {r['modality'] or '?':<5}  {r['kind'] or '?':<11} "
-              f"{r['n_examples']:>5} examples{tail}")
+        print(f"{r['name']:<{width}}  {r['source']:<7}  {r['modality'] or '?':<5}  "
+              f"{r['kind'] or '?':<11} {r['n_examples']:>5} examples{tail}")
+    if args.concept_dir is None:
+        print(f"yours: {default_concept_root()} · shipped (read-only): {shipped_concept_root()}",
+              file=sys.stderr)
     return 0
 
 
@@ -164,7 +181,7 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add the `runs`, `export`, `concepts` and `cache` subcommands."""
+    """Add the `runs`, `export`, `report`, `concepts` and `cache` subcommands."""
     def db_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--db", default=None, metavar="PATH",
                        help="audit database (default: $ATTNXAI_HOME/audits.duckdb, "
@@ -172,7 +189,8 @@ def register(sub: Any) -> None:
 
     def dir_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--concept-dir", type=Path, default=None,
-                       help="folder of concept sets (default: $ATTNXAI_CONCEPTS or the shipped ones)")
+                       help="folder of concept sets (default: yours, $ATTNXAI_CONCEPTS or "
+                            "$ATTNXAI_HOME/concept_sets, then the shipped, read-only ones)")
 
     p = sub.add_parser("runs", help="list stored audit runs, newest first")
     db_arg(p)
@@ -187,9 +205,15 @@ def register(sub: Any) -> None:
     db_arg(p)
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("report", help="write a stored audit run as one self-contained HTML file")
+    p.add_argument("run_id")
+    p.add_argument("--html", required=True, metavar="OUT.html", help="HTML file to write")
+    db_arg(p)
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("concepts", help="list, show, import and export concept sets")
     csub = p.add_subparsers(dest="concepts_command", required=True)
-    c = csub.add_parser("list", help="name, modality, kind and size of every concept set")
+    c = csub.add_parser("list", help="name, source, modality, kind and size of every concept set")
     dir_arg(c)
     c.add_argument("--modality", choices=["text", "image"], default=None)
     c.add_argument("--json", action="store_true")

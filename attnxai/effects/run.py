@@ -7,50 +7,22 @@ builds them with :func:`intervention_rows` from what TCAV trained.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from attnxai.effects.config import EffectsConfig
 from attnxai.effects.intervention import cav_intervention
 from attnxai.effects.output import PairOutputs, pair_outputs, summarise_pairs
-from attnxai.effects.patching import PatchingResult, patch_pairs
+from attnxai.effects.patching import PairProgress, PatchingResult, patch_pairs
 from attnxai.errors import UserInputError
 from attnxai.io.concepts import ConceptSet
 from attnxai.models.base import ModelAdapter
-from attnxai.stats import NULL_GROUP, PAIRED_TESTS, mean_interval, p_value
-
-EffectsLevel = Literal["none", "output", "layers", "all"]
-EFFECTS_LEVELS: tuple[str, ...] = ("none", "output", "layers", "all")
-#: Progress callback: (fraction of the effects done, message).
-EffectsProgress = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class EffectsConfig:
-    """Settings of the causal-effects part of an audit (docs/method.md §6)."""
-
-    level: EffectsLevel = "all"  # none | output | layers (output + patching) | all (+ CAV interventions)
-    test: str = "sign_flip"  # paired test: sign_flip | wilcoxon
-    tokens: str = "differing"  # patched tokens: differing | all
-    intervention_null: int = 40  # null CAVs used by a CAV intervention (groups of NULL_GROUP)
-    intervention_inputs: int = 64  # at most this many target inputs per CAV intervention
-    seed: int = 0
-
-    def validate(self) -> None:
-        """Raise ValueError on a setting outside its range (callers check user input first)."""
-        if self.level not in EFFECTS_LEVELS:
-            raise ValueError(f"effects level must be one of {EFFECTS_LEVELS}, not {self.level!r}")
-        if self.test not in PAIRED_TESTS:
-            raise ValueError(f"paired test must be one of {PAIRED_TESTS}, not {self.test!r}")
-        if self.tokens not in ("differing", "all"):
-            raise ValueError(f"tokens must be 'differing' or 'all', not {self.tokens!r}")
-        if self.intervention_null < 5 * NULL_GROUP:
-            raise ValueError(f"intervention_null must be at least {5 * NULL_GROUP}")
-
+from attnxai.stats import NULL_GROUP, mean_interval, p_value
 
 @dataclass
 class PairEffects:
@@ -89,32 +61,32 @@ def check_pairs(adapter: ModelAdapter, concept: ConceptSet, layers: Sequence[int
 
 
 def _row(dataset: str, target: str, concept: str, layer: int, measure: str, deltas: np.ndarray,
-         cfg: EffectsConfig, share_of: float | None = None, skipped: int = 0) -> dict[str, Any]:
-    s = summarise_pairs(deltas, cfg.test, cfg.seed)
+         cfg: EffectsConfig, seed: int, share_of: float | None = None, skipped: int = 0
+         ) -> dict[str, Any]:
+    s = summarise_pairs(deltas, cfg.paired_test, seed)
     mean = float(s.mean)
     share = mean / share_of if share_of not in (None, 0.0) else float("nan")
     return {"dataset": dataset, "target": target, "concept": concept, "layer": layer,
             "measure": measure, "mean": mean, "ci_low": float(s.ci_low), "ci_high": float(s.ci_high),
             "p_value": float(s.p_value), "p_adjusted": float("nan"), "significant": False,
-            "n_pairs": int(s.n), "n_skipped": skipped, "share": share, "test": cfg.test}
+            "n_pairs": int(s.n), "n_skipped": skipped, "share": share, "test": cfg.paired_test}
 
 
 def pair_effects(adapter: ModelAdapter, concept: str, with_items: Sequence[Any],
                  without_items: Sequence[Any], targets: Sequence[str], cfg: EffectsConfig,
-                 layers: Sequence[int] | None = None, dataset: str = "pairs",
+                 layers: Sequence[int] | None = None, dataset: str = "pairs", seed: int = 0,
                  batch_size: int | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> PairEffects:
+                 progress: PairProgress | None = None) -> PairEffects:
     """Output effect (logit and probability) of one paired concept on every target, and with
-    ``cfg.level`` ``layers`` or ``all`` the layer-wise patching both ways, as effects rows.
+    ``cfg.patching`` the layer-wise patching both ways, as effects rows.
 
     Works on any list of pairs: ``with_items[i]`` shows the concept, ``without_items[i]`` is the
     same input without it.
     """
-    cfg.validate()
     layers = list(range(adapter.num_layers)) if layers is None else list(layers)
     patching = None
-    if cfg.level in ("layers", "all"):
-        patching = patch_pairs(adapter, with_items, without_items, layers, cfg.tokens,
+    if cfg.patching:
+        patching = patch_pairs(adapter, with_items, without_items, layers, cfg.patch_tokens,
                                batch_size, progress)
         outputs = PairOutputs(patching.with_logits, patching.without_logits)
     else:
@@ -123,9 +95,9 @@ def pair_effects(adapter: ModelAdapter, concept: str, with_items: Sequence[Any],
     for target in targets:
         k = adapter.label_index(target)
         total = outputs.delta_logit[:, k].numpy()
-        result.rows.append(_row(dataset, target, concept, -1, "output_logit", total, cfg))
+        result.rows.append(_row(dataset, target, concept, -1, "output_logit", total, cfg, seed))
         result.rows.append(_row(dataset, target, concept, -1, "output_prob",
-                                outputs.delta_prob[:, k].numpy(), cfg))
+                                outputs.delta_prob[:, k].numpy(), cfg, seed))
         if patching is None:
             continue
         ok = patching.patched.numpy()
@@ -138,32 +110,36 @@ def pair_effects(adapter: ModelAdapter, concept: str, with_items: Sequence[Any],
                 if not ok.any():
                     continue
                 result.rows.append(_row(dataset, target, concept, layer, name,
-                                        values[ok, j].numpy(), cfg, base, skipped))
+                                        values[ok, j].numpy(), cfg, seed, base, skipped))
     return result
 
 
-def intervention_rows(adapter: ModelAdapter, inputs: Sequence[Any], target: str, concept: str,
-                      layer: int, concept_cavs: torch.Tensor, concept_alphas: torch.Tensor,
-                      null_cavs: torch.Tensor, null_alphas: torch.Tensor, cfg: EffectsConfig,
-                      shared: str = "positives", dataset: str = "",
-                      batch_size: int | None = None) -> dict[str, Any]:
-    """One ``cav_intervention`` row: the mean change of the target logit over the concept's
-    CAVs (each moved by its own α), tested against the null CAVs with the grouped test."""
-    cfg.validate()
+def intervention_values(adapter: ModelAdapter, inputs: Sequence[Any], target: str, layer: int,
+                        directions: torch.Tensor, alphas: torch.Tensor, cfg: EffectsConfig,
+                        batch_size: int | None = None) -> np.ndarray:
+    """[K] per CAV: the mean change of the target logit over (at most
+    ``cfg.intervention_inputs``) target inputs when it moves layer ``layer``'s player tokens
+    by its own α."""
     inputs = list(inputs)[: cfg.intervention_inputs]
-    m = min(len(null_cavs), cfg.intervention_null) // NULL_GROUP * NULL_GROUP
-    directions = torch.cat([concept_cavs, null_cavs[:m]])
-    alphas = torch.cat([concept_alphas, null_alphas[:m]])
-    per_cav = cav_intervention(adapter, inputs, target, layer, directions, alphas,
-                               batch_size).mean(0).numpy()  # [K]: mean over inputs
-    R = len(concept_cavs)
-    concept_values, null_values = per_cav[:R], per_cav[R:]
+    return cav_intervention(adapter, inputs, target, layer, directions, alphas,
+                            batch_size).mean(0).numpy()
+
+
+def null_subset(null_cavs: torch.Tensor, cfg: EffectsConfig) -> slice:
+    """The null CAVs a CAV intervention uses: the first ``intervention_null``, whole groups."""
+    return slice(0, min(len(null_cavs), cfg.intervention_null) // NULL_GROUP * NULL_GROUP)
+
+
+def intervention_row(concept_values: np.ndarray, null_values: np.ndarray, target: str,
+                     concept: str, layer: int, n_inputs: int, shared: str = "positives",
+                     dataset: str = "") -> dict[str, Any]:
+    """One ``cav_intervention`` row: the mean over the concept's CAVs of their intervention
+    values, tested against the null CAVs' values with the grouped test (as TCAV is)."""
     # The interval is over the concept's CAVs (their spread), the test against the null CAVs.
     mean, lo, hi = mean_interval(concept_values)
     p = p_value(concept_values, null_values, "grouped", center=0.0, shared=shared)
     return {"dataset": dataset, "target": target, "concept": concept, "layer": layer,
             "measure": "cav_intervention", "mean": float(mean), "ci_low": float(lo),
             "ci_high": float(hi), "p_value": p, "p_adjusted": float("nan"),
-            "significant": False, "n_pairs": len(inputs), "n_skipped": 0,
+            "significant": False, "n_pairs": n_inputs, "n_skipped": 0,
             "share": float("nan"), "test": "grouped"}
-

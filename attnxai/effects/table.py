@@ -18,22 +18,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from attnxai.schema import TABLES
 from attnxai.stats import adjust
 
 MEASURES = ("output_logit", "output_prob", "patch_restore", "patch_remove", "cav_intervention")
-#: Column order of the effects table (and of ``OUT.effects.csv``).
-EFFECT_COLUMNS = ["dataset", "target", "concept", "layer", "measure", "mean", "ci_low", "ci_high",
-                  "p_value", "p_adjusted", "significant", "n_pairs", "n_skipped", "share", "test"]
+#: Column order of the effects table (and of ``OUT.effects.csv``): the results schema's.
+EFFECT_COLUMNS = TABLES["effects"].names()
 
 
 def effect_frame(rows: list[dict]) -> pd.DataFrame:
-    """The effects table from row dicts, in :data:`EFFECT_COLUMNS` order (missing cells NaN)."""
-    frame = pd.DataFrame(rows, columns=EFFECT_COLUMNS)
-    frame["layer"] = frame["layer"].astype("int64")
-    frame["n_pairs"] = frame["n_pairs"].astype("int64")
-    frame["n_skipped"] = frame["n_skipped"].fillna(0).astype("int64")
-    frame["significant"] = frame["significant"].fillna(False).astype(bool)
-    return frame
+    """The effects table from row dicts, in the schema's column order and dtypes."""
+    return TABLES["effects"].frame(rows)
 
 
 def correct_effects(frame: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:

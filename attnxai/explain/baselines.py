@@ -1,4 +1,4 @@
-"""Local explanations: attention-Shapley and the baselines it is compared with (METHOD.md §3).
+"""Local explanations: attention-Shapley and the baselines it is compared with (docs/method.md §4).
 
 Every method takes an adapter and one batch of inputs and returns an :class:`Attribution`:
 one value per *player* of each input (text: word pieces, never [CLS]/[SEP]/padding; vision:
@@ -193,7 +193,7 @@ def attention_shapley(adapter: ModelAdapter, inputs: Sequence[Any], target: Targ
                       game: str = "max_mutual", source: str = "attention",
                       layers: Sequence[int] | None = None, heads: Sequence[int] | None = None
                       ) -> Attribution:
-    """Exact attention-Shapley values (METHOD.md §1) from one capture of the batch."""
+    """Exact attention-Shapley values (docs/method.md §1) from one capture of the batch."""
     if game not in GAMES:
         raise UserInputError(f"Unknown game {game!r}; use one of: {', '.join(GAMES)}.")
     cap = adapter.capture(inputs, target=target, grads=source == "grad_attention",

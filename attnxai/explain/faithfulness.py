@@ -1,4 +1,4 @@
-"""Faithfulness of attributions: ERASER-style comprehensiveness, sufficiency and F1@20 (METHOD.md §4).
+"""Faithfulness of attributions: ERASER-style comprehensiveness, sufficiency and F1@20 (docs/method.md §5).
 
 For an attribution over the n players of an input and K = {0, 10, 20, 50} (% of players):
 
@@ -58,7 +58,7 @@ class Faithfulness:
 
 def faithfulness(values: torch.Tensor, player_mask: torch.Tensor, probs_fn: ProbsFn,
                  ks: Sequence[float] = KS, f1_k: float = F1_K) -> Faithfulness:
-    """Comprehensiveness and sufficiency of attributions ``values`` [B, n] (METHOD.md §4).
+    """Comprehensiveness and sufficiency of attributions ``values`` [B, n] (docs/method.md §5).
 
     ``probs_fn(keep)`` returns the class probabilities [B, R, C] of each input with only the
     players ``keep[b, r]`` present; all 2|K| + 2 variants of every input go in one call.

@@ -1,4 +1,4 @@
-"""Attention-Shapley: exact Shapley values of attention games (METHOD.md §1).
+"""Attention-Shapley: exact Shapley values of attention games (docs/method.md §1).
 
 Players are the valid tokens of an input (word pieces without [CLS]/[SEP]/padding, or the
 patches of an image). An aggregated attention matrix ``M`` over the players defines a game;
@@ -109,7 +109,7 @@ def aggregate_attention(capture: Capture, source: str = "attention",
     ``source="attention"``: mean of the attention probabilities A. ``"grad_attention"``
     (Grad-SAM style): mean of ``A ⊙ ReLU(∂y_k/∂A)``, k = the capture's target class; the
     capture must have been taken with ``grads=True``. The [CLS] row is the query row of token
-    0, whatever the model's pooling (METHOD.md: the `cls` game reads the [CLS] row).
+    0, whatever the model's pooling (docs/method.md §1: the `cls` game reads the [CLS] row).
     """
     if source not in SOURCES:
         raise UserInputError(f"Unknown attention source {source!r}; use one of: {', '.join(SOURCES)}.")
@@ -152,7 +152,7 @@ def pair_weights(M: torch.Tensor, game: str) -> torch.Tensor:
 def attention_shapley(M: torch.Tensor | None, game: str = "max_mutual",
                       player_mask: torch.Tensor | None = None,
                       cls_row: torch.Tensor | None = None) -> torch.Tensor:
-    """Exact Shapley values of an attention game, by the closed form of METHOD.md §1.
+    """Exact Shapley values of an attention game, by the closed form of docs/method.md §1.
 
     ``M``: [n, n] or [B, n, n] aggregated attention over the players (rows = queries).
     ``player_mask``: [n] / [B, n] bool for ragged batches; padding players get exactly 0 and

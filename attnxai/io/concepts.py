@@ -2,8 +2,11 @@
 
 The on-disk format (format 1) is specified in ``docs/concept_sets.md``: one folder per set,
 ``<root>/<name>/concept.json`` plus, for images, the files it lists under ``examples/`` (and
-``counterexamples/``). Every rule violation raises :class:`attnxai.errors.ConceptSetError`
-with a sentence naming the set and the problem.
+``counterexamples/``). Sets are looked up by name in the user's folder
+(``$ATTNXAI_HOME/concept_sets``, or ``$ATTNXAI_CONCEPTS``) and then in the read-only sets shipped
+with attnxai (:func:`concept_roots`); new sets are saved to the user's folder. Every rule
+violation raises :class:`attnxai.errors.ConceptSetError` with a sentence naming the set and the
+problem.
 """
 
 from __future__ import annotations
@@ -61,13 +64,79 @@ _LISTS = ("examples", "counterexamples")
 ImageExample = Path | Image.Image
 
 
-def default_concept_root() -> Path:
-    """Folder holding the concept sets: ``$ATTNXAI_CONCEPTS`` if set, else
-    the shipped sets (package data, :data:`attnxai.resources.CONCEPT_SETS_DIR`)."""
+#: How listings mark where a set comes from: the read-only sets shipped with attnxai (package
+#: data), or the user's own (their concept folder, or an explicitly given one).
+SHIPPED, USER = "shipped", "yours"
+
+
+def user_concept_root() -> Path:
+    """The user's concept folder, where new sets go: ``$ATTNXAI_CONCEPTS`` if set, else
+    ``$ATTNXAI_HOME/concept_sets`` (``ATTNXAI_HOME`` defaults to ``~/.attnxai``)."""
     env = os.environ.get("ATTNXAI_CONCEPTS")
     if env:
         return Path(env)
+    home = os.environ.get("ATTNXAI_HOME")
+    return (Path(home) if home else Path.home() / ".attnxai") / "concept_sets"
+
+
+def shipped_concept_root() -> Path:
+    """The sets shipped with attnxai (package data, read-only)."""
     return CONCEPT_SETS_DIR
+
+
+def default_concept_root() -> Path:
+    """Where saving and importing put a set by default: :func:`user_concept_root`."""
+    return user_concept_root()
+
+
+def concept_roots(root: str | Path | None = None) -> list[Path]:
+    """The folders a name is looked up in, first match wins: ``[root]`` when one is given,
+    else the user's folder (:func:`user_concept_root`) and then the shipped sets."""
+    if root is not None:
+        return [Path(root)]
+    user, shipped = user_concept_root(), shipped_concept_root()
+    return [user] if _same_folder(user, shipped) else [user, shipped]
+
+
+def is_shipped(path: str | Path) -> bool:
+    """Whether ``path`` (a set's folder, or a root) lies in the shipped, read-only sets."""
+    try:
+        return Path(path).resolve().is_relative_to(shipped_concept_root().resolve())
+    except OSError:
+        return False
+
+
+def concept_source(folder: str | Path) -> str:
+    """:data:`SHIPPED` for a set shipped with attnxai, else :data:`USER`."""
+    return SHIPPED if is_shipped(folder) else USER
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _where(roots: list[Path]) -> str:
+    return " or ".join(str(r) for r in roots)
+
+
+def _as_roots(root: str | Path | list | tuple | None) -> list[Path] | None:
+    """``validate``'s root argument as a list of folders (None: no pool check)."""
+    if root is None:
+        return None
+    if isinstance(root, (list, tuple)):
+        return [Path(r) for r in root]
+    return [Path(root)]
+
+
+def _check_writable(root: Path, name: str, action: str) -> None:
+    if is_shipped(root):
+        raise ConceptSetError(
+            f"cannot {action} concept set {name!r} in {root}: the sets shipped with attnxai are "
+            f"read-only. Save a copy under another name into your folder ({user_concept_root()}) "
+            "instead.")
 
 
 @dataclass
@@ -90,17 +159,21 @@ class ConceptSet:
     format: int = FORMAT
     folder: Path | None = field(default=None, compare=False)
 
-    def validate(self, root: str | Path | None = None, *, check_files: bool = True) -> None:
+    def validate(self, root: str | Path | list | tuple | None = None, *,
+                 check_files: bool = True) -> None:
         """Raise ConceptSetError if the set breaks a format rule.
 
-        With ``root``, also check that ``default_pool`` names a random pool of the same
-        modality there. ``check_files=False`` skips opening image files (for fast listing).
+        With ``root`` (a folder, or a list of folders searched in order, e.g.
+        :func:`concept_roots`), also check that ``default_pool`` names a random pool of the
+        same modality there. ``check_files=False`` skips opening image files (for fast
+        listing).
         """
         _validate_header(self)
         for which in _LISTS:
             _validate_list(self, which, check_files)
-        if root is not None:
-            _validate_pool_reference(self, Path(root))
+        roots = _as_roots(root)
+        if roots is not None:
+            _validate_pool_reference(self, roots)
 
     def version_hash(self) -> str:
         """SHA-256 (hex) over the manifest fields and every example's content.
@@ -164,6 +237,12 @@ class ConceptSetInfo:
     default_pool: str | None
     path: Path
     error: str | None = None
+    #: :data:`SHIPPED` (read-only, with attnxai) or :data:`USER`.
+    source: str = USER
+
+    @property
+    def read_only(self) -> bool:
+        return self.source == SHIPPED
 
 
 # --------------------------------------------------------------------------- validation
@@ -262,12 +341,13 @@ def _check_image(name: str, x: object, where: str, check_files: bool) -> None:
         _fail(name, f"{where}: cannot read {x}: {exc.strerror or exc}.")
 
 
-def _validate_pool_reference(cs: ConceptSet, root: Path) -> None:
+def _validate_pool_reference(cs: ConceptSet, roots: list[Path]) -> None:
     if cs.default_pool is None:
         return
-    pool_dir = root / cs.default_pool
-    if not (pool_dir / MANIFEST).is_file():
-        _fail(cs.name, f"default_pool {cs.default_pool!r} does not exist in {root}.")
+    found = [r / cs.default_pool for r in roots if (r / cs.default_pool / MANIFEST).is_file()]
+    if not found:
+        _fail(cs.name, f"default_pool {cs.default_pool!r} does not exist in {_where(roots)}.")
+    pool_dir = found[0]
     pool = _read_manifest(pool_dir)
     if pool.get("modality") != cs.modality:
         _fail(
@@ -351,7 +431,8 @@ def _manifest_path(label: object, entry: object, folder: Path, which: str, i: in
 
 
 def _load_folder(
-    folder: Path, root: Path | None, *, check_folder_name: bool = True, check_files: bool = True
+    folder: Path, root: Path | list[Path] | None, *, check_folder_name: bool = True,
+    check_files: bool = True
 ) -> ConceptSet:
     cs = _from_manifest(_read_manifest(folder), folder)
     cs.validate(root, check_files=check_files)
@@ -363,9 +444,9 @@ def _load_folder(
 def load_concept_set(path_or_name: str | Path, root: str | Path | None = None) -> ConceptSet:
     """Load and validate a concept set, given its folder (a path) or its name.
 
-    A name is looked up under ``root`` (default :func:`default_concept_root`), and then
-    ``default_pool`` is checked there too; a path is loaded as is (the pool is checked only
-    when ``root`` is given).
+    A name is looked up under ``root``, or without one in :func:`concept_roots` (the user's
+    folder, then the shipped sets); ``default_pool`` is checked in the same folders. A path
+    is loaded as is (the pool is checked only when ``root`` is given).
     """
     if isinstance(path_or_name, Path) or "/" in path_or_name or os.sep in path_or_name:
         folder = Path(path_or_name)
@@ -374,40 +455,49 @@ def load_concept_set(path_or_name: str | Path, root: str | Path | None = None) -
         if not folder.is_dir():
             raise ConceptSetError(f"concept-set folder not found: {folder}")
         return _load_folder(folder, Path(root) if root is not None else None)
-    root = Path(root) if root is not None else default_concept_root()
-    folder = root / check_name(path_or_name)
-    if not folder.is_dir():
-        names = ", ".join(i.name for i in list_concept_sets(root)) or "none"
-        raise ConceptSetError(
-            f"no concept set named {path_or_name!r} in {root}; available: {names}."
-        )
-    return _load_folder(folder, root)
+    roots = concept_roots(root)
+    name = check_name(path_or_name)
+    for r in roots:
+        if (r / name).is_dir():
+            return _load_folder(r / name, roots)
+    names = ", ".join(i.name for i in list_concept_sets(root)) or "none"
+    raise ConceptSetError(
+        f"no concept set named {path_or_name!r} in {_where(roots)}; available: {names}."
+    )
 
 
 def list_concept_sets(
     root: str | Path | None = None, modality: str | None = None, kind: str | None = None
 ) -> list[ConceptSetInfo]:
-    """Metadata of every set under ``root``, sorted by name, optionally filtered.
+    """Metadata of every set under ``root`` (default: :func:`concept_roots`, the user's sets
+    then the shipped ones), sorted by name, optionally filtered. ``source`` says whether a
+    set is shipped (read-only) or the user's; a user's set hides a shipped one of its name.
 
     Reads manifests only (image files are not decoded). Broken sets are listed with
     ``error`` set, so they can be shown and fixed rather than silently skipped.
     """
-    root = Path(root) if root is not None else default_concept_root()
-    if not root.is_dir():
-        return []
-    infos = [_info(folder, root) for folder in sorted(root.iterdir())
-             if folder.is_dir() and not folder.name.startswith(".")]
+    roots = concept_roots(root)
+    folders: dict[str, Path] = {}
+    for r in roots:
+        if not r.is_dir():
+            continue
+        for folder in r.iterdir():
+            if folder.is_dir() and not folder.name.startswith("."):
+                folders.setdefault(folder.name, folder)
+    infos = [_info(folders[name], roots) for name in sorted(folders)]
     return [
         i for i in infos
         if (modality is None or i.modality == modality) and (kind is None or i.kind == kind)
     ]
 
 
-def _info(folder: Path, root: Path) -> ConceptSetInfo:
+def _info(folder: Path, roots: list[Path]) -> ConceptSetInfo:
+    source = concept_source(folder)
     try:
-        cs = _load_folder(folder, root, check_files=False)
+        cs = _load_folder(folder, roots, check_files=False)
     except (UserInputError, OSError) as exc:  # one broken set must not hide the others
-        return ConceptSetInfo(folder.name, "", "", "", 0, 0, False, None, folder, str(exc))
+        return ConceptSetInfo(folder.name, "", "", "", 0, 0, False, None, folder, str(exc),
+                              source)
     return ConceptSetInfo(
         name=cs.name,
         modality=cs.modality,
@@ -418,6 +508,7 @@ def _info(folder: Path, root: Path) -> ConceptSetInfo:
         paired=cs.paired,
         default_pool=cs.default_pool,
         path=folder,
+        source=source,
     )
 
 
@@ -462,16 +553,27 @@ def save_concept_set(
 ) -> Path:
     """Validate ``cs`` and write it to ``root/<name>/``; return that folder.
 
+    Without ``root`` the set goes to the user's folder (:func:`user_concept_root`), its
+    ``default_pool`` may be a shipped pool, and it may not take the name of a shipped set
+    (that would hide it). The shipped sets are read-only: saving into their folder is refused.
+
     The set is written to a hidden temporary sibling folder and renamed into place, so a
     failed save leaves no partial set behind, and overwriting swaps the old set for the new
     one (the old one is restored if the swap fails). Image examples are copied (paths) or
     written as PNG (PIL images) into ``examples/``.
     """
-    root = Path(root) if root is not None else default_concept_root()
-    cs.validate(root)
+    roots = concept_roots(root)
+    root = roots[0]
+    cs.validate(roots)
+    _check_writable(root, cs.name, "save")
     target = root / cs.name
     if target.exists() and not overwrite:
         raise ConceptSetError(f"a concept set named {cs.name!r} already exists in {root}.")
+    shadowed = [r for r in roots[1:] if (r / cs.name).is_dir()]
+    if shadowed and not target.exists():
+        raise ConceptSetError(
+            f"a concept set named {cs.name!r} is shipped with attnxai (read-only); save yours "
+            "under another name.")
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cs.name}.tmp-", dir=root))
     try:
@@ -510,22 +612,30 @@ def _swap_into_place(new: Path, target: Path) -> None:
 
 
 def delete_concept_set(name: str, root: str | Path | None = None, *, force: bool = False) -> None:
-    """Delete the set ``name`` under ``root``.
+    """Delete the set ``name`` under ``root`` (default: the user's folder).
 
-    Refuses (unless ``force``) when other sets name it as their ``default_pool``.
+    Refuses (unless ``force``) when other sets name it as their ``default_pool``, and always
+    for a shipped set (read-only).
     """
-    root = Path(root) if root is not None else default_concept_root()
-    folder = root / check_name(name)
+    roots = concept_roots(root)
+    home = roots[0]
+    folder = home / check_name(name)
     if not folder.is_dir():
-        raise ConceptSetError(f"no concept set named {name!r} in {root}.")
-    users = [i.name for i in list_concept_sets(root) if i.default_pool == name]
+        if any((r / name).is_dir() for r in roots[1:]):
+            _check_writable(roots[-1], name, "delete")
+        raise ConceptSetError(f"no concept set named {name!r} in {home}.")
+    _check_writable(home, name, "delete")
+    # Its users keep a pool when a shipped set of the same name takes over.
+    still_there = any((r / name / MANIFEST).is_file() for r in roots[1:])
+    users = [] if still_there else [i.name for i in list_concept_sets(root)
+                                    if i.default_pool == name]
     if users and not force:
         raise ConceptSetError(
             f"concept set {name!r} is the default_pool of {', '.join(users)}; change those "
             "first or delete with force."
         )
     # Rename first so a half-finished delete never looks like a (broken) set.
-    trash = root / f".{name}.del-{uuid.uuid4().hex[:8]}"
+    trash = home / f".{name}.del-{uuid.uuid4().hex[:8]}"
     os.rename(folder, trash)
     shutil.rmtree(trash, ignore_errors=True)
 
@@ -564,14 +674,14 @@ def import_concept_set(
     zip_or_dir: str | Path, root: str | Path | None = None, *, overwrite: bool = False
 ) -> ConceptSet:
     """Import a set from a folder or a zip (as written by :func:`export_concept_set`) into
-    ``root``, validating it fully; return the imported set.
+    ``root`` (default: the user's folder, as :func:`save_concept_set`), validating it fully;
+    return the imported set.
 
     A zip may hold ``concept.json`` at its top or inside one folder. Members with absolute
     paths, ``..`` or symlinks are refused, sizes are bounded, and nothing is written to
     ``root`` unless the whole set is valid. The set keeps the name in its manifest.
     """
     src = Path(zip_or_dir)
-    root = Path(root) if root is not None else default_concept_root()
     if src.is_dir():
         return _import_folder(_find_set_folder(src), root, overwrite)
     if src.is_file() and src.suffix.lower() == ".zip":
@@ -581,7 +691,7 @@ def import_concept_set(
     raise ConceptSetError(f"{src} is neither a concept-set folder nor a .zip file.")
 
 
-def _import_folder(folder: Path, root: Path, overwrite: bool) -> ConceptSet:
+def _import_folder(folder: Path, root: str | Path | None, overwrite: bool) -> ConceptSet:
     cs = _load_folder(folder, None, check_folder_name=False)
     save_concept_set(cs, root, overwrite=overwrite)
     return load_concept_set(cs.name, root)

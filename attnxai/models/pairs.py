@@ -1,6 +1,6 @@
 """Where the two members of a matched pair differ, token by token.
 
-A matched pair shows the same input with and without a concept (METHOD.md §6): the same
+A matched pair shows the same input with and without a concept (docs/method.md §7): the same
 scene with a striped vs a plain object, the same sentence with and without a negation. Most
 of its tokens (the background patches, the shared words) are identical on both sides; as CAV
 training rows they carry no concept and drown the few that do. These functions find, for

@@ -5,7 +5,7 @@ function of the seed: every set draws from its own generator ``default_rng([seed
 so regenerating one set never changes another.
 
 Concept sets follow docs/concept_sets.md (format 1). Negatives are matched in kind
-(METHOD.md §6): swatch concepts default to a pool of random swatches, scene concepts are
+(docs/method.md §7): swatch concepts default to a pool of random swatches, scene concepts are
 matched pairs (the same scene with and without the concept) and default to a pool of
 random scenes.
 """

@@ -2,7 +2,7 @@
 
 Run: ``python -m attnxai.shapes.train --out attnxai/resources/shapes_vit --seed 0``.
 
-Why the recipe looks like this (METHOD.md §6): a ViT trained on clean shapes ignores a
+Why the recipe looks like this (docs/method.md §7): a ViT trained on clean shapes ignores a
 texture that merely correlates with a class, because the shape is a perfect cue. So the
 shape is made an *imperfect* cue for the planted class: a share of the planted-class
 training images show another shape, always striped; striped appears only occasionally on

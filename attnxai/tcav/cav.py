@@ -66,6 +66,8 @@ class CAVFit:
     accuracy: torch.Tensor  # [K] held-out balanced accuracy (per example, by mean token score)
     train_accuracy: torch.Tensor  # [K]
     converged: bool
+    #: [K] each CAV's projection gap (its step for a CAV intervention), see projection_gaps.
+    gaps: torch.Tensor | None = None
 
 
 def split_examples(spec: CAVSpec, holdout: float, rng: np.random.Generator

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from attnxai.stats import NULL_TESTS
-from attnxai.tcav.options import (Correction, Negatives, PairRows, Pooling, Statistic, Test,
+from attnxai.options import (Correction, Negatives, PairRows, Pooling, Statistic, Test,
                                   Weighting, check_fields)
 from attnxai.tcav.scores import WEIGHTINGS
 
@@ -16,7 +16,7 @@ class TCAVConfig:
     """Settings of a TCAV run (defaults are the ones the README's calibration supports).
 
     Frozen: derive another with :func:`dataclasses.replace`. ``layers`` is kept as a tuple.
-    The values each field accepts are in :data:`attnxai.tcav.options.CONSTRAINTS`.
+    The values each field accepts are in :data:`attnxai.options.CONSTRAINTS`.
     """
 
     layers: Sequence[int] | None = None  # None = all layers
@@ -30,6 +30,8 @@ class TCAVConfig:
     alpha: float = 0.05
     negatives: Negatives = "auto"  # auto: matched if paired, else random
     pair_rows: PairRows = "differing"  # matched CAVs train on the tokens where a pair differs
+    cav: CAVKind = "logistic"  # logistic (filter) or pattern (difference of means) CAVs
+    matched_null: MatchedNull = "sign_flip"  # matched concepts vs sign-flip CAVs of their pairs
     min_accuracy: float = 0.6  # layers whose concept CAVs are less accurate are unreliable
     l2: float = 1e-2
     holdout: float = 0.25
@@ -37,6 +39,9 @@ class TCAVConfig:
     seed: int = 0
     batch_size: int | None = None  # None: the adapter's own
     min_inputs: int = 5
+    #: Also keep S(x) of every concept CAV for every input (``input_scores``); by default only
+    #: its mean, std and positive share over each concept's CAVs are kept (``input_summary``).
+    per_cav_scores: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, list):  # a tuple, so the frozen config holds no mutable list

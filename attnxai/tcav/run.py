@@ -3,8 +3,10 @@
 Steps: (1) forward passes over every example involved (concepts, counterexamples, random
 pools) give token activations per layer; (2) all CAVs of a layer — concepts x repetitions plus
 random-vs-random CAVs — are trained in one batched solve; (3) batched forward+backward passes
-over the target inputs give S(x) for all layers x all CAVs in one contraction per batch;
-(4) scores are tested against the random CAVs and corrected across the run's tests.
+over the target inputs give S(x) for all layers x all CAVs in one contraction per batch, and
+only their sufficient statistics are kept (:mod:`attnxai.tcav.stream`: memory does not grow
+with the inputs beyond what is stored per input); (4) scores are tested against the random
+CAVs and corrected across the run's tests.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from attnxai.tcav.cav import CAVFit, CAVSpec, TokenTable, train_cavs
+from attnxai.tcav.cav import (CAVFit, CAVSpec, TokenTable, projection_gaps, train_cavs,
+                              train_pattern_cavs)
 from attnxai.io.concepts import ConceptSet
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
@@ -26,13 +29,17 @@ from attnxai.models.pairs import differing_players
 from attnxai.schema import TABLES
 from attnxai.stats import NULL_GROUP, NULL_TESTS, STATISTICS, adjust, p_value
 from attnxai.tcav.config import TCAVConfig
-from attnxai.tcav.scores import capture_scores, tcav_magnitude, tcav_sign
+from attnxai.tcav.stream import PER_INPUT, ScoreStats, concept_groups, stream_stats
 
 #: Progress of a stage: ``(fraction done 0..1, message)``.
 FractionProgress = Callable[[float, str], None]
 #: Token activations of examples at layers: ``(items, layers) -> one TokenTable per layer``, rows in
 #: item order as :func:`example_tables` returns them (lets a caller serve them from a cache).
 ActivationSource = Callable[[list[Any], list[int]], list[TokenTable]]
+#: Scores target inputs: called with the keyword arguments of :func:`stream_stats` after
+#: ``adapter``; returns the inputs' statistics and the seconds spent scoring (lets an engine
+#: shard the pass over workers).
+Scorer = Callable[..., tuple[ScoreStats, float]]
 
 
 @dataclass
@@ -42,11 +49,13 @@ class TCAVResult:
 
     summary: pd.DataFrame  # one row per (concept, layer, weighting)
     cav_scores: pd.DataFrame  # one row per (CAV, layer, weighting), concepts and random CAVs
-    input_scores: pd.DataFrame  # S(x) per (concept CAV, layer, weighting, input)
+    input_summary: pd.DataFrame  # mean, std, positive share of S(x) over a concept's CAVs per input
+    input_scores: pd.DataFrame  # S(x) per (concept CAV, layer, weighting, input); on request
     cav_accuracy: pd.DataFrame  # held-out accuracy per (CAV, layer)
     specs: list[CAVSpec]  # every CAV of a layer, in the order of `directions`
     layers: list[int]
     directions: torch.Tensor  # [L, K, d] unit vectors, layer x spec
+    gaps: torch.Tensor | None = None  # [L, K] each CAV's projection gap (CAV-intervention step)
     config: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -104,6 +113,7 @@ class CAVPlan:
     specs: list[CAVSpec]
     pool_of: dict[str, str]  # concept -> its random pool
     modes: dict[str, str]  # concept -> negatives used (random | relative | matched)
+    null_of: dict[str, str]  # concept -> the cav_name of the CAVs its test compares with
     #: Matched pairs trained on their differing tokens: (example indices, counterexample indices).
     pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
@@ -162,8 +172,31 @@ def plan_cavs(concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
                 pos = rng.choice(idx, size=m, replace=False)
             neg = rng.choice(np.setdiff1d(idx, pos), size=m, replace=False)
             specs.append(CAVSpec(f"random:{pool_name}", r, "random", pos, neg))
+    null_of = {c.name: f"random:{pool_of[c.name]}" for c in concepts}
+    if cfg.test in NULL_TESTS and cfg.matched_null == "sign_flip":
+        for c in concepts:
+            if modes[c.name] == "matched":
+                specs += _sign_flip_specs(c.name, concept_idx[c.name], counter_idx[c.name],
+                                          cfg.num_null, rng)
+                null_of[c.name] = f"signflip:{c.name}"
+    return CAVPlan(ex, specs, pool_of, modes, null_of, pairs)
 
-    return CAVPlan(ex, specs, pool_of, modes, pairs)
+
+def _sign_flip_specs(name: str, pos: np.ndarray, neg: np.ndarray, n: int,
+                     rng: np.random.Generator) -> list[CAVSpec]:
+    """Null CAVs of a matched-pair concept's own kind (docs/method.md §6): each pair's two
+    members swap sides with probability 1/2, then the CAV is trained like the concept's on
+    the same pairs and tokens. Consecutive groups of NULL_GROUP share one sign vector, as the
+    concept's CAVs share the true one, and each subsamples the pairs as the concept's do."""
+    m = len(pos)
+    out = []
+    for r in range(n):
+        if r % NULL_GROUP == 0:
+            flip = rng.random(m) < 0.5
+        keep = rng.choice(m, size=max(2, int(round(0.8 * m))), replace=False)
+        out.append(CAVSpec(f"signflip:{name}", r, "random", np.where(flip, neg, pos)[keep],
+                           np.where(flip, pos, neg)[keep]))
+    return out
 
 
 def pair_row_masks(adapter: ModelAdapter, plan: CAVPlan, batch_size: int | None
@@ -221,7 +254,8 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
              concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet],
              config: TCAVConfig | None = None, progress: FractionProgress | None = None,
              activations: ActivationSource | None = None,
-             fit_cache: dict[Any, CAVFit] | None = None) -> TCAVResult:
+             fit_cache: dict[Any, CAVFit] | None = None, scorer: Scorer | None = None
+             ) -> TCAVResult:
     """Attention-weighted token-level TCAV of `concepts` for the class `target`.
 
     ``inputs`` are inputs of the target class. ``pools`` maps random-pool names to their sets;
@@ -229,7 +263,9 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
     ``default_pool``. ``activations`` supplies the examples' token activations (default: forward
     passes by :func:`example_tables`). CAVs do not depend on the target or its inputs, so a
     caller auditing several targets or datasets can pass one ``fit_cache`` dict to every call
-    and each layer's CAVs are trained once. Returns tidy DataFrames (see :class:`TCAVResult`).
+    and each layer's CAVs are trained once. ``scorer`` scores the target inputs (default:
+    :func:`stream_stats` on ``adapter``, batch by batch). Returns tidy DataFrames (see
+    :class:`TCAVResult`).
     """
     cfg = config or TCAVConfig()
     cfg.validate()
@@ -252,7 +288,7 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
                                  f"{adapter.modality}.")
     pooling = cfg.pooling or adapter.pooling
     plan = plan_cavs(concepts, pools, cfg)
-    specs, pool_of, modes = plan.specs, plan.pool_of, plan.modes
+    specs, pool_of, modes, null_of = plan.specs, plan.pool_of, plan.modes, plan.null_of
 
     # -- (1) example activations, (2) CAVs ---------------------------------------------------------
     cache = {} if fit_cache is None else fit_cache
@@ -261,8 +297,14 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
     tables = cav_tables(adapter, plan, missing, cfg.batch_size, activations, progress) if missing else []
     t_examples = time.perf_counter()
     for j, l in enumerate(missing):
-        cache[(key, l)] = train_cavs(tables[j], specs, seed=cfg.seed, l2=cfg.l2,
-                                     holdout=cfg.holdout, device=adapter.device)
+        if cfg.cav == "pattern":
+            fit = train_pattern_cavs(tables[j], specs, seed=cfg.seed, holdout=cfg.holdout,
+                                     device=adapter.device)
+        else:
+            fit = train_cavs(tables[j], specs, seed=cfg.seed, l2=cfg.l2, holdout=cfg.holdout,
+                             device=adapter.device)
+        fit.gaps = projection_gaps(tables[j], specs, fit.directions)
+        cache[(key, l)] = fit
         if progress:
             progress(0.3 + 0.3 * (j + 1) / len(missing), f"trained {len(specs)} CAVs at layer {l}")
     del tables
@@ -270,31 +312,25 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
     t_cavs = time.perf_counter()
     directions = torch.stack([f.directions for f in fits])  # [L, K, d]
 
-    # -- (3) S(x) for all layers x CAVs ----------------------------------------------------------
+    # -- (3) S(x) for all layers x CAVs, streamed into sufficient statistics ---------------------
     weightings = cfg.weightings()
-    S_parts: dict[str, list[torch.Tensor]] = {w: [] for w in weightings}
-    D_parts: dict[str, list[torch.Tensor]] = {w: [] for w in weightings}
 
     def tick(done: int, total: int) -> None:
         if progress:
             progress(0.6 + 0.35 * done / total, f"gradients of {total} inputs of {target_name!r}")
 
-    scoring_s = 0.0
-    for cap in adapter.capture_batches(list(inputs), target=target_idx, grads=True,
-                                       batch_size=cfg.batch_size, progress=tick):
-        start = time.perf_counter()
-        for w in weightings:
-            S_w, D_w = capture_scores(cap, directions, layers, pooling, w)
-            S_parts[w].append(S_w)
-            D_parts[w].append(D_w)
-        scoring_s += time.perf_counter() - start
+    score = scorer or (lambda **kw: stream_stats(adapter, **kw))
+    stats, scoring_s = score(
+        inputs=list(inputs), target_idx=target_idx, directions=directions, layers=layers,
+        pooling=pooling, weightings=weightings, per_cav=cfg.per_cav_scores,
+        groups=concept_groups([s.kind for s in specs], [s.name for s in specs]),
+        batch_size=cfg.batch_size, progress=tick)
     t_scored = time.perf_counter()
-    S = {w: torch.cat(parts, dim=-1) for w, parts in S_parts.items()}  # [L, K, B]
-    D = {w: torch.cat(parts, dim=-1) for w, parts in D_parts.items()}
 
     # -- (4) tables and statistics ---------------------------------------------------------------
-    result = _tables(target_name, concepts, specs, layers, fits, directions, S, D, pool_of,
-                     modes, cfg, n_inputs=len(inputs))
+    result = _tables(target_name, concepts, specs, layers, fits, directions, stats, weightings,
+                     pool_of, modes, null_of, cfg, n_inputs=len(inputs))
+    result.gaps = torch.stack([f.gaps for f in fits])
     result.config = {**asdict(cfg), "layers": layers, "pooling": pooling, "target": target_name}
     result.timings = {
         "example_activations_s": t_examples - t0,
@@ -315,7 +351,7 @@ def _fit_key(concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet], cfg: 
     sets = tuple((c.name, c.version_hash()) for c in [*concepts, *pools.values()])
     n_null = cfg.num_null if cfg.test in NULL_TESTS else 0
     return (sets, cfg.seed, cfg.num_cavs, cfg.num_random, n_null, cfg.negatives, cfg.pair_rows,
-            cfg.l2, cfg.holdout)
+            cfg.l2, cfg.holdout, cfg.cav, cfg.matched_null)
 
 
 def apply_correction(summary: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
@@ -362,38 +398,48 @@ def target_indices(labels: Sequence[str] | None, predicted: Sequence[str] | None
 
 
 def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], layers: list[int],
-            fits: list, directions: torch.Tensor, S: dict[str, torch.Tensor],
-            D: dict[str, torch.Tensor], pool_of: dict[str, str], modes: dict[str, str],
+            fits: list, directions: torch.Tensor, stats: ScoreStats, weightings: list[str],
+            pool_of: dict[str, str], modes: dict[str, str], null_of: dict[str, str],
             cfg: TCAVConfig, n_inputs: int) -> TCAVResult:
     spec_df = pd.DataFrame({"cav_name": [s.name for s in specs], "rep": [s.rep for s in specs],
                             "kind": [s.kind for s in specs]})
-    acc_rows, cav_rows, input_rows = [], [], []
+    groups = concept_groups(spec_df["kind"].tolist(), spec_df["cav_name"].tolist()).numpy()
+    per_input, per_cav = stats.input_values()  # [W, L, C, N, 3], [W, L, Kc, N] or None
+    per_input, n = per_input.numpy(), per_input.shape[3]
+    tcav, magnitude, derivative = (v.numpy() for v in (stats.tcav(), stats.magnitude(),
+                                                       stats.derivative()))
+    group_names = spec_df["cav_name"].to_numpy()[groups[:, 0]]
+    cav_k = groups.reshape(-1)
+    acc_rows, cav_rows, summary_rows, input_rows = [], [], [], []
     for j, l in enumerate(layers):
         acc_rows.append(spec_df.assign(layer=l, accuracy=fits[j].accuracy.numpy(),
                                        train_accuracy=fits[j].train_accuracy.numpy()))
-        for w, S_w in S.items():
-            cav_rows.append(spec_df.assign(layer=l, weighting=w,
-                                           tcav=tcav_sign(S_w[j]).numpy(),
-                                           magnitude=tcav_magnitude(S_w[j]).numpy(),
-                                           derivative=D[w][j].mean(-1).numpy()))
-            concept_k = np.flatnonzero(spec_df["kind"].to_numpy() == "concept")
-            vals = S_w[j][concept_k].numpy()  # [Kc, B]
-            input_rows.append(pd.DataFrame({
-                "concept": np.repeat(spec_df["cav_name"].to_numpy()[concept_k], vals.shape[1]),
-                "rep": np.repeat(spec_df["rep"].to_numpy()[concept_k], vals.shape[1]),
-                "layer": l, "weighting": w,
-                "input_index": np.tile(np.arange(vals.shape[1]), len(concept_k)),
-                "score": vals.reshape(-1)}))
+        for i, w in enumerate(weightings):
+            cav_rows.append(spec_df.assign(layer=l, weighting=w, tcav=tcav[i, j],
+                                           magnitude=magnitude[i, j], derivative=derivative[i, j]))
+            summary_rows.append(pd.DataFrame({
+                "concept": np.repeat(group_names, n), "layer": l, "weighting": w,
+                "input_index": np.tile(np.arange(n), len(group_names)),
+                **{name: per_input[i, j, :, :, q].reshape(-1) for q, name in enumerate(PER_INPUT)},
+                "num_cavs": groups.shape[1]}))
+            if per_cav is not None:
+                input_rows.append(pd.DataFrame({
+                    "concept": np.repeat(spec_df["cav_name"].to_numpy()[cav_k], n),
+                    "rep": np.repeat(spec_df["rep"].to_numpy()[cav_k], n),
+                    "layer": l, "weighting": w, "input_index": np.tile(np.arange(n), len(cav_k)),
+                    "score": per_cav[i, j].numpy().reshape(-1)}))
     cav_accuracy = pd.concat(acc_rows, ignore_index=True).assign(target=target)
     cav_scores = pd.concat(cav_rows, ignore_index=True).assign(target=target)
-    input_scores = pd.concat(input_rows, ignore_index=True).assign(target=target)
+    input_summary = pd.concat(summary_rows, ignore_index=True).assign(target=target)
+    input_scores = (pd.concat(input_rows, ignore_index=True).assign(target=target) if input_rows
+                    else TABLES["input_scores"].frame([], exclude=("dataset",)))
 
     rows = []
     for c in concepts:
         rand_name = f"random:{pool_of[c.name]}"
         for l in layers:
             acc = cav_accuracy[(cav_accuracy.cav_name == c.name) & (cav_accuracy.layer == l)]
-            for w in S:
+            for w in weightings:
                 sel = (cav_scores.layer == l) & (cav_scores.weighting == w)
                 con = cav_scores[sel & (cav_scores.cav_name == c.name)]
                 rnd = cav_scores[sel & (cav_scores.cav_name == rand_name)]
@@ -401,6 +447,11 @@ def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], l
                 stat = cfg.statistic
                 null = rnd if cfg.test in NULL_TESTS else base
                 shared = "both" if modes[c.name] == "matched" else "positives"
+                if null_of[c.name] != rand_name:
+                    # Sign-flip CAVs share a sign vector per group as the concept's CAVs share
+                    # the true signs, and resample pairs as they do.
+                    null = cav_scores[sel & (cav_scores.cav_name == null_of[c.name])]
+                    shared = "positives"
                 p = p_value(con[stat].to_numpy(), null.sort_values("rep")[stat].to_numpy(),
                             cfg.test, STATISTICS[stat], shared)
                 rows.append({
@@ -416,6 +467,7 @@ def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], l
                     "n_inputs": n_inputs, "num_cavs": len(con), "num_random": len(base),
                     "num_null": len(rnd) if cfg.test in NULL_TESTS else 0,
                     "negatives": modes[c.name], "random_pool": pool_of[c.name],
+                    "null_cavs": null_of[c.name] if cfg.test in NULL_TESTS else rand_name,
                     "test": cfg.test, "statistic": cfg.statistic, "correction": cfg.correction})
     summary = pd.DataFrame(rows)
     summary["reliable"] = summary["cav_accuracy"] >= cfg.min_accuracy
@@ -424,6 +476,6 @@ def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], l
     summary = apply_correction(summary, cfg.correction, cfg.alpha)
     # The tables' columns, order and dtypes are the results schema's (the audit adds `dataset`).
     tables = {name: TABLES[name].frame(frame, exclude=("dataset",)) for name, frame in (
-        ("summary", summary), ("cav_scores", cav_scores), ("input_scores", input_scores),
-        ("cav_accuracy", cav_accuracy))}
+        ("summary", summary), ("cav_scores", cav_scores), ("input_summary", input_summary),
+        ("input_scores", input_scores), ("cav_accuracy", cav_accuracy))}
     return TCAVResult(**tables, specs=specs, layers=layers, directions=directions)

@@ -109,7 +109,7 @@ def capture_scores(cap: Capture, cavs: torch.Tensor, layers: list[int], pooling:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
     # Players only, like the CAVs' training rows: a [CLS]-read model's last block passes no
     # gradient to its patch tokens, and a score resting on the [CLS] token alone would apply
-    # the CAV to a token it was never trained on (METHOD.md §6).
+    # the CAV to a token it was never trained on (docs/method.md §7).
     return input_scores(s, a, cap.valid_mask), weighted_derivative(s, a, cap.valid_mask)
 
 

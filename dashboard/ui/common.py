@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,9 @@ DEMO_REF = DEMO
 #: The one-click demo audit of each built-in: small enough to finish in well under a minute
 #: on two CPU cores, real enough to show every chart.
 DEMO_AUDITS: dict[str, dict[str, Any]] = {
-    "builtin:minilm-zeroshot": {"targets": ["sports"],
+    "builtin:minilm-zeroshot": {"targets": ["sports"], "modality": "text",
                                 "concepts": ["sports-words", "finance-words"]},
-    "builtin:shapes-vit": {"targets": ["triangle"],
+    "builtin:shapes-vit": {"targets": ["triangle"], "modality": "image",
                            "concepts": ["striped-objects", "red-objects"]},
 }
 
@@ -136,35 +136,102 @@ def labels_key(labels: dict[str, str] | None) -> str:
     return json.dumps(labels, sort_keys=False) if labels else ""
 
 
-@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+#: Reports a one-time step: ``progress(fraction, text)`` (e.g. a page's progress bar).
+Progress = Callable[[float, str], None]
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _load_adapter(spec: str, labels_json: str) -> Any:
-    return load_model(spec, labels=json.loads(labels_json) if labels_json else None)
-
-
-def get_adapter(spec: str | None = None, labels: dict[str, str] | None = None) -> Any:
-    """The cached adapter of ``spec`` (default: the session's model). Raises UserInputError."""
-    if spec is None:
-        spec, labels = st.session_state["spec"], st.session_state.get("labels")
-    adapter = _load_adapter(spec, "")
-    # The session keeps its labels across models; only a model that takes them gets them.
-    if labels and adapter.takes_label_descriptions:
-        adapter = _load_adapter(spec, labels_key(labels))
+    adapter = load_model(spec, labels=json.loads(labels_json) if labels_json else None)
+    _loaded().add((spec, labels_json))
     return adapter
 
 
+@st.cache_resource(show_spinner=False)
+def _loaded() -> set[tuple[str, str]]:
+    """The (spec, labels) pairs this server process has loaded (so a page knows whether a
+    load is a one-time wait worth announcing)."""
+    return set()
+
+
+def get_adapter(spec: str | None = None, labels: dict[str, str] | None = None,
+                progress: Progress | None = None) -> Any:
+    """The cached adapter of ``spec`` (default: the session's model). Raises UserInputError.
+
+    The first time a model loads in this server, ``progress`` hears what is loading and that
+    it happens once; afterwards the same object comes back at once (and the audits use it).
+    """
+    if spec is None:
+        spec, labels = st.session_state["spec"], st.session_state.get("labels")
+    adapter = _load_once(spec, "", progress)
+    # The session keeps its labels across models; only a model that takes them gets them.
+    if labels and adapter.takes_label_descriptions:
+        adapter = _load_once(spec, labels_key(labels), progress)
+    return adapter
+
+
+def _load_once(spec: str, labels_json: str, progress: Progress | None) -> Any:
+    if progress is not None and (spec, labels_json) not in _loaded():
+        progress(0.0, f"Loading {spec} (once per session) …")
+    return _load_adapter(spec, labels_json)
+
+
 def model_key() -> str:
-    """A string naming the session's model and labels, for data caches."""
-    return f"{st.session_state['spec']}|{labels_key(st.session_state.get('labels'))}"
+    """A string naming the session's model object (its spec, and its labels when it takes
+    them), for data caches and :func:`model_lock`."""
+    spec, labels = st.session_state["spec"], st.session_state.get("labels")
+    if labels and (spec, "") in _loaded() and not _load_adapter(spec, "").takes_label_descriptions:
+        labels = None  # get_adapter gives this model no labels: the same object as without
+    return f"{spec}|{labels_key(labels)}"
+
+
+class ModelBusy(UserInputError):
+    """The model is held by a running audit."""
+
+
+class ModelGate:
+    """The lock of one cached model object. The vision adapters record with hooks and the
+    causal effects patch blocks, so two threads must never run the same model object at once.
+
+    A page uses it as ``with model_lock(key): ...``: it waits for another page's short use,
+    but while an audit holds the model (:meth:`hold`, for the whole audit) it raises
+    :class:`ModelBusy` at once, which the page shows as a sentence instead of freezing.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.audit: str | None = None  # what holds it, while an audit does
+
+    def __enter__(self) -> "ModelGate":
+        if not self.lock.acquire(timeout=0.5):
+            if self.audit is not None:
+                raise ModelBusy(f"The model is busy with the running audit ({self.audit}). This "
+                                "part needs the same model and works again once the audit "
+                                "finishes or is cancelled (Run audit).")
+            self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+    @contextlib.contextmanager
+    def hold(self, what: str) -> Iterator[None]:
+        """Hold the model for an audit (blocking until pages are done with it)."""
+        with self.lock:
+            self.audit = what
+            try:
+                yield
+            finally:
+                self.audit = None
 
 
 @st.cache_resource(max_entries=16)
-def _model_lock(key: str) -> threading.Lock:
-    return threading.Lock()
+def _model_lock(key: str) -> ModelGate:
+    return ModelGate()
 
 
-def model_lock(key: str | None = None) -> threading.Lock:
-    """One lock per cached model: the vision adapters record with hooks, so two sessions must
-    not capture on the same model object at once."""
+def model_lock(key: str | None = None) -> ModelGate:
+    """One lock per cached model (:class:`ModelGate`)."""
     return _model_lock(key or model_key())
 
 
@@ -203,13 +270,48 @@ def item_text(x: Any) -> str:
     return "in-memory image"
 
 
-@st.cache_data(show_spinner="Classifying the data…", max_entries=16)
-def predictions(_adapter: Any, key: str, ref: str, stamp: float, n: int) -> pd.DataFrame:
-    """Probabilities of the first ``n`` items of dataset ``ref`` under model ``key``."""
+@st.cache_resource(show_spinner=False)
+def _prediction_cache() -> dict:
+    """Previews computed in this server: {(model key, ref, stamp, n): DataFrame}, newest last.
+    (A plain dict rather than st.cache_data, so the computation can report its progress.)"""
+    return {}
+
+
+_PREDICTIONS_KEPT = 16
+_predictions_lock = threading.Lock()
+
+
+def predictions(_adapter: Any, key: str, ref: str, stamp: float, n: int,
+                progress: Progress | None = None) -> pd.DataFrame:
+    """Probabilities of the first ``n`` items of dataset ``ref`` under model ``key``, computed
+    once per server (``progress`` hears each batch of that one time)."""
+    cache, k = _prediction_cache(), (key, ref, stamp, n)
+    with _predictions_lock:
+        if k in cache:
+            cache[k] = cache.pop(k)  # most recently used last
+            return cache[k]
+    df = _predict_frame(_adapter, key, ref, stamp, n, progress)
+    with _predictions_lock:
+        cache[k] = df
+        while len(cache) > _PREDICTIONS_KEPT:
+            cache.pop(next(iter(cache)))
+    return df
+
+
+def _predict_frame(_adapter: Any, key: str, ref: str, stamp: float, n: int,
+                   progress: Progress | None) -> pd.DataFrame:
     ds = _load_data(ref, _adapter.modality, stamp)
     items = ds.items[:n]
+    what = f"the first {n} inputs of {data_label(ref)}"
+
+    def tick(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done / total, f"Classifying {what} ({done}/{total}, once per model and "
+                                   "dataset) …")
+
+    tick(0, max(n, 1))
     with model_lock(key):
-        probs = _adapter.predict(items).numpy()
+        probs = _adapter.predict(items, batch_size=16, progress=tick).numpy()
     df = pd.DataFrame({"input": [item_text(x) for x in items]})
     if ds.labels is not None:
         df["label"] = ds.labels[:n]
@@ -220,11 +322,11 @@ def predictions(_adapter: Any, key: str, ref: str, stamp: float, n: int) -> pd.D
     return df
 
 
-def dataset_predictions(n: int = 500) -> pd.DataFrame:
-    adapter = get_adapter()
+def dataset_predictions(n: int = 500, progress: Progress | None = None) -> pd.DataFrame:
+    adapter = get_adapter(progress=progress)
     ref = st.session_state["data_ref"]
     ds = get_dataset(ref, adapter.modality)
-    return predictions(adapter, model_key(), ref, _stamp(ref), min(n, len(ds)))
+    return predictions(adapter, model_key(), ref, _stamp(ref), min(n, len(ds)), progress)
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -324,6 +426,9 @@ def run_picker(runs: pd.DataFrame, key: str) -> str:
 
 
 def concept_root() -> Path:
+    """Where new concept sets are saved: the user's folder (``$ATTNXAI_HOME/concept_sets``, or
+    ``$ATTNXAI_CONCEPTS``). Sets are listed and looked up there and then among the shipped,
+    read-only sets (the library's default lookup, ``root=None``)."""
     from attnxai.io.concepts import default_concept_root
 
     return default_concept_root()

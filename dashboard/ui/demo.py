@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import streamlit as st
 
-from attnxai.audit.config import AuditConfig
-from attnxai.tcav.config import TCAVConfig
+from attnxai.audit.config import DEMO_EFFECTS, DEMO_TCAV, AuditConfig
 from ui.common import (
     DEFAULT_SPEC,
     DEMO_AUDITS,
     DEMO_REF,
     completed_runs,
-    concept_root,
+    get_adapter,
     guard,
+    model_lock,
     store_path,
 )
 from ui.jobs import current_job, start_audit
@@ -25,20 +25,25 @@ def demo_spec() -> str:
 
 
 def start_demo_audit() -> None:
-    """Start the demo audit of the session's built-in model (MiniLM for any other model), at
-    the library's default settings (those whose calibration the README reports)."""
+    """Start the demo audit of the session's built-in model (MiniLM for any other model) at
+    the library's demo settings (:data:`attnxai.audit.config.DEMO_TCAV`: two layers, fewer
+    CAVs, the grouped test's least null; output effects only), so it answers in seconds."""
     spec = demo_spec()
     demo = DEMO_AUDITS[spec]
     config = AuditConfig(model=spec, datasets=(DEMO_REF,), targets=tuple(demo["targets"]),
-                         concepts=tuple(demo["concepts"]), concept_dir=str(concept_root()))
+                         concepts=tuple(demo["concepts"]),  # yours, then the shipped sets
+                         tcav=DEMO_TCAV, effects=DEMO_EFFECTS)
+    # The model the pages loaded (without zero-shot labels: the demo uses the built-in's own).
     start_audit(config, f"demo audit: {', '.join(demo['concepts'])} → "
-                        f"{', '.join(demo['targets'])} on {spec}", store_path())
+                        f"{', '.join(demo['targets'])} on {spec}", store_path(),
+                adapter=get_adapter(spec, None), lock=model_lock(f"{spec}|"))
 
 
 def demo_offer(key: str, switch: bool = True) -> bool:
-    """If no run has finished yet, offer the demo audit; True when the offer was shown."""
-    job = current_job()
-    if job is not None and job.running:
+    """If no run has finished yet and this session has started none, offer the demo audit;
+    True when the offer was shown. (After a cancelled or failed audit the user knows how to
+    start one: the offer does not come back.)"""
+    if current_job() is not None:
         return False
     with guard("reading the run history"):
         if not completed_runs().empty:
@@ -48,10 +53,12 @@ def demo_offer(key: str, switch: bool = True) -> bool:
     with st.container(border=True):
         st.markdown("#### No audit yet — start with the demo")
         st.write(f"Tests whether the class **{demo['targets'][0]}** of `{spec}` is sensitive to "
-                 f"the concepts **{'** and **'.join(demo['concepts'])}**, layer by layer, against "
-                 f"random concepts at the default settings ({TCAVConfig.num_cavs} CAVs per layer, "
-                 f"{TCAVConfig.num_null} random CAVs in the null, demo data). It takes under a "
-                 "minute on a laptop CPU.")
+                 f"the concepts **{'** and **'.join(demo['concepts'])}** against random concepts "
+                 f"at layers {' and '.join(map(str, DEMO_TCAV.layers))}, with the default test "
+                 f"on fewer CAVs ({DEMO_TCAV.num_cavs} per concept and layer, "
+                 f"{DEMO_TCAV.num_null} random CAVs in the null) and output effects only, on "
+                 "the demo data. It answers in seconds; **Run audit** runs the full default "
+                 "audit (every layer, 20 CAVs per concept, 200 in the null).")
         if st.button("Run the demo audit", type="primary", key=key, icon=":material/play_arrow:"):
             with guard("starting the demo audit"):
                 start_demo_audit()

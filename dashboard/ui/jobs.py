@@ -2,12 +2,18 @@
 
 A session holds at most one :class:`AuditJob` in ``st.session_state["audit_job"]``: the
 thread, a progress dict the thread writes and the page reads, and a cancel Event. The
-thread never touches Streamlit; it calls :func:`attnxai.audit.runner.run_audit`, which writes the
-finished run to the store (a cancelled or failed run leaves no results behind).
+thread never touches Streamlit; it calls :func:`attnxai.audit.runner.run_audit` with the model
+the pages already loaded (never loading it again), which records the run as running at once and
+writes the finished run to the store (a cancelled or failed run leaves no results behind).
+
+While the audit runs it holds that model's lock (:func:`ui.common.model_lock`): the pages that
+need the same model object meanwhile say it is busy instead of running beside the audit's
+hooks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -19,6 +25,11 @@ import streamlit as st
 from attnxai.errors import UserInputError
 
 log = logging.getLogger("attnxai.dashboard")
+
+
+#: The ETA is shown from this share of the work on, once two estimates at least
+#: ETA_GAP_S apart agree within ETA_AGREE (relative) or ETA_AGREE_S seconds.
+ETA_FROM, ETA_GAP_S, ETA_AGREE, ETA_AGREE_S = 0.10, 3.0, 0.25, 20.0
 
 
 @dataclass
@@ -34,6 +45,11 @@ class AuditJob:
     started: float = field(default_factory=time.time)
     finished: float | None = None
     announced: bool = False  # the page has shown the outcome once
+    adapter: Any = None  # the loaded model the audit uses (None: run_audit loads it)
+    lock: Any = None  # that model's lock, held while the audit runs
+    cancel_requested: float | None = None
+    _eta_seen: tuple[float, float] | None = None  # (when, estimate) of an earlier estimate
+    _eta_stable: bool = False
 
     @property
     def running(self) -> bool:
@@ -42,12 +58,38 @@ class AuditJob:
     def elapsed(self) -> float:
         return (self.finished or time.time()) - self.started
 
-    def eta(self) -> float | None:
-        """Seconds left, extrapolated from the progress so far (None until it means something)."""
-        f = float(self.progress.get("fraction", 0.0))
-        if not self.running or f < 0.03:
+    def request_cancel(self) -> None:
+        if self.cancel_requested is None:
+            self.cancel_requested = time.time()
+        self.cancel.set()
+
+    def cancel_latency(self) -> float | None:
+        """Seconds from Cancel to the audit's stop (None until it stopped after a cancel)."""
+        if self.cancel_requested is None or self.finished is None:
             return None
-        return self.elapsed() * (1.0 - f) / f
+        return max(0.0, self.finished - self.cancel_requested)
+
+    def eta(self) -> float | None:
+        """Seconds left, extrapolated from the progress so far; None until it is stable: from
+        :data:`ETA_FROM` of the work on, once two estimates a few seconds apart agree."""
+        f = float(self.progress.get("fraction", 0.0))
+        if not self.running or f < ETA_FROM:
+            return None
+        now = time.time()
+        estimate = (now - self.started) * (1.0 - f) / f
+        if not self._eta_stable:
+            seen = self._eta_seen
+            if seen is None or now - seen[0] < ETA_GAP_S:
+                if seen is None:
+                    self._eta_seen = (now, estimate)
+                return None
+            expected = seen[1] - (now - seen[0])  # what the earlier estimate says now
+            if abs(estimate - expected) <= max(ETA_AGREE * max(expected, 0.0), ETA_AGREE_S):
+                self._eta_stable = True
+            else:
+                self._eta_seen = (now, estimate)
+                return None
+        return estimate
 
     def wait(self, timeout: float | None = None) -> None:
         if self.thread is not None:
@@ -61,25 +103,31 @@ def _work(job: AuditJob, store_path: str) -> None:
     def progress(fraction: float, message: str) -> None:
         job.progress = {"fraction": max(0.0, min(1.0, float(fraction))), "message": str(message)}
 
+    status, error = "failed", None
     try:
         store = Store(store_path)
-        job.run_id = run_audit(job.config, store, progress=progress, cancel=job.cancel)
-        job.status = "done"
+        with job.lock.hold(job.description) if job.lock is not None else contextlib.nullcontext():
+            job.run_id = run_audit(job.config, store, progress=progress, cancel=job.cancel,
+                                   adapter=job.adapter)
+        status = "done"
     except AuditCancelled:
-        job.status = "cancelled"
+        status = "cancelled"
     except UserInputError as exc:
-        job.status, job.error = "failed", str(exc)
+        error = str(exc)
     except Exception as exc:  # noqa: BLE001 - reported on the page, traceback in the log
         log.exception("audit failed")
-        job.status = "failed"
-        job.error = f"The audit stopped with an unexpected error: {type(exc).__name__}: {exc}"
+        error = f"The audit stopped with an unexpected error: {type(exc).__name__}: {exc}"
     finally:
-        job.finished = time.time()
+        job.finished = time.time()  # before the status, so a page never sees it unset
+        job.error, job.status = error, status
 
 
-def start_audit(config: Any, description: str, store_path: str) -> AuditJob:
-    """Start ``config`` in a daemon thread and remember the job in the session."""
-    job = AuditJob(config=config, description=description)
+def start_audit(config: Any, description: str, store_path: str, adapter: Any = None,
+                lock: Any = None) -> AuditJob:
+    """Start ``config`` in a daemon thread and remember the job in the session. ``adapter`` is
+    the model already loaded for ``config`` (its spec and labels), used as is; ``lock`` its
+    :class:`ui.common.ModelGate`, which the audit holds while it runs."""
+    job = AuditJob(config=config, description=description, adapter=adapter, lock=lock)
     job.thread = threading.Thread(target=_work, args=(job, store_path), daemon=True,
                                   name="attnxai-audit")
     st.session_state["audit_job"] = job
@@ -96,3 +144,17 @@ def fmt_seconds(s: float | None) -> str:
         return "estimating…"
     s = int(round(s))
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def fmt_eta(s: float | None) -> str:
+    """A time left as a person would say it: "under a minute", "about 3 min", "about 1 h 20
+    min"; "estimating…" while there is no stable estimate."""
+    if s is None:
+        return "estimating…"
+    if s < 60:
+        return "under a minute"
+    minutes = int(round(s / 60))
+    if minutes < 60:
+        return f"about {minutes} min"
+    hours, rest = divmod(int(round(s / 600)) * 10, 60)
+    return f"about {hours} h {rest} min" if rest else f"about {hours} h"

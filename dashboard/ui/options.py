@@ -1,5 +1,5 @@
 """Widgets for audit options: each option's choices, minimum and default come from the library
-(the constraints table :data:`attnxai.tcav.options.CONSTRAINTS` and the config dataclasses'
+(the constraints table :data:`attnxai.options.CONSTRAINTS` and the config dataclasses'
 defaults), so the dashboard defines none of its own. Labels, help and the upper end of an
 open-ended range (a widget needs one) are the dashboard's."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from attnxai.audit.config import AuditConfig
 from attnxai.tcav.config import TCAVConfig
-from attnxai.tcav.options import choices, defaults, interval
+from attnxai.options import choices, defaults, interval
 
 DEFAULTS: dict[str, Any] = {**defaults(TCAVConfig), **defaults(AuditConfig)}
 
@@ -23,8 +23,24 @@ def select(where: Any, name: str, label: str, labels: Mapping[Any, str] | None =
     if DEFAULTS[name] is None:
         values.insert(0, None)
     shown = labels or {}
+    if _kept(kw, values):  # the session holds the user's choice: it is shown, not the default
+        return where.selectbox(label, values, format_func=lambda v: shown.get(v, str(v)), **kw)
     return where.selectbox(label, values, index=values.index(DEFAULTS[name]),
                            format_func=lambda v: shown.get(v, str(v)), **kw)
+
+
+def _kept(kw: Mapping[str, Any], values: list[Any] | None = None) -> bool:
+    """Whether the widget's key already holds a value in the session (then passing a default
+    too would make Streamlit warn); a value no longer among ``values`` is dropped."""
+    import streamlit as st
+
+    key = kw.get("key")
+    if key is None or key not in st.session_state:
+        return False
+    if values is not None and st.session_state[key] not in values:
+        del st.session_state[key]
+        return False
+    return True
 
 
 def number(where: Any, name: str, label: str, *, least: float | None = None,
@@ -36,4 +52,14 @@ def number(where: Any, name: str, label: str, *, least: float | None = None,
     low = low if least is None else least
     high = high if most is None else most
     cast = int if bounds.kind is int else float
+    if _kept(kw):  # the session holds the user's number: it is shown, not the default
+        import streamlit as st
+
+        key, held = kw["key"], st.session_state[kw["key"]]
+        if (isinstance(held, (int, float)) and not isinstance(held, bool)
+                and cast(low) <= held <= cast(high)):
+            if type(held) is not cast:
+                st.session_state[key] = cast(held)
+            return where.number_input(label, cast(low), cast(high), **kw)
+        del st.session_state[key]
     return where.number_input(label, cast(low), cast(high), cast(DEFAULTS[name]), **kw)

@@ -1,7 +1,9 @@
 """Concept studio: list, create, edit, duplicate, delete, import and export concept sets.
 
-Sets are saved in the on-disk format (`concept_sets/`, see docs/concept_sets.md) and each
-saved version is recorded in the audit store, so a run can name exactly what it used."""
+Sets are saved in the on-disk format (see docs/concept_sets.md) in the user's folder
+(`$ATTNXAI_HOME/concept_sets`); the sets shipped with attnxai are listed beside them, marked
+"shipped", and are read-only (duplicate one to edit a copy). Each saved version is recorded in
+the audit store, so a run can name exactly what it used."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from attnxai.io.concepts import (
     MIN_EXAMPLES,
     MIN_POOL_EXAMPLES,
     ConceptSet,
+    concept_roots,
     delete_concept_set,
     export_concept_set,
     import_concept_set,
@@ -27,7 +30,8 @@ from attnxai.io.concepts import (
 )
 from attnxai.io.datasets import verify_image_bytes
 from attnxai.errors import UserInputError
-from ui.common import concept_root, esc, get_adapter, get_dataset, get_store, guard, item_text
+from ui.common import (DEMO_AUDITS, concept_root, esc, get_adapter, get_dataset, get_store, guard,
+                       item_text)
 from ui.render import thumbnail
 
 ss = st.session_state
@@ -47,31 +51,66 @@ for key in ("cs_flash", "cs_error"):
     if ss.get(key):
         (st.success if key == "cs_flash" else st.error)(esc(ss.pop(key)))
 
-try:
-    default_modality = get_adapter().modality
-except Exception:  # noqa: BLE001 - the studio works without a loadable model
-    default_modality = "text"
+# A built-in's modality is known without loading it; another model is loaded (once) to ask.
+default_modality = DEMO_AUDITS.get(ss.get("spec"), {}).get("modality")
+if default_modality is None:
+    try:
+        default_modality = get_adapter().modality
+    except Exception:  # noqa: BLE001 - the studio works without a loadable model
+        default_modality = "text"
 modality = st.segmented_control("Modality", ["text", "image"], default=default_modality,
                                 key="w_cs_modality") or default_modality
 
-infos = list_concept_sets(root)
+infos = list_concept_sets()  # yours, then the shipped ones
+taken = {i.name for i in infos}  # every name in use, of any modality (a folder each)
+source_of = {i.name: i.source for i in infos}
 shown = [i for i in infos if i.modality == modality or i.error]
 pools = [i.name for i in infos if i.modality == modality and i.kind == "random_pool" and not i.error]
 
+
+def _short(text: str, n: int = 70) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+
+
+def _examples(i) -> str:
+    if not i.n_counterexamples:
+        return str(i.n_examples)
+    return f"{i.n_examples} + {i.n_counterexamples} {'paired' if i.paired else 'counter'}"
+
+
 table = pd.DataFrame([{
-    "name": i.name, "kind": i.kind.replace("_", " ") if i.kind else "", "examples": i.n_examples,
-    "counter-examples": i.n_counterexamples, "paired": i.paired, "random pool": i.default_pool or "",
-    "description": i.description, "problem": i.error or ""} for i in shown])
+    "name": i.name, "source": i.source, "kind": i.kind.replace("_", " ") if i.kind else "",
+    "examples": _examples(i), "random pool": i.default_pool or "",
+    "description": _short(i.description, 36), "problem": i.error or ""} for i in shown])
 if table.empty:
-    st.info(f"No {modality} concept sets in {esc(root)} yet. Create one below or import a zip.")
+    st.info(f"No {modality} concept sets yet. Create one below or import a zip.")
 else:
     cols = [c for c in table.columns if c != "problem" or table["problem"].any()]
+    # Widths that fit the page at 1280 px without sideways scrolling; long descriptions are
+    # cut (the whole one shows when the set is opened below).
     st.dataframe(table[cols], hide_index=True, width="stretch", height=min(38 * len(table) + 40, 330),
-                 column_config={"description": st.column_config.TextColumn(width="large")})
-st.caption(f"Folder: {esc(root)}")
+                 column_config={
+                     "name": st.column_config.TextColumn(width=125),
+                     "source": st.column_config.TextColumn(
+                         width=60, help="yours: in your folder; shipped: with attnxai, read-only"),
+                     "kind": st.column_config.TextColumn(width=85),
+                     "examples": st.column_config.TextColumn(
+                         width=105, help="examples + counter-examples (paired: matched pairs)"),
+                     "random pool": st.column_config.TextColumn(width=105),
+                     "description": st.column_config.TextColumn(
+                         width=210, help="The start of each description; open the set below "
+                                         "for all of it."),
+                     "problem": st.column_config.TextColumn(width="medium")})
+st.caption(f"Your sets are saved in {esc(root)}; the shipped sets are read-only (duplicate one to "
+           "edit a copy).")
 
 names = [i.name for i in shown if not i.error]
-pick = st.selectbox("Open a set", [NEW, *names], key="w_cs_pick")
+if ss.get("w_cs_pick") not in (NEW, *names):
+    ss.pop("w_cs_pick", None)  # e.g. a set of the other modality, or one just deleted
+pick = st.selectbox("Open a set", [NEW, *names], key="w_cs_pick",
+                    format_func=lambda n: n if n == NEW or source_of.get(n) != "shipped"
+                    else f"{n} (shipped, read-only)")
 is_new = pick == NEW
 nonce = ss.setdefault("cs_nonce", 0)
 fid = f"{modality}:{pick}:{nonce}"
@@ -79,9 +118,10 @@ fid = f"{modality}:{pick}:{nonce}"
 cs: ConceptSet | None = None
 if not is_new:
     with guard("loading the concept set"):
-        cs = load_concept_set(pick, root)
+        cs = load_concept_set(pick)
     if cs is None:
         st.stop()
+read_only = cs is not None and source_of.get(pick) == "shipped"
 
 
 def _k(name: str) -> str:
@@ -232,11 +272,18 @@ if problems:
              "\n".join(f"- {esc(p)}" for p in problems))
 elif not name:
     st.info("Give the set a name.")
-elif is_new and (root / name).exists():
-    st.warning(f"A set named {esc(name)} already exists: open it to edit, or choose another name.")
+elif is_new and name in taken:
+    shipped = source_of.get(name) == "shipped"
+    st.warning(f"A {'shipped ' if shipped else ''}set named {esc(name)} already exists: "
+               + ("choose another name." if shipped else "open it to edit, or choose another name."))
+elif read_only:
+    st.info(f"{esc(pick)} is shipped with attnxai and read-only. Duplicate it (below) to edit a "
+            "copy in your folder.", icon=":material/lock:")
+elif cs is not None and candidate == cs:
+    st.info("No changes to save.", icon=":material/check:")
 else:
     try:
-        candidate.validate(root, check_files=False)
+        candidate.validate(concept_roots(), check_files=False)
         valid = True
         need = MIN_POOL_EXAMPLES if kind == "random_pool" else MIN_EXAMPLES
         st.success(f"Ready to save: {len(examples)} examples (at least {need} needed)"
@@ -247,13 +294,15 @@ else:
 
 
 def _save(cs_new: ConceptSet, overwrite: bool) -> None:
+    """Save into your folder, record the version, and open the saved set (whose form then
+    matches what is stored: "No changes to save")."""
     try:
-        save_concept_set(cs_new, root, overwrite=overwrite)
-        saved = load_concept_set(cs_new.name, root)
+        save_concept_set(cs_new, overwrite=overwrite)
+        saved = load_concept_set(cs_new.name)
         version = get_store().record_concept_set(saved)
         ss["cs_flash"] = f"Saved {cs_new.name} (version {version[:12]})."
         ss["w_cs_pick"] = cs_new.name
-        ss["cs_nonce"] = ss.get("cs_nonce", 0) + 1
+        ss["cs_nonce"] = ss.get("cs_nonce", 0) + 1  # fresh widgets, filled from the saved set
     except UserInputError as exc:
         ss["cs_error"] = str(exc)
 
@@ -271,9 +320,9 @@ if not is_new:
 
         def _duplicate() -> None:
             try:
-                src = load_concept_set(pick, root)
+                src = load_concept_set(pick)
                 src.name, src.folder = copy, None
-                if (root / copy).exists():
+                if copy in taken:
                     raise UserInputError(f"A set named {copy!r} already exists.")
                 _save(src, overwrite=False)
             except UserInputError as exc:
@@ -284,22 +333,25 @@ if not is_new:
         st.markdown("**Export**")
         with guard("exporting the set"):
             with tempfile.TemporaryDirectory() as tmp:
-                data = export_concept_set(pick, Path(tmp) / f"{pick}.zip", root).read_bytes()
+                data = export_concept_set(pick, Path(tmp) / f"{pick}.zip").read_bytes()
             st.download_button("Download as zip", data, file_name=f"{pick}.zip",
                                mime="application/zip", icon=":material/download:")
     with a3:
         st.markdown("**Delete**")
-        sure = st.checkbox(f"Yes, delete {esc(pick)}", key=_k("sure"))
+        sure = st.checkbox(f"Yes, delete {esc(pick)}", key=_k("sure"), disabled=read_only)
 
         def _delete() -> None:
             try:
-                delete_concept_set(pick, root)
+                delete_concept_set(pick)
                 ss["cs_flash"] = f"Deleted {pick}."
                 ss["w_cs_pick"] = NEW
             except UserInputError as exc:
                 ss["cs_error"] = str(exc)
 
-        st.button("Delete", on_click=_delete, disabled=not sure, icon=":material/delete:")
+        st.button("Delete", on_click=_delete, disabled=not sure or read_only,
+                  icon=":material/delete:")
+        if read_only:
+            st.caption("Shipped sets cannot be deleted.")
     with st.expander("Versions recorded in the audit store"):
         with guard("reading the versions"):
             versions = get_store().concept_versions(pick)
@@ -322,7 +374,7 @@ if up is not None and st.button("Import", icon=":material/upload:"):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "import.zip"
             path.write_bytes(up.getvalue())
-            imported = import_concept_set(path, root, overwrite=overwrite)
+            imported = import_concept_set(path, overwrite=overwrite)  # into your folder
         version = get_store().record_concept_set(imported)
         ss["cs_flash"] = f"Imported {imported.name} (version {version[:12]})."
         ss["cs_nonce"] = ss.get("cs_nonce", 0) + 1

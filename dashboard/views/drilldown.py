@@ -27,6 +27,7 @@ from ui.common import (
     model_lock,
     run_picker,
 )
+from ui.pairs import pairs_section
 from ui.render import overlay
 
 ss = st.session_state
@@ -120,6 +121,7 @@ if run is not None:
     if adapter is None:
         st.stop()
     mkey = f"{spec}|{labels_key(run_labels)}"
+    pairs_section(run.run_id)
     detail = _input_detail(str(store.path), run.run_id)
     inputs = _inputs(str(store.path), run.run_id)
     view = ss.get("results_view") or {}

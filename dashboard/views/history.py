@@ -7,6 +7,7 @@ import streamlit as st
 
 from ui.common import esc, get_store, guard, list_runs, run_label
 from ui.demo import demo_offer
+from ui.report import report_button
 from ui import pages
 
 ss = st.session_state
@@ -59,6 +60,7 @@ with a2:
             st.download_button("Export summary CSV", summary_csv_bytes(get_store(), run_id),
                                file_name=f"attnxai-{run_id}.csv", mime="text/csv",
                                icon=":material/download:", key="dl_hist")
+        report_button(st, str(get_store().path), run_id, key="dl_hist_report")
     else:
         st.caption(f"A {row['status']} run has no results to export.")
 with a3:

@@ -1,14 +1,18 @@
-"""Results: the layer-wise TCAV charts of a stored run, its summary table and CSV export."""
+"""Results: the layer-wise TCAV charts of a stored run, its summary table, CSV export and HTML
+report."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from ui.charts import accuracy_chart, heatmap, layer_chart, significance_caption, weighting_chart
+from attnxai.audit.charts import (accuracy_chart, effect_chart, heatmap, layer_chart,
+                                  significance_caption, weighting_chart)
+from attnxai.audit.verdicts import combined_verdict
 from ui.common import completed_runs, esc, get_store, guard, run_picker
 from ui.demo import demo_offer
 from ui.jobs import current_job
+from ui.report import report_button
 from ui import pages
 
 ss = st.session_state
@@ -18,6 +22,11 @@ st.title("Results")
 @st.cache_data(show_spinner=False, max_entries=32)
 def _summary(path: str, run_id: str) -> pd.DataFrame:
     return get_store().summary(run_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _effects(path: str, run_id: str) -> pd.DataFrame:
+    return get_store().results("effects", run_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -97,8 +106,23 @@ if view.empty:
     st.warning("Nothing to show for this selection.")
     st.stop()
 
+effects = pd.DataFrame()
+with guard("reading the causal effects"):
+    effects = _effects(str(store.path), run_id)
+# The effects of this target: the concepts' own pairs, and interventions on this dataset.
+mine = effects[(effects["target"] == target) & effects["dataset"].isin(["pairs", dataset])
+               & effects["concept"].isin(concepts)] if not effects.empty else effects
+
 # -- verdicts -----------------------------------------------------------------------------------
 st.subheader(f"Does the class “{esc(target)}” rely on these concepts?")
+outputs = mine[mine["measure"] == "output_prob"] if not mine.empty else mine
+if not outputs.empty:
+    heads = st.columns(min(len(outputs), 4))
+    for col, r in zip(heads, outputs.itertuples()):
+        col.metric(f"{r.concept}: output effect on P({target})", f"{r.mean:+.3f}",
+                   help=f"Mean change of P({target}) from each pair's counterexample to its "
+                        f"example, 95% interval {r.ci_low:+.3f} to {r.ci_high:+.3f}, adjusted "
+                        f"p {r.p_adjusted:.3g} ({r.n_pairs} pairs).")
 rows = []
 for c in concepts:
     g = view[view["concept"] == c].sort_values("layer")
@@ -108,11 +132,15 @@ for c in concepts:
         verdict = "no significant layer"
     else:
         verdict = ", ".join(f"layer {int(r.layer)} ({r.direction})" for r in sig.itertuples())
-    rows.append({"concept": c, "significant layers": verdict,
+    rows.append({"concept": c,
+                 "verdict": combined_verdict(c, g, mine[mine["concept"] == c] if not mine.empty
+                                             else None),
+                 "significant layers": verdict,
                  "max TCAV": g["mean"].max(), "max magnitude": g["magnitude_mean"].max(),
                  "min adjusted p": g["p_adjusted"].min(),
                  "unreliable layers": ", ".join(map(str, unreliable)) or "none"})
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+    "verdict": st.column_config.TextColumn(width="large"),
     "max TCAV": st.column_config.NumberColumn(format="%.3f"),
     "max magnitude": st.column_config.NumberColumn(format="%.3f"),
     "min adjusted p": st.column_config.NumberColumn(format="%.4f")})
@@ -121,9 +149,23 @@ st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config
 st.subheader("Layer-wise TCAV")
 st.caption(significance_caption(view, tcav.alpha) +
            f" {weighting.capitalize()} token weighting; {int(view['n_inputs'].iloc[0])} inputs.")
-st.altair_chart(layer_chart(view, concepts), width="content")
+layered = mine[mine["layer"] >= 0] if not mine.empty else mine
+if layered.empty:
+    st.altair_chart(layer_chart(view, concepts), width="content")
+else:
+    left, right = st.columns([3, 2])
+    left.altair_chart(layer_chart(view, concepts), width="content")
+    with right:
+        st.markdown("**Layer-wise causal effect**")
+        st.caption("Logit effect (95% interval) that activation patching of the pairs' differing "
+                   "tokens restores or removes at each layer, or the CAV intervention's mean "
+                   "change; dashed: the pairs' whole output effect. ★ significant after the "
+                   "run's correction of its effect tests.")
+        shown = [c for c in concepts if c in set(layered["concept"])]
+        st.altair_chart(effect_chart(mine[mine["concept"].isin(shown)], shown), width="content")
 
-tabs = st.tabs(["Concept × layer", "CAV accuracy", "Weighted vs plain", "Summary table"])
+tabs = st.tabs(["Concept × layer", "CAV accuracy", "Weighted vs plain", "Summary table",
+                "Causal effects table"])
 with tabs[0]:
     st.caption("Mean sign-count TCAV; 0.5 = no preference. ★ significant; faded cells: "
                "unreliable CAVs.")
@@ -151,9 +193,19 @@ with tabs[3]:
                                 for c in ("mean", "std", "magnitude_mean", "random_mean",
                                           "p_value", "p_adjusted", "cav_accuracy")})
 
+with tabs[4]:
+    if mine.empty:
+        st.info("This run measured no causal effects (effects “none”, or no concept with matched "
+                "pairs and no CAV interventions).")
+    else:
+        st.dataframe(mine, hide_index=True, width="stretch",
+                     column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                    for c in ("mean", "ci_low", "ci_high", "p_value",
+                                              "p_adjusted", "share")})
+
 # -- export -------------------------------------------------------------------------------------
 st.subheader("Export")
-e1, e2, e3 = st.columns([1, 1, 2])
+e1, e2, e3, e4 = st.columns([1, 1, 1, 2])
 with guard("preparing the CSV"):
     e1.download_button("Download summary CSV", _csv(str(store.path), run_id, False),
                        file_name=f"attnxai-{run_id}.csv", mime="text/csv", type="primary",
@@ -161,6 +213,8 @@ with guard("preparing the CSV"):
     e2.download_button("Download per-input CSV", _csv(str(store.path), run_id, True),
                        file_name=f"attnxai-{run_id}.detail.csv", mime="text/csv",
                        icon=":material/download:", key="dl_detail")
-e3.caption("The summary CSV holds every dataset, target, concept, layer and weighting of the run "
-           "with its settings; the per-input CSV the score of each input.")
+report_button(e3, str(store.path), run_id, key="dl_report")
+e4.caption("The summary CSV holds every dataset, target, concept, layer and weighting of the run "
+           "with its settings; the per-input CSV the score of each input; the HTML report the "
+           "findings, charts and provenance in one file that opens offline.")
 st.page_link(pages.DRILLDOWN, label="Drill down into single inputs", icon=":material/zoom_in:")

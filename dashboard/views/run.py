@@ -11,32 +11,50 @@ from ui import options
 from ui.common import (
     DEMO_AUDITS,
     DEMO_REF,
-    concept_root,
     data_label,
     esc,
     get_adapter,
     guard,
+    model_lock,
     store_path,
 )
 from ui.demo import demo_offer
-from ui.jobs import current_job, fmt_seconds, start_audit
+from ui.jobs import current_job, fmt_eta, fmt_seconds, start_audit
 from ui import pages
 
 ss = st.session_state
-# How the select boxes name the library's choices (the choices themselves are the library's).
-TESTS = {"grouped": "random-effects test against the null CAVs (calibrated; default)",
-         "empirical": "rank among the null CAVs (calibrated, very conservative)",
-         "welch": "Welch t-test, concept vs random CAVs",
-         "one_sample": "one-sample t-test vs 0.5 (reference code)"}
+# How the select boxes name the library's choices (the choices themselves are the library's):
+# short, so a select box shows them whole; the help says more.
+TESTS = {"grouped": "grouped (default)", "empirical": "empirical rank",
+         "welch": "Welch t-test", "one_sample": "one-sample t-test vs 0.5"}
+TEST_HELP = ("**grouped**: random-effects test against the null CAVs (calibrated; the default). "
+             "**empirical**: the concept's rank among the null CAVs (calibrated, very "
+             "conservative). **welch**: Welch t-test, concept vs random CAVs. **one-sample**: "
+             "t-test of the scores vs 0.5, as the reference code does.")
 CORRECTIONS = {"bh": "Benjamini–Hochberg", "bonferroni": "Bonferroni", "none": "none"}
-NEGATIVES = {"auto": "auto: counter-examples when paired, else the random pool",
-             "random": "random pool", "relative": "the other concepts under test",
-             "matched": "counter-examples (matched pairs)"}
-STATISTICS = {"derivative": "mean directional derivative (default)",
-              "tcav": "TCAV score (share of inputs with S(x) > 0)",
-              "magnitude": "TCAV magnitude score"}
-PAIR_ROWS = {"differing": "the tokens where a pair differs (default)", "all": "every token"}
-POOLING = {None: "the model's own", "cls": "the [CLS] row", "mean": "the mean over query rows"}
+NEGATIVES = {"auto": "auto (pairs, else random)", "random": "random pool",
+             "relative": "other concepts", "matched": "counter-examples"}
+NEGATIVES_HELP = ("**auto**: a concept's counter-examples when it has matched pairs, else its "
+                  "random pool. **random pool**: examples of the concept's random pool. **other "
+                  "concepts**: the other concepts under test. **counter-examples**: the "
+                  "concept's own counter-examples (matched pairs).")
+STATISTICS = {"derivative": "mean derivative (default)", "tcav": "TCAV score",
+              "magnitude": "TCAV magnitude"}
+STATISTICS_HELP = ("**mean derivative**: the mean directional derivative S(x) over the inputs "
+                   "(default). "
+                   "**TCAV score**: the share of inputs with S(x) > 0. **TCAV magnitude**: the "
+                   "magnitude-weighted score.")
+PAIR_ROWS = {"differing": "differing tokens (default)", "all": "every token"}
+POOLING = {None: "the model's own", "cls": "the [CLS] row", "mean": "mean over rows"}
+#: The settings' widget keys. Streamlit drops a widget's value when another page shows, so the
+#: values are also kept under FORM (a plain session key) and put back when this page returns.
+FORM = "run_form"
+FORM_KEYS = ("w_run_concepts", "w_run_targets", "w_run_layers", "w_run_limit", "w_run_cavs",
+             "w_run_random", "w_run_seed", "w_run_weighting", "w_run_test", "w_run_statistic",
+             "w_run_null", "w_run_correction", "w_run_alpha", "w_run_min_accuracy",
+             "w_run_negatives", "w_run_pair_rows", "w_run_l2", "w_run_holdout", "w_run_pooling")
+#: How often the progress panel refreshes while an audit runs (seconds).
+REFRESH_S = 2.0
 
 st.title("Run audit")
 
@@ -46,6 +64,13 @@ def _progress_panel() -> None:
     job = current_job()
     if job is None:
         return
+    if not job.running and ss.get("_run_panel_live"):
+        # It ended since the panel last showed it running: redraw the whole page once (the
+        # Start button, the sidebar), so nothing of the running panel stays behind.
+        ss["_run_panel_live"] = False
+        job.announced = True
+        st.rerun()
+    ss["_run_panel_live"] = job.running
     with st.container(border=True):
         st.markdown(f"**{esc(job.description)}**")
         if job.running:
@@ -53,13 +78,14 @@ def _progress_panel() -> None:
             st.progress(frac, text=f"{frac:.0%} · {esc(job.progress.get('message', ''))}")
             c1, c2, c3 = st.columns([1, 1, 1])
             c1.metric("elapsed", fmt_seconds(job.elapsed()))
-            c2.metric("time left (estimate)", fmt_seconds(job.eta()))
+            c2.metric("time left", fmt_eta(job.eta()),
+                      help="Shown once the estimate is stable, from 10% of the work on.")
             with c3:
                 if job.cancel.is_set():
                     st.caption("Cancelling… (stops within one batch)")
-                elif st.button("Cancel", icon=":material/stop_circle:", key="cancel_audit"):
-                    job.cancel.set()
-                    st.rerun()
+                else:
+                    st.button("Cancel", icon=":material/stop_circle:", key="cancel_audit",
+                              on_click=job.request_cancel)
             st.caption("You can use the other pages meanwhile; the sidebar shows the progress.")
         elif job.status == "done":
             st.success(f"Finished in {fmt_seconds(job.elapsed())}: run {job.run_id}.",
@@ -67,30 +93,34 @@ def _progress_panel() -> None:
             ss["run_id"] = job.run_id
             st.page_link(pages.RESULTS, label="Open the results", icon=":material/monitoring:")
         elif job.status == "cancelled":
-            st.warning("The audit was cancelled; no results were stored.")
+            latency = job.cancel_latency()
+            st.warning("The audit was cancelled" + (f" (it stopped {latency:.1f} s after Cancel)"
+                                                     if latency is not None else "")
+                       + "; no results were stored. Your settings are kept below.")
         else:
             st.error(f"The audit failed: {esc(job.error)}")
 
 
 job = current_job()
 running = job is not None and job.running
-st.fragment(run_every=1.0 if running else None)(_progress_panel)()
+st.fragment(run_every=REFRESH_S if running else None)(_progress_panel)()
 
 if not running:
     demo_offer("demo_run", switch=False)
 
 # -- settings -----------------------------------------------------------------------------------
 adapter = None
+boot = st.empty()
 with guard("loading the model"):
-    adapter = get_adapter()
+    adapter = get_adapter(progress=lambda f, text: boot.progress(f, text=text))
+boot.empty()
 if adapter is None:
     st.info("Fix the model on Setup first.")
     st.stop()
 
 st.subheader("Settings")
 st.caption(f"Model **{esc(adapter.spec)}** on **{esc(data_label())}** — change them on Setup.")
-concepts = [i for i in list_concept_sets(concept_root(), modality=adapter.modality, kind="concept")
-            if not i.error]
+concepts = [i for i in list_concept_sets(modality=adapter.modality, kind="concept") if not i.error]
 concept_names = [i.name for i in concepts]
 if not concept_names:
     st.warning(f"There are no {adapter.modality} concept sets yet: create one in the Concept studio.")
@@ -99,60 +129,88 @@ if not concept_names:
 demo = DEMO_AUDITS.get(adapter.spec, {})
 default_targets = [t for t in demo.get("targets", []) if t in adapter.labels] or adapter.labels[:1]
 default_concepts = [c for c in demo.get("concepts", []) if c in concept_names] or concept_names[:1]
+choices_of = {"w_run_concepts": concept_names, "w_run_targets": list(adapter.labels),
+              "w_run_layers": list(range(adapter.num_layers))}
+# Put back what the user set before another page showed (or the model changed): the choices
+# that still exist.
+for key, value in ss.get(FORM, {}).items():
+    if key not in ss:
+        ss[key] = value
+for key, allowed in choices_of.items():
+    if key in ss:
+        kept = [v for v in ss[key] if v in allowed]
+        if kept or key == "w_run_layers":
+            ss[key] = kept
+        else:
+            del ss[key]
 
-with st.form("audit_form", border=True):
+
+def _multi(where, label: str, values: list, key: str, default: list, **kw):
+    """A multiselect showing the session's choice when it has one, else ``default``."""
+    if key in ss:
+        return where.multiselect(label, values, key=key, **kw)
+    return where.multiselect(label, values, default=default, key=key, **kw)
+
+
+with st.container(border=True):
+    chosen = _multi(st, "Concepts", concept_names, "w_run_concepts", default_concepts,
+                    help="Concept sets of this modality: yours and the shipped ones (Concept "
+                         "studio lists them).")
     c1, c2 = st.columns(2, gap="large")
-    with c1:
-        targets = st.multiselect("Target classes", adapter.labels, default=default_targets,
-                                 key="w_run_targets",
-                                 help="Inputs of each class are picked by their label when the "
-                                      "data's labels name it, else by the model's prediction.")
-        chosen = st.multiselect("Concepts", concept_names, default=default_concepts,
-                                key="w_run_concepts")
-        layers = st.multiselect("Layers (empty = all)", list(range(adapter.num_layers)),
-                                key="w_run_layers")
-        limit = options.number(st, "limit", "At most this many inputs per target (0 = all)",
-                               most=100_000, key="w_run_limit")
-    with c2:
-        a, b = st.columns(2)
-        num_cavs = options.number(a, "num_cavs", "CAVs per concept and layer", most=500,
-                                  key="w_run_cavs")
-        num_random = options.number(b, "num_random", "Random concepts (baseline)", most=500,
-                                    key="w_run_random")
-        weighting = options.select(a, "weighting", "Token weighting", key="w_run_weighting",
+    targets = _multi(c1, "Target classes", list(adapter.labels), "w_run_targets", default_targets,
+                     help="Inputs of each class are picked by their label when the data's labels "
+                          "name it, else by the model's prediction.")
+    layers = _multi(c2, "Layers (empty = all)", list(range(adapter.num_layers)), "w_run_layers",
+                    [])
+    n = st.columns(4)
+    num_cavs = options.number(n[0], "num_cavs", "CAVs per concept", most=500, key="w_run_cavs",
+                              help="CAVs trained per concept and layer.")
+    num_random = options.number(n[1], "num_random", "Random concepts", most=500,
+                                key="w_run_random", help="Random concepts of the baseline.")
+    limit = options.number(n[2], "limit", "Inputs per target", most=100_000, key="w_run_limit",
+                           help="At most this many inputs per target class (0 = all).")
+    seed = options.number(n[3], "seed", "Seed", key="w_run_seed")
+    with st.expander("Statistics and negatives"):
+        e = st.columns(3)
+        test = options.select(e[0], "test", "Test", TESTS, key="w_run_test", help=TEST_HELP)
+        statistic = options.select(e[1], "statistic", "Statistic tested", STATISTICS,
+                                   key="w_run_statistic", help=STATISTICS_HELP)
+        correction = options.select(e[2], "correction", "Multiple-testing correction",
+                                    CORRECTIONS, key="w_run_correction")
+        f = st.columns(3)
+        num_null = options.number(f[0], "num_null", "Random CAVs in the null", most=5000,
+                                  key="w_run_null",
+                                  help="The grouped and empirical tests compare the concept with "
+                                       "these random-vs-random CAVs; the empirical test's "
+                                       "p-values cannot go below 1/(n+1).")
+        alpha = options.number(f[1], "alpha", "α", least=0.001, most=0.5, step=0.01,
+                               format="%.3f", key="w_run_alpha")
+        min_accuracy = options.number(f[2], "min_accuracy", "Least CAV accuracy", step=0.05,
+                                      format="%.2f", key="w_run_min_accuracy",
+                                      help="A layer whose CAVs are less accurate is unreliable.")
+        g = st.columns(3)
+        negatives = options.select(g[0], "negatives", "Negatives", NEGATIVES,
+                                   key="w_run_negatives", help=NEGATIVES_HELP)
+        pair_rows = options.select(g[1], "pair_rows", "Matched pairs train on", PAIR_ROWS,
+                                   key="w_run_pair_rows",
+                                   help="The tokens where a pair differs (default), or every "
+                                        "token.")
+        weighting = options.select(g[2], "weighting", "Token weighting", key="w_run_weighting",
                                    help="attention: the paper's attention-weighted TCAV; plain: "
                                         "unweighted token-level TCAV; both: compare them.")
-        seed = options.number(b, "seed", "Seed", key="w_run_seed")
-        with st.expander("Statistics and negatives"):
-            test = options.select(st, "test", "Test", TESTS, key="w_run_test")
-            statistic = options.select(st, "statistic", "Statistic tested", STATISTICS,
-                                       key="w_run_statistic")
-            num_null = options.number(st, "num_null", "Random CAVs in the null", most=5000,
-                                      key="w_run_null",
-                                      help="The grouped and empirical tests compare the concept "
-                                           "with these random-vs-random CAVs; the empirical "
-                                           "test's p-values cannot go below 1/(n+1).")
-            correction = options.select(st, "correction", "Multiple-testing correction",
-                                        CORRECTIONS, key="w_run_correction")
-            alpha = options.number(st, "alpha", "α", least=0.001, most=0.5, step=0.01,
-                                   format="%.3f", key="w_run_alpha")
-            min_accuracy = options.number(st, "min_accuracy", "Least CAV accuracy of a reliable "
-                                          "layer", step=0.05, format="%.2f",
-                                          key="w_run_min_accuracy")
-            negatives = options.select(st, "negatives", "Negatives", NEGATIVES,
-                                       key="w_run_negatives")
-            pair_rows = options.select(st, "pair_rows", "Matched pairs train on", PAIR_ROWS,
-                                       key="w_run_pair_rows")
-        with st.expander("CAV training"):
-            l2 = options.number(st, "l2", "L2 penalty", least=1e-6, most=100.0, step=0.01,
-                                format="%.4f", key="w_run_l2")
-            holdout = options.number(st, "holdout", "Held-out share of each CAV's examples",
-                                     least=0.05, most=0.95, step=0.05, format="%.2f",
-                                     key="w_run_holdout")
-            pooling = options.select(st, "pooling", "Query row that weights the tokens",
-                                     POOLING, key="w_run_pooling")
-    submitted = st.form_submit_button("Start audit", type="primary", disabled=running,
-                                      icon=":material/play_arrow:")
+    with st.expander("CAV training"):
+        h = st.columns(3)
+        l2 = options.number(h[0], "l2", "L2 penalty", least=1e-6, most=100.0, step=0.01,
+                            format="%.4f", key="w_run_l2")
+        holdout = options.number(h[1], "holdout", "Held-out share", least=0.05, most=0.95,
+                                 step=0.05, format="%.2f", key="w_run_holdout",
+                                 help="The share of each CAV's examples held out to measure its "
+                                      "accuracy.")
+        pooling = options.select(h[2], "pooling", "Query row", POOLING, key="w_run_pooling",
+                                 help="The attention row that weights the tokens.")
+    submitted = st.button("Start audit", type="primary", disabled=running,
+                          icon=":material/play_arrow:")
+ss[FORM] = {k: ss[k] for k in FORM_KEYS if k in ss}
 
 if running:
     st.caption("One audit at a time: wait for the running one, or cancel it.")
@@ -170,11 +228,11 @@ elif submitted:
             statistic=statistic, correction=correction, alpha=float(alpha),
             negatives=negatives, pair_rows=pair_rows, min_accuracy=float(min_accuracy),
             l2=float(l2), holdout=float(holdout), pooling=pooling, seed=int(seed))
-        config = AuditConfig(
+        config = AuditConfig(  # concept_dir None: your sets, then the shipped ones
             model=adapter.spec, datasets=(ss["data_ref"],), targets=tuple(targets),
-            concepts=tuple(chosen), tcav=tcav, limit=int(limit), concept_dir=str(concept_root()),
+            concepts=tuple(chosen), tcav=tcav, limit=int(limit),
             labels=ss.get("labels") if adapter.takes_label_descriptions else None)
         start_audit(config, f"{', '.join(chosen)} → {', '.join(targets)} on "
                             f"{adapter.spec} ({'demo data' if ss['data_ref'] == DEMO_REF else data_label()})",
-                    store_path())
+                    store_path(), adapter=adapter, lock=model_lock())
         st.rerun()

@@ -16,6 +16,7 @@ from attnxai.errors import UserInputError
 from attnxai.models import BUILTINS, NEWS_TOPICS
 from ui.charts import probability_chart
 from ui.common import (
+    DEMO_AUDITS,
     DEMO_REF,
     data_label,
     dataset_predictions,
@@ -37,6 +38,15 @@ SOURCES = ["Demo data", "Upload a file", "A local path"]
 st.title("Setup")
 st.caption("Pick the model to audit and the data to audit it on. Everything runs locally; "
            "nothing is downloaded.")
+# The page is laid out first and filled as the model and the preview become ready: the one-time
+# loading and classifying show on this bar meanwhile (a model loads once per session).
+boot = st.empty()
+
+
+def _boot(fraction: float, text: str) -> None:
+    boot.progress(min(max(fraction, 0.0), 1.0), text=text)
+
+
 demo_offer("demo_setup")
 
 
@@ -70,13 +80,95 @@ with left:
             st.info("Type a model spec and press Enter to load it.")
             st.stop()
 
-adapter = None
-with right, guard("loading the model"):
-    adapter = get_adapter()
-if adapter is None:
+card_slot = right.container()
+labels_slot = st.container()
+
+
+def _load_model() -> object | None:
+    adapter = None
+    with card_slot, guard("loading the model"):
+        adapter = get_adapter(progress=lambda f, text: _boot(0.5 * f, text))
+    if adapter is None:
+        boot.empty()
+        st.stop()
+    return adapter
+
+
+# A built-in's modality is known before it loads, so the data section shows at once.
+modality = DEMO_AUDITS.get(ss["spec"], {}).get("modality")
+adapter = None if modality else _load_model()
+modality = modality or adapter.modality
+
+# -- data --------------------------------------------------------------------------------------
+st.divider()
+st.subheader("Data")
+kinds = ("CSV, TXT or JSONL of texts (column `text`, optional `label`)" if modality == "text"
+         else "a zip of images (class sub-folders become labels)")
+src_default = 0 if ss["data_ref"] == DEMO_REF else 2
+dl, dr = st.columns([2, 3], gap="large")
+with dl:
+    source = st.radio("Source", SOURCES, index=src_default, horizontal=True, key="w_data_source")
+    if source == "Demo data":
+        if ss["data_ref"] != DEMO_REF:
+            ss["data_ref"] = DEMO_REF
+            st.rerun()
+        st.caption("News headlines in four topics" if modality == "text"
+                   else "Generated shape images in four classes")
+    elif source == "Upload a file":
+        types = [e.lstrip(".") for e in TEXT_EXTENSIONS] if modality == "text" else ["zip"]
+        up = st.file_uploader(f"Upload {kinds}", type=types, key="w_data_upload")
+        if up is not None:
+            with guard("reading the upload"):
+                ds = use_uploaded_dataset(up.name, up.getvalue())
+                if ds.modality != modality:
+                    raise UserInputError(f"{up.name} holds {ds.modality} data but the model is a "
+                                         f"{modality} model; pick another file or model.")
+                path = str(Path(ds.source))
+                if ss["data_ref"] != path:
+                    ss["data_ref"] = path
+                    st.rerun()
+    else:
+        path = st.text_input("Path on this machine", value="" if ss["data_ref"] == DEMO_REF
+                             else ss["data_ref"], key="w_data_path",
+                             placeholder="/data/reviews.csv or /data/images/ (folder or .zip)")
+        if st.button("Use this path") and path.strip():
+            with guard("reading the dataset"):
+                p = Path(path.strip()).expanduser()
+                ds = load_dataset(p)
+                if ds.modality != modality:
+                    raise UserInputError(f"{p.name} holds {ds.modality} data but the model is a "
+                                         f"{modality} model.")
+                ss["data_ref"] = str(p.resolve())
+                st.rerun()
+
+dataset = None
+with dr, guard("reading the dataset"):
+    dataset = get_dataset(modality=modality)
+    if dataset.modality != modality:
+        st.error(f"The selected data ({esc(data_label())}) holds {dataset.modality} inputs but "
+                 f"the model reads {modality}. Pick matching data.")
+        dataset = None
+if dataset is None:
+    boot.empty()
     st.stop()
 
-with right:
+with dr:
+    c = st.columns(3)
+    c[0].metric("inputs", len(dataset))
+    c[1].metric("with labels", "yes" if dataset.labels else "no")
+    c[2].metric("classes in data", len(set(dataset.labels)) if dataset.labels else "–")
+    st.caption(f"Using **{esc(data_label())}**" + (f" · {len(dataset.skipped)} unreadable files "
+                                                  "skipped" if dataset.skipped else ""))
+
+st.subheader("Preview with the model's predictions")
+preview_slot = st.container()
+try_slot = st.container()
+
+# -- the model, now that the page stands --------------------------------------------------------
+if adapter is None:
+    adapter = _load_model()
+
+with card_slot:
     card = adapter.card if isinstance(getattr(adapter, "card", None), dict) else {}
     if card.get("description"):
         st.caption(esc(card["description"]))
@@ -102,7 +194,7 @@ with left:
 
 # -- zero-shot labels --------------------------------------------------------------------------
 if adapter.takes_label_descriptions:
-    with st.expander("Zero-shot labels (editable)", expanded=False):
+    with labels_slot, st.expander("Zero-shot labels (editable)", expanded=False):
         st.caption("The MiniLM built-in classifies by similarity to each label's descriptions. "
                    "One row per description; repeat a label to give it several.")
         labels = ss.get("labels") or NEWS_TOPICS
@@ -135,70 +227,10 @@ if adapter.takes_label_descriptions:
             ss.pop("w_labels", None)
             st.rerun()
 
-# -- data --------------------------------------------------------------------------------------
-st.divider()
-st.subheader("Data")
-kinds = ("CSV, TXT or JSONL of texts (column `text`, optional `label`)" if adapter.modality == "text"
-         else "a zip of images (class sub-folders become labels)")
-src_default = 0 if ss["data_ref"] == DEMO_REF else 2
-dl, dr = st.columns([2, 3], gap="large")
-with dl:
-    source = st.radio("Source", SOURCES, index=src_default, horizontal=True, key="w_data_source")
-    if source == "Demo data":
-        if ss["data_ref"] != DEMO_REF:
-            ss["data_ref"] = DEMO_REF
-            st.rerun()
-        st.caption("News headlines in four topics" if adapter.modality == "text"
-                   else "Generated shape images in four classes")
-    elif source == "Upload a file":
-        types = [e.lstrip(".") for e in TEXT_EXTENSIONS] if adapter.modality == "text" else ["zip"]
-        up = st.file_uploader(f"Upload {kinds}", type=types, key="w_data_upload")
-        if up is not None:
-            with guard("reading the upload"):
-                ds = use_uploaded_dataset(up.name, up.getvalue())
-                if ds.modality != adapter.modality:
-                    raise UserInputError(f"{up.name} holds {ds.modality} data but the model is a "
-                                         f"{adapter.modality} model; pick another file or model.")
-                path = str(Path(ds.source))
-                if ss["data_ref"] != path:
-                    ss["data_ref"] = path
-                    st.rerun()
-    else:
-        path = st.text_input("Path on this machine", value="" if ss["data_ref"] == DEMO_REF
-                             else ss["data_ref"], key="w_data_path",
-                             placeholder="/data/reviews.csv or /data/images/ (folder or .zip)")
-        if st.button("Use this path") and path.strip():
-            with guard("reading the dataset"):
-                p = Path(path.strip()).expanduser()
-                ds = load_dataset(p)
-                if ds.modality != adapter.modality:
-                    raise UserInputError(f"{p.name} holds {ds.modality} data but the model is a "
-                                         f"{adapter.modality} model.")
-                ss["data_ref"] = str(p.resolve())
-                st.rerun()
-
-dataset = None
-with dr, guard("reading the dataset"):
-    dataset = get_dataset()
-    if dataset.modality != adapter.modality:
-        st.error(f"The selected data ({esc(data_label())}) holds {dataset.modality} inputs but "
-                 f"the model reads {adapter.modality}. Pick matching data.")
-        dataset = None
-if dataset is None:
-    st.stop()
-
-with dr:
-    c = st.columns(3)
-    c[0].metric("inputs", len(dataset))
-    c[1].metric("with labels", "yes" if dataset.labels else "no")
-    c[2].metric("classes in data", len(set(dataset.labels)) if dataset.labels else "–")
-    st.caption(f"Using **{esc(data_label())}**" + (f" · {len(dataset.skipped)} unreadable files "
-                                                  "skipped" if dataset.skipped else ""))
-
 # -- preview -----------------------------------------------------------------------------------
-st.subheader("Preview with the model's predictions")
-with guard("classifying the data"):
-    preds = dataset_predictions()
+with preview_slot, guard("classifying the data"):
+    preds = dataset_predictions(progress=lambda f, text: _boot(0.5 + 0.5 * f, text))
+    boot.empty()
     n_shown = len(preds)
     if dataset.labels is not None and set(dataset.labels) <= set(adapter.labels):
         agree = float((preds["label"] == preds["prediction"]).mean())
@@ -225,8 +257,10 @@ with guard("classifying the data"):
         tooltip=["class", "inputs"]).properties(height=30 * len(counts) + 90,
                                                title="predicted classes"), width="stretch")
 
+boot.empty()
+
 # -- try one input -----------------------------------------------------------------------------
-with st.expander("Try one input", expanded=False):
+with try_slot, st.expander("Try one input", expanded=False):
     if adapter.modality == "text":
         text = st.text_area("Text to classify", value=str(dataset.items[0])[:5000],
                             max_chars=5000, key="w_try_text")

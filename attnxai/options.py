@@ -1,9 +1,9 @@
 """The options of an audit and the values each may take: the one constraints table.
 
 In the style of scikit-learn's ``_parameter_constraints``, :data:`CONSTRAINTS` maps each option
-(a field of :class:`attnxai.tcav.config.TCAVConfig`, or of
-:class:`attnxai.audit.config.AuditConfig`) to what it accepts: ``None``, a :class:`Choice`
-of a ``Literal`` type's values, an :class:`Interval` or a :class:`IntList`. The configs'
+(a field of :class:`attnxai.tcav.config.TCAVConfig`, :class:`attnxai.effects.config.EffectsConfig`
+or :class:`attnxai.audit.config.AuditConfig`; names are unique across them) to what it accepts: ``None``, a :class:`Choice`
+of a ``Literal`` type's values, an :class:`Interval`, an :class:`IntList` or a :class:`Flag`. The configs'
 ``validate()``, the CLI's choices and the dashboard's widgets all read it (:func:`choices`,
 :func:`interval`); the defaults are the config dataclasses' field defaults.
 """
@@ -25,6 +25,16 @@ Correction = Literal["bh", "bonferroni", "none"]
 Negatives = Literal["auto", "random", "relative", "matched"]
 PairRows = Literal["differing", "all"]
 Pooling = Literal["cls", "mean"]
+CAVKind = Literal["logistic", "pattern"]
+#: The null a matched-pair concept is tested against: sign-flip CAVs of its own pairs, or the
+#: random-vs-random CAVs of its pool.
+MatchedNull = Literal["sign_flip", "pool"]
+EffectsLevel = Literal["all", "output", "layers", "none"]
+#: Where an audit's example and target passes run (attnxai.audit.engines); not stored with the
+#: run: the results do not depend on it.
+EngineKind = Literal["local", "ray"]
+PairedTest = Literal["sign_flip", "wilcoxon"]
+PatchTokens = Literal["differing", "all"]
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,20 @@ class IntList:
         return "a non-empty list of layer numbers"
 
 
-Constraint = Choice | Interval | IntList | None
+@dataclass(frozen=True)
+class Flag:
+    """A switch: True or False (a CLI ``--flag``, a checkbox)."""
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` is a bool."""
+        return isinstance(value, bool)
+
+    def describe(self) -> str:
+        """What it accepts, for a message."""
+        return "True or False"
+
+
+Constraint = Choice | Interval | IntList | Flag | None
 
 #: Option -> the values it accepts (any of the listed constraints; ``None``: None itself).
 CONSTRAINTS: dict[str, tuple[Constraint, ...]] = {
@@ -139,8 +162,21 @@ CONSTRAINTS: dict[str, tuple[Constraint, ...]] = {
     "seed": (Interval(int, 0, 2**32, "left"),),
     "batch_size": (None, Interval(int, 1)),  # None = the model's default
     "min_inputs": (Interval(int, 1),),
+    "cav": (Choice.of(CAVKind),),
+    "matched_null": (Choice.of(MatchedNull),),
+    "per_cav_scores": (Flag(),),  # also store S(x) per concept CAV and input (input_scores)
+    "per_cav_scores": (Flag(),),  # also store S(x) per concept CAV and input (input_scores)
+    # EffectsConfig
+    "level": (Choice.of(EffectsLevel),),  # EffectsConfig.level, the CLI's --effects
+    "paired_test": (Choice.of(PairedTest),),
+    "patch_tokens": (Choice.of(PatchTokens),),
+    "intervention_null": (Interval(int, 20),),  # null CAVs per CAV intervention (5 groups+)
+    "intervention_inputs": (Interval(int, 1),),
     # AuditConfig
     "limit": (Interval(int, 0),),  # 0 = every input
+    # The engine that runs an audit (`attnxai audit --engine`, run_audit's engine)
+    "engine": (Choice.of(EngineKind),),
+    "num_gpus": (Interval(float, 0),),  # GPUs per Ray worker (fractions share a GPU)
 }
 _NONE_MEANS = {"layers": "None (every layer)", "pooling": "None (the model's own)",
                "batch_size": "None (the model's default)"}
@@ -168,6 +204,16 @@ def choices(name: str) -> tuple[str, ...]:
         if isinstance(c, Choice):
             return c.values
     raise KeyError(f"option {name!r} is not a choice")
+
+
+def is_flag(name: str) -> bool:
+    """Whether option ``name`` is a switch (:class:`Flag`: a CLI ``--flag``)."""
+    return any(isinstance(c, Flag) for c in CONSTRAINTS[name])
+
+
+def is_flag(name: str) -> bool:
+    """Whether option ``name`` is a switch (a :class:`Flag`: a CLI ``--flag``)."""
+    return any(isinstance(c, Flag) for c in CONSTRAINTS[name])
 
 
 def interval(name: str) -> Interval:

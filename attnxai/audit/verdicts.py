@@ -1,0 +1,195 @@
+"""Plain-language findings of a stored run: one verdict per concept and target (TCAV per layer,
+and the causal effect where the run measured one) and the statistics used, in one paragraph.
+
+Every function returns plain text (the HTML report escapes it) built only from the run's
+tables, so a sentence never claims more than a stored number shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import pandas as pd
+
+from attnxai.audit.records import RunRecord
+from attnxai.stats import NULL_GROUP
+
+#: Words for each causal-effect measure (attnxai.effects.table), in reading order.
+MEASURE_WORDS = {
+    "output_logit": "output effect on the target's logit",
+    "output_prob": "output effect on the target's probability",
+    "patch_restore": "patching restores",
+    "patch_remove": "patching removes",
+    "cav_intervention": "CAV intervention",
+}
+CORRECTION_WORDS = {"bh": "Benjamini–Hochberg (false discovery rate)",
+                    "bonferroni": "Bonferroni", "none": "no multiple-testing correction"}
+STATISTIC_WORDS = {"derivative": "the mean attention-weighted directional derivative of each CAV",
+                   "tcav": "the sign-count TCAV score of each CAV",
+                   "magnitude": "the magnitude score of each CAV"}
+PAIRED_TEST_WORDS = {"sign_flip": "a sign-flip permutation test of the mean paired difference",
+                     "wilcoxon": "the Wilcoxon signed-rank test of the paired differences",
+                     "grouped": "the grouped test against the run's null CAVs"}
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A number as the report prints it (``digits`` decimals; "n/a" when missing)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def fmt_p(value: float | None) -> str:
+    """A p-value to three significant digits ("n/a" when missing)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.3g}"
+
+
+def _layers(values: Iterable[int]) -> str:
+    values = [str(int(v)) for v in values]
+    return f"layer{'s' if len(values) > 1 else ''} {', '.join(values)}"
+
+
+def tcav_verdict(rows: pd.DataFrame, alpha: float) -> str:
+    """What one concept's summary rows for one dataset, target and weighting show, layer by
+    layer: the significant layers (direction, TCAV, adjusted p), the others, the unreliable."""
+    rows = rows.sort_values("layer")
+    sig = rows[rows["significant"]]
+    unreliable = rows[~rows["reliable"]]
+    rest = rows[~rows["significant"] & rows["reliable"]]
+    parts = []
+    if sig.empty:
+        tested = rows[rows["reliable"]]
+        if tested.empty:
+            parts.append("no layer could be tested")
+        else:
+            best = tested.loc[tested["p_adjusted"].idxmin()]
+            parts.append(f"no significant layer at α = {alpha:g} (smallest adjusted p "
+                         f"{fmt_p(best['p_adjusted'])}, layer {int(best['layer'])})")
+    else:
+        parts.append("significant at " + ", ".join(
+            f"layer {int(r.layer)} ({r.direction}; TCAV {fmt(r.mean)}, adjusted p "
+            f"{fmt_p(r.p_adjusted)})" for r in sig.itertuples()))
+        if not rest.empty:
+            parts.append(f"not significant at {_layers(rest['layer'])}")
+    if not unreliable.empty:
+        parts.append(f"CAVs unreliable at {_layers(unreliable['layer'])} (accuracy below the "
+                     "threshold)")
+    return "; ".join(parts)
+
+
+def _effect_clause(measure: str, rows: pd.DataFrame) -> str:
+    name = MEASURE_WORDS.get(measure, measure)
+    if (rows["layer"] < 0).all():  # an output effect: one number per concept and target
+        r = rows.iloc[0]
+        verdict = "significant" if r["significant"] else "not significant"
+        return (f"{name} {r['mean']:+.3f} (95% CI {fmt(r['ci_low'])} to {fmt(r['ci_high'])}; "
+                f"adjusted p {fmt_p(r['p_adjusted'])}, {verdict}; {int(r['n_pairs'])} pairs)")
+    rows = rows.sort_values("layer")
+    sig = rows[rows["significant"]]
+    if sig.empty:
+        return (f"{name}: no significant layer (smallest adjusted p "
+                f"{fmt_p(rows['p_adjusted'].min())})")
+
+    def detail(r: pd.Series) -> str:
+        share = r["share"]
+        size = f"share {fmt(share, 2)}" if pd.notna(share) else f"mean {r['mean']:+.3f}"
+        return f"{int(r['layer'])} ({size})"
+    return f"{name}: significant at layer{'s' if len(sig) > 1 else ''} " + ", ".join(
+        detail(r) for _, r in sig.iterrows())
+
+
+def effect_verdict(rows: pd.DataFrame) -> str:
+    """What one concept's effects rows for one dataset and target show, measure by measure."""
+    order = [m for m in MEASURE_WORDS if m in set(rows["measure"])]
+    order += sorted(set(rows["measure"]) - set(order))
+    return "; ".join(_effect_clause(m, rows[rows["measure"] == m]) for m in order)
+
+
+def _test_words(test: str, num_cavs: int, num_random: int, num_null: int) -> str:
+    if test == "grouped":
+        return (f"the grouped test, a random-effects test: the {num_null} null CAVs "
+                f"(random-vs-random CAVs) come in groups of {NULL_GROUP} that share one random "
+                "positive set, as a concept's CAVs share its examples; the spread between and "
+                "within the groups gives the null variance of the concept's mean over its "
+                f"{num_cavs} CAVs, and the mean is compared with it by a t distribution with one "
+                "degree of freedom per group")
+    if test == "empirical":
+        return (f"the empirical test, which ranks the concept's mean among the {num_null} single "
+                f"null CAVs, p = (1 + the number at least as extreme) / {num_null + 1}")
+    if test == "welch":
+        return (f"Welch's t-test of the concept's {num_cavs} CAV scores against {num_random} "
+                "random CAVs' (it treats correlated CAVs as independent and is not calibrated)")
+    if test == "one_sample":
+        return ("a one-sample t-test of the concept's CAV scores against the symmetry centre, "
+                "as in the TCAV reference code (not calibrated)")
+    return f"the {test} test"
+
+
+def statistics_paragraph(run: RunRecord, summary: pd.DataFrame,
+                         effects: pd.DataFrame | None = None) -> str:
+    """The statistics of the run in one plain paragraph: CAVs, test, statistic, null size,
+    correction, alpha, reliability threshold, seed (and the tests of the causal effects)."""
+    tcav = run.config.tcav
+    first = summary.iloc[0]
+    test, statistic = str(first["test"]), str(first["statistic"])
+    correction = str(first["correction"])
+    num_cavs, num_random = int(summary["num_cavs"].max()), int(summary["num_random"].max())
+    num_null = int(summary["num_null"].max())
+    negatives = ", ".join(dict.fromkeys(summary["negatives"].astype(str)))
+    text = (f"Each concept was tested at every layer with {num_cavs} CAVs (negatives: "
+            f"{negatives}), on {STATISTIC_WORDS.get(statistic, statistic)}, by "
+            f"{_test_words(test, num_cavs, num_random, num_null)}. The p-values of all "
+            f"{len(summary)} tests of the run (dataset × target × concept × layer × weighting) "
+            f"were adjusted with {CORRECTION_WORDS.get(correction, correction)}; a layer is "
+            f"significant when its adjusted p is below α = {tcav.alpha:g} and its CAVs are "
+            f"reliable (mean held-out accuracy at least {tcav.min_accuracy:g}; unreliable layers "
+            f"are never significant). {num_random} further random CAVs give the random baseline "
+            f"drawn as the grey band. Every random choice used seed {run.seed}.")
+    if effects is not None and not effects.empty:
+        tests = [PAIRED_TEST_WORDS.get(t, t) for t in dict.fromkeys(effects["test"].astype(str))]
+        text += (" Of the causal effects, output effects and activation patching compare "
+                 "matched pairs (an example with the concept and its counterexample without it), "
+                 "and CAV interventions move the target inputs' activations along each CAV; each "
+                 "reports a mean with a 95% Student-t interval, tested by "
+                 f"{' and '.join(tests)}, and their p-values are adjusted together across the "
+                 "run's effect tests.")
+    return text
+
+
+def combined_verdict(concept: str, tcav_rows: pd.DataFrame, effect_rows: pd.DataFrame | None
+                     ) -> str:
+    """One plain sentence on whether the class relies on ``concept``, from its TCAV rows (one
+    dataset, target and weighting) and its causal-effect rows (the same target), saying so
+    when the two disagree. The causal effect is the stronger evidence: it measures what the
+    concept does to the output, where TCAV measures a local gradient sensitivity."""
+    tcav_sig = tcav_rows[tcav_rows["significant"]]
+    tcav_says = not tcav_sig.empty
+    direction = ", ".join(dict.fromkeys(tcav_sig["direction"])) if tcav_says else ""
+    if effect_rows is None or effect_rows.empty:
+        return (f"TCAV finds {concept} significant ({direction}); no causal effect was measured."
+                if tcav_says else f"TCAV finds no significant layer for {concept}; no causal "
+                "effect was measured.")
+    output = effect_rows[effect_rows["measure"] == "output_prob"]
+    causal = output if not output.empty else effect_rows[effect_rows["measure"] == "cav_intervention"]
+    how = "its pairs' output effect" if not output.empty else "CAV intervention"
+    sig = causal[causal["significant"]]
+    effect_says = not sig.empty
+    if effect_says:
+        r = sig.loc[sig["p_adjusted"].idxmin()]
+        size = f"{r['mean']:+.3f}" + (" on the probability" if not output.empty else " on the logit")
+        evidence = f"{how} is {size} (adjusted p {fmt_p(r['p_adjusted'])})"
+    else:
+        evidence = f"{how} is not significant"
+    if tcav_says and effect_says:
+        return f"Both agree that the class relies on {concept}: TCAV is significant ({direction}) and {evidence}."
+    if effect_says:
+        return (f"The causal test finds reliance on {concept} that TCAV misses: {evidence}, while "
+                "TCAV has no significant layer (it measures a local gradient, the shortcut acts "
+                "through a finite change).")
+    if tcav_says:
+        return (f"They disagree: TCAV is significant for {concept} ({direction}) but {evidence}; "
+                "the sensitivity does not show in the output, so treat the TCAV flag with care.")
+    return f"No evidence that the class relies on {concept}: neither TCAV nor {how} is significant."

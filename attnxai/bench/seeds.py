@@ -1,0 +1,160 @@
+"""False-alarm rates and power across seeds: what an audit verdict on the built-ins rests on.
+
+- ``bench_seeds``: TCAV of shapes-vit's planted concept and its control for the planted class
+  over many seeds, with matched-pair concepts tested against their own sign-flip null CAVs and
+  against the random pool's (the rate before the matched null existed), beside the output
+  effect of each concept's pairs (docs/method.md §6);
+- ``bench_intervention_fpr``: the CAV intervention's false-positive rate on random concepts
+  (the README's random-concept protocol: 45 sentences of the random-text pool tested like a
+  concept for MiniLM's class ``sports``), each against the run's own null CAVs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from attnxai.effects.config import EffectsConfig
+from attnxai.effects.run import intervention_row, intervention_values, null_subset, pair_effects
+from attnxai.io.concepts import ConceptSet, load_audit_concepts, load_concept_set
+from attnxai.io.datasets import demo_dataset
+from attnxai.models import load_model
+from attnxai.tcav.config import TCAVConfig
+from attnxai.tcav.run import run_tcav, target_inputs
+
+
+@dataclass
+class SeedsBench:
+    """Per matched-null choice: in how many seeds each concept was significant (any layer,
+    after the run's correction), and the per-seed, per-layer p-values behind it."""
+
+    model: str
+    target: str
+    planted: str
+    control: str
+    seeds: int
+    significant: dict[str, dict[str, int]]  # null -> concept -> seeds significant at some layer
+    median_p: dict[str, dict[str, list[float]]]  # null -> concept -> per-layer median p (attention)
+    effects: list[dict[str, Any]] = field(default_factory=list)  # output effect per seed
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bench_seeds(spec: str = "builtin:shapes-vit", seeds: int = 20,
+                nulls: tuple[str, ...] = ("pool", "sign_flip"), effect_seeds: int = 5,
+                device: str | None = None, log: Any = None) -> SeedsBench:
+    """TCAV verdicts of the planted and control concepts over ``seeds`` seeds per null, at
+    the defaults; the output effect of their pairs for the first ``effect_seeds`` seeds."""
+    adapter = load_model(spec, device=device)
+    card = adapter.card
+    target, planted, control = card["planted_class"], card["planted_concept"], card["control_concept"]
+    concepts, pools = load_audit_concepts([planted, control], None, adapter.modality)
+    ds = demo_dataset(adapter.modality)
+    inputs, _ = target_inputs(ds.items, ds.labels, adapter, target)
+    significant: dict[str, dict[str, int]] = {}
+    median_p: dict[str, dict[str, list[float]]] = {}
+    for null in nulls:
+        counts = {planted: 0, control: 0}
+        per_layer: dict[str, list[np.ndarray]] = {planted: [], control: []}
+        for seed in range(seeds):
+            result = run_tcav(adapter, inputs, target, concepts, pools,
+                              TCAVConfig(seed=seed, matched_null=null))
+            s = result.summary
+            for c in counts:
+                rows = s[s.concept == c]
+                counts[c] += int(rows.significant.any())
+                per_layer[c].append(rows[rows.weighting == "attention"].sort_values("layer")
+                                    .p_value.to_numpy())
+            if log:
+                log(f"{null} seed {seed}: " + ", ".join(
+                    f"{c} {'significant' if s[s.concept == c].significant.any() else '-'}"
+                    for c in counts))
+        significant[null] = counts
+        median_p[null] = {c: np.median(np.stack(v), axis=0).round(4).tolist()
+                          for c, v in per_layer.items()}
+    effects = []
+    cfg = EffectsConfig(level="output")
+    for seed in range(effect_seeds):
+        for c in concepts:
+            rows = pair_effects(adapter, c.name, c.examples, c.counterexamples, [target], cfg,
+                                seed=seed).rows
+            prob = next(r for r in rows if r["measure"] == "output_prob")
+            effects.append({"seed": seed, "concept": c.name, "mean": prob["mean"],
+                            "p_value": prob["p_value"]})
+    return SeedsBench(spec, target, planted, control, seeds, significant, median_p, effects)
+
+
+@dataclass
+class InterventionFPRBench:
+    """Share of random concepts whose CAV intervention is significant (p < 0.05, uncorrected)."""
+
+    model: str
+    target: str
+    random_concepts: int
+    layers: list[int]
+    rate: float
+    rate_per_layer: dict[int, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = "sports",
+                           random_concepts: int = 100, layers: tuple[int, ...] = (1, 3, 5),
+                           num_cavs: int = 10, size: int = 45, seed: int = 0,
+                           device: str | None = None) -> InterventionFPRBench:
+    """Random concepts (``size`` examples of the random-text pool each) tested like concepts
+    by CAV intervention against the run's null CAVs, at ``layers``."""
+    adapter = load_model(spec, device=device)
+    pool = load_concept_set("random-text")
+    rng = np.random.default_rng(seed)
+    concepts = [ConceptSet(name=f"random-{i:03d}", modality="text", kind="concept",
+                           description="random examples of the random-text pool",
+                           examples=list(rng.choice(pool.examples, size=size, replace=False)),
+                           default_pool=pool.name)
+                for i in range(random_concepts)]
+    ds = demo_dataset("text")
+    inputs, _ = target_inputs(ds.items, ds.labels, adapter, target)
+    tcav = TCAVConfig(layers=layers, num_cavs=num_cavs, weighting="attention", seed=seed)
+    result = run_tcav(adapter, inputs, target, concepts, {pool.name: pool}, tcav)
+    cfg = EffectsConfig()
+    specs = result.specs
+    null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{pool.name}"),
+                  key=lambda i: specs[i].rep)
+    null = null[null_subset(null, cfg)]
+    rows = []
+    for j, layer in enumerate(result.layers):
+        null_values = intervention_values(adapter, inputs, target, layer, result.directions[j, null],
+                                          result.gaps[j, null], cfg)
+        for c in concepts:
+            own = [i for i, s in enumerate(specs) if s.name == c.name]
+            values = intervention_values(adapter, inputs, target, layer, result.directions[j, own],
+                                         result.gaps[j, own], cfg)
+            rows.append(intervention_row(values, null_values, target, c.name, layer, len(inputs)))
+    frame = pd.DataFrame(rows)
+    hit = frame.p_value < 0.05
+    return InterventionFPRBench(spec, target, random_concepts, list(layers), float(hit.mean()),
+                                {int(l): float(hit[frame.layer == l].mean()) for l in layers})
+
+
+def format_seeds(bench: SeedsBench) -> str:
+    """The seeds benchmark as text."""
+    lines = [f"{bench.model}: {bench.planted} (planted) and {bench.control} (control) -> "
+             f"{bench.target}, {bench.seeds} seeds at the defaults",
+             f"{'null of matched pairs':<22} {'planted significant':>20} {'control significant':>20}"]
+    for null, counts in bench.significant.items():
+        lines.append(f"{null:<22} {counts[bench.planted]:>14}/{bench.seeds:<5} "
+                     f"{counts[bench.control]:>14}/{bench.seeds:<5}")
+    for null, per in bench.median_p.items():
+        for c, ps in per.items():
+            lines.append(f"median p per layer ({null}, {c}, attention): "
+                         + " ".join(f"{p:.3g}" for p in ps))
+    if bench.effects:
+        lines.append("output effect on P(target) (sign-flip test):")
+        for e in bench.effects:
+            lines.append(f"  seed {e['seed']} {e['concept']:<16} {e['mean']:+.4f}  p = {e['p_value']:.2g}")
+    return "\n".join(lines)
