@@ -165,7 +165,6 @@ CONSTRAINTS: dict[str, tuple[Constraint, ...]] = {
     "cav": (Choice.of(CAVKind),),
     "matched_null": (Choice.of(MatchedNull),),
     "per_cav_scores": (Flag(),),  # also store S(x) per concept CAV and input (input_scores)
-    "per_cav_scores": (Flag(),),  # also store S(x) per concept CAV and input (input_scores)
     # EffectsConfig
     "level": (Choice.of(EffectsLevel),),  # EffectsConfig.level, the CLI's --effects
     "paired_test": (Choice.of(PairedTest),),
@@ -204,11 +203,6 @@ def choices(name: str) -> tuple[str, ...]:
         if isinstance(c, Choice):
             return c.values
     raise KeyError(f"option {name!r} is not a choice")
-
-
-def is_flag(name: str) -> bool:
-    """Whether option ``name`` is a switch (:class:`Flag`: a CLI ``--flag``)."""
-    return any(isinstance(c, Flag) for c in CONSTRAINTS[name])
 
 
 def is_flag(name: str) -> bool:

@@ -19,7 +19,7 @@ from attnxai.effects.patching import patch_pairs
 from attnxai.models.pairs import _text_alignment, aligned_positions
 from attnxai.models.patching import patched_blocks, record_block_outputs
 from attnxai.stats import paired_p_values
-from conftest import LABELS, VOCAB
+from conftest import LABELS
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from attnxai.options import (CAVKind, Correction, MatchedNull, Negatives, PairRows, Pooling,
+                             Statistic, Test, Weighting, check_fields)
 from attnxai.stats import NULL_TESTS
-from attnxai.options import (Correction, Negatives, PairRows, Pooling, Statistic, Test,
-                                  Weighting, check_fields)
 from attnxai.tcav.scores import WEIGHTINGS
 
 
