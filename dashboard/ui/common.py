@@ -97,11 +97,19 @@ def bind_warning(address: str | None, allow_remote: bool = False) -> str | None:
 
 def check_server_settings() -> None:
     """Make up for a missing ``.streamlit/config.toml``: keep tracebacks out of the page unless
-    the user asked for them, and warn when the server is not bound to a loopback address."""
+    the user asked for them, skip the garbage collection after every script run, and warn when
+    the server is not bound to a loopback address.
+
+    Streamlit runs ``gc.collect(2)`` after every run, fragment reruns included. With PyTorch
+    and a model loaded that is a third of a CPU-second each time, under the GIL: the progress
+    panels refreshing every 2 s then took 0.33 of a core from a running audit (measured with
+    the Run page open on a fake audit; 0.01 without it). Python's own GC still runs."""
     from streamlit import config
 
     if not config.is_manually_set("client.showErrorDetails"):
         st.set_option("client.showErrorDetails", "none")
+    if not config.is_manually_set("runner.postScriptGC"):
+        config.set_option("runner.postScriptGC", False, "attnxai dashboard (ui.common)")
     message = bind_warning(st.get_option("server.address"),
                            os.environ.get(ALLOW_REMOTE_ENV) == "1")
     if message:
