@@ -22,7 +22,7 @@ if "ui.common" not in sys.modules:
 # `streamlit run` puts this file's folder on sys.path, so `ui` and `views` import as packages.
 from ui.common import check_server_settings, data_label, esc, init_state  # noqa: E402
 from ui.jobs import current_job, fmt_eta  # noqa: E402
-from ui.pages import SECTIONS  # noqa: E402
+from ui.pages import RUN, SECTIONS  # noqa: E402
 
 if _boot is not None:
     _boot.empty()
@@ -57,6 +57,10 @@ with st.sidebar:
     st.caption(f"Model: {esc(st.session_state['spec'])}  \nData: {esc(data_label())}")
     job = current_job()
     # Every 2 s: often enough to follow, rare enough not to slow the audit (see the README).
-    st.fragment(run_every=2.0 if job is not None and job.running else None)(_job_status)()
+    # The Run page shows the progress in its own panel: one refreshing panel is enough there.
+    if job is not None and job.running and page.url_path == RUN.url_path:
+        st.caption("An audit is running: its progress is on this page.")
+    else:
+        st.fragment(run_every=2.0 if job is not None and job.running else None)(_job_status)()
 
 page.run()

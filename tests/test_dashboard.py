@@ -411,3 +411,26 @@ def test_image_concept_set_audit_and_drilldown_through_the_ui(env):
     images = at.get("image")
     assert len(images) >= 1 + 4 + 1, len(images)
     assert any("mean over 3 CAVs" in c.value for c in at.caption)
+
+
+def test_eta_is_said_in_words_and_only_once_stable(monkeypatch):
+    from ui import jobs
+
+    assert [jobs.fmt_eta(s) for s in (None, 12, 59, 61, 170, 3000, 4000, 7300)] == [
+        "estimating…", "under a minute", "under a minute", "about 1 min", "about 3 min",
+        "about 50 min", "about 1 h 10 min", "about 2 h"]
+    now = [1000.0]
+    monkeypatch.setattr(jobs.time, "time", lambda: now[0])
+    job = jobs.AuditJob(config=None, description="d", started=1000.0)
+
+    def at(t: float, fraction: float):
+        now[0] = 1000.0 + t
+        job.progress = {"fraction": fraction, "message": ""}
+        return job.eta()
+
+    assert at(5, 0.05) is None  # under 10% of the work
+    assert at(20, 0.20) is None  # a first estimate (80 s left), not yet confirmed
+    assert at(21, 0.22) is None  # too soon after it to confirm it
+    assert at(30, 0.40) is None  # 45 s left where 70 s were expected: not stable yet
+    assert at(40, 0.50) == pytest.approx(40.0)  # agrees with the last one: shown from now on
+    assert at(41, 0.49) is not None
