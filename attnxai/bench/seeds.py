@@ -71,7 +71,8 @@ def bench_seeds(spec: str = "builtin:shapes-vit", seeds: int = 20,
                                     .p_value.to_numpy())
             if log:
                 log(f"{null} seed {seed}: " + ", ".join(
-                    f"{c} {'significant' if s[s.concept == c].significant.any() else '-'}"
+                    f"{c} {'significant' if s[s.concept == c].significant.any() else '-'} "
+                    f"(min adjusted p {s[s.concept == c].p_adjusted.min():.3g})"
                     for c in counts))
         significant[null] = counts
         median_p[null] = {c: np.median(np.stack(v), axis=0).round(4).tolist()

@@ -1,12 +1,14 @@
 """End to end in a real browser: `streamlit run` on a free port, driven by headless Chromium.
 
-Flow: open the app, run the demo audit, see the results chart, open a drill-down, download the
-CSV. Every wait is derived from the work it waits for: the demo audit itself is first run and
-timed in this process (fixture ``pace``), and each wait is a generous multiple of its work
-scaled by how much slower than 2 quiet cores this machine runs, so the test passes on a machine
-many times slower without waiting long on a fast one. A screenshot of every page goes to a temporary folder (and to $ATTNXAI_SCREENSHOTS when
-set). Needs the Debian packages `chromium` and `chromium-driver` (`.ci/run` installs them) and
-the `selenium` package (the `dev` extra); skipped, saying why, when either is missing.
+Flow: open the app, run the demo audit, see the results chart, download the summary CSV and
+the HTML report and check the one against the other, open a drill-down. Every wait is derived
+from the work it waits for: the demo audit itself is first run and timed in this process
+(fixture ``pace``), and each wait is a generous multiple of its work scaled by how much slower
+than 2 quiet cores this machine runs, so the test passes on a machine many times slower without
+waiting long on a fast one. A screenshot of every page goes to a temporary folder (and to
+$ATTNXAI_SCREENSHOTS when set). Needs the Debian packages `chromium` and `chromium-driver`
+(`.ci/run` installs them) and the `selenium` package (the `dev` extra); skipped, saying why,
+when either is missing.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ from selenium.common.exceptions import TimeoutException, WebDriverException  # n
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from attnxai.audit.verdicts import fmt, fmt_p  # noqa: E402
+from htmlcheck import Page, assert_self_contained  # noqa: E402
 
 
 def _free_port() -> int:
@@ -204,6 +209,33 @@ def _charts(driver, minimum: int = 1, timeout: float = 120) -> int:
     return len(driver.find_elements(By.CSS_SELECTOR, ".vega-embed"))
 
 
+def _download(driver, label: str, pattern: str, timeout: float) -> str:
+    """Click the download button ``label``; the text of the file it saves (``pattern``)."""
+    _button(driver, label).click()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        files = [p for p in driver.downloads.glob(pattern) if not p.name.endswith(".crdownload")]
+        if files:
+            return files[0].read_text()
+        time.sleep(0.3)
+    raise AssertionError(f"{label!r} saved no {pattern} file within {timeout:.0f} s")
+
+
+def _check_report(driver, html: str, rows: list[dict]) -> None:
+    """The downloaded report against the downloaded summary CSV of the same run."""
+    page = Page(html)
+    assert_self_contained(html, page)
+    assert sum(t == "svg" for t, _ in page.tags) >= 3  # layer-wise, heatmap, CAV accuracy
+    text = "".join(page.text)
+    assert rows[0]["run_id"] in text and "Class “sports”" in text
+    table = page.table("summary", dataset=rows[0]["dataset"], target="sports")
+    assert {(r[0], r[1], r[2]) for r in table} == {(r["concept"], r["layer"], r["weighting"])
+                                                   for r in rows}
+    for cells in table:
+        row = next(r for r in rows if (r["concept"], r["layer"], r["weighting"]) == tuple(cells[:3]))
+        assert cells[3] == fmt(float(row["mean"])) and cells[8] == fmt_p(float(row["p_adjusted"]))
+
+
 def test_demo_audit_results_drilldown_and_csv(server, browser, shots, pace):
     url, home = server
     d = browser
@@ -231,29 +263,22 @@ def test_demo_audit_results_drilldown_and_csv(server, browser, shots, pace):
     assert _charts(d, 2, 60 * k) >= 2
     shots(d, "4-results", 1700)
     # 4. The CSV download holds the run's summary rows.
-    _button(d, "Download summary CSV").click()
-    deadline = time.time() + 30
-    files: list[Path] = []
-    while time.time() < deadline:
-        files = [p for p in d.downloads.glob("*.csv") if not p.name.endswith(".crdownload")]
-        if files:
-            break
-        time.sleep(0.3)
-    assert files, "the summary CSV was not downloaded"
-    rows = list(csv.DictReader(io.StringIO(files[0].read_text())))
+    rows = list(csv.DictReader(io.StringIO(_download(d, "Download summary CSV", "*.csv", 30 * k))))
     # demo: 2 concepts x 2 layers x 2 weightings for one target
     assert len(rows) == 8
     assert {r["concept"] for r in rows} == {"sports-words", "finance-words"}
     assert {r["target"] for r in rows} == {"sports"}
     assert len({r["run_id"] for r in rows}) == 1
-    # 5. Drill-down: attributions, faithfulness and the per-layer concept heatmap of one input.
+    # 5. The HTML report: self-contained, with every summary row and the run's verdicts.
+    _check_report(d, _download(d, "Download HTML report", "*.html", 120 * k), rows)
+    # 6. Drill-down: attributions, faithfulness and the per-layer concept heatmap of one input.
     _nav(d, "Drill-down")
     _text(d, "Faithfulness on this input", 120 * k)
     _text(d, "Concept sensitivity per layer", 120 * k)
     _text(d, "mean over 5 CAVs", 120 * k)
     assert _charts(d, 6, 60 * k) >= 6
     shots(d, "5-drilldown", 2600)
-    # 6. The other pages render too.
+    # 7. The other pages render too.
     _nav(d, "Concept studio")
     _text(d, "Import a set", 60 * k)
     shots(d, "6-concepts", 1500)
