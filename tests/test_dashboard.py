@@ -296,6 +296,9 @@ def test_run_form_keeps_settings_across_pages_and_a_cancel(env):
     at.number_input(key="w_run_cavs").set_value(3)
     at.number_input(key="w_run_null").set_value(20)
     at.selectbox(key="w_run_test").set_value("welch")
+    at.selectbox(key="w_run_cav").set_value("pattern")
+    at.selectbox(key="w_run_effects").set_value("output")
+    at.selectbox(key="w_run_paired_test").set_value("wilcoxon")
     at.run()
     assert not _problems(at)
     # Another page and back: the settings are the user's, not the demo defaults.
@@ -306,6 +309,7 @@ def test_run_form_keeps_settings_across_pages_and_a_cancel(env):
     assert at.multiselect(key="w_run_layers").value == [5]
     assert at.number_input(key="w_run_cavs").value == 3
     assert at.selectbox(key="w_run_test").value == "welch"
+    assert at.selectbox(key="w_run_effects").value == "output"
     # Start records the run at once and uses the model the pages loaded.
     [b for b in at.button if b.label == "Start audit"][0].click().run()
     job = at.session_state["audit_job"]
@@ -318,6 +322,9 @@ def test_run_form_keeps_settings_across_pages_and_a_cancel(env):
     runs = Store().list_runs()
     assert len(runs) == 1 and runs["status"][0] in ("running", "cancelled", "completed")
     assert job.adapter is not None and job.adapter.spec == "builtin:minilm-zeroshot"
+    assert (job.config.tcav.test, job.config.tcav.cav, job.config.tcav.matched_null) == (
+        "welch", "pattern", "sign_flip")  # the form's choices reach the audit
+    assert (job.config.effects.level, job.config.effects.paired_test) == ("output", "wilcoxon")
     job.request_cancel()
     job.wait(240)
     at.run()

@@ -22,8 +22,9 @@ from attnxai.effects.run import intervention_row, intervention_values, null_subs
 from attnxai.io.concepts import ConceptSet, load_audit_concepts, load_concept_set
 from attnxai.io.datasets import demo_dataset
 from attnxai.models import load_model
+from attnxai.stats import CORRECTIONS
 from attnxai.tcav.config import TCAVConfig
-from attnxai.tcav.run import run_tcav, target_inputs
+from attnxai.tcav.run import apply_correction, run_tcav, target_inputs
 
 
 @dataclass
@@ -37,6 +38,9 @@ class SeedsBench:
     control: str
     seeds: int
     significant: dict[str, dict[str, int]]  # null -> concept -> seeds significant at some layer
+    #: null -> correction -> concept -> seeds significant, every correction applied to the same
+    #: runs' p-values (the default's counts are ``significant``)
+    by_correction: dict[str, dict[str, dict[str, int]]]
     median_p: dict[str, dict[str, list[float]]]  # null -> concept -> per-layer median p (attention)
     effects: list[dict[str, Any]] = field(default_factory=list)  # output effect per seed
 
@@ -56,14 +60,20 @@ def bench_seeds(spec: str = "builtin:shapes-vit", seeds: int = 20,
     ds = demo_dataset(adapter.modality)
     inputs, _ = target_inputs(ds.items, ds.labels, adapter, target)
     significant: dict[str, dict[str, int]] = {}
+    by_correction: dict[str, dict[str, dict[str, int]]] = {}
     median_p: dict[str, dict[str, list[float]]] = {}
     for null in nulls:
         counts = {planted: 0, control: 0}
+        per_correction = {m: {planted: 0, control: 0} for m in CORRECTIONS}
         per_layer: dict[str, list[np.ndarray]] = {planted: [], control: []}
         for seed in range(seeds):
-            result = run_tcav(adapter, inputs, target, concepts, pools,
-                              TCAVConfig(seed=seed, matched_null=null))
+            cfg = TCAVConfig(seed=seed, matched_null=null)
+            result = run_tcav(adapter, inputs, target, concepts, pools, cfg)
             s = result.summary
+            for m in CORRECTIONS:
+                corrected = apply_correction(s, m, cfg.alpha)
+                for c in counts:
+                    per_correction[m][c] += int(corrected[corrected.concept == c].significant.any())
             for c in counts:
                 rows = s[s.concept == c]
                 counts[c] += int(rows.significant.any())
@@ -75,18 +85,20 @@ def bench_seeds(spec: str = "builtin:shapes-vit", seeds: int = 20,
                     f"(min adjusted p {s[s.concept == c].p_adjusted.min():.3g})"
                     for c in counts))
         significant[null] = counts
+        by_correction[null] = per_correction
         median_p[null] = {c: np.median(np.stack(v), axis=0).round(4).tolist()
                           for c, v in per_layer.items()}
     effects = []
-    cfg = EffectsConfig(level="output")
+    output_only = EffectsConfig(level="output")
     for seed in range(effect_seeds):
         for c in concepts:
-            rows = pair_effects(adapter, c.name, c.examples, c.counterexamples, [target], cfg,
-                                seed=seed).rows
+            rows = pair_effects(adapter, c.name, c.examples, c.counterexamples, [target],
+                                output_only, seed=seed).rows
             prob = next(r for r in rows if r["measure"] == "output_prob")
             effects.append({"seed": seed, "concept": c.name, "mean": prob["mean"],
                             "p_value": prob["p_value"]})
-    return SeedsBench(spec, target, planted, control, seeds, significant, median_p, effects)
+    return SeedsBench(spec, target, planted, control, seeds, significant, by_correction,
+                      median_p, effects)
 
 
 @dataclass
@@ -150,6 +162,10 @@ def format_seeds(bench: SeedsBench) -> str:
     for null, counts in bench.significant.items():
         lines.append(f"{null:<22} {counts[bench.planted]:>14}/{bench.seeds:<5} "
                      f"{counts[bench.control]:>14}/{bench.seeds:<5}")
+    for null, per in bench.by_correction.items():
+        lines.append(f"{null}, by correction: " + "; ".join(
+            f"{m} {c[bench.planted]}/{bench.seeds} planted, {c[bench.control]}/{bench.seeds} control"
+            for m, c in per.items()))
     for null, per in bench.median_p.items():
         for c, ps in per.items():
             lines.append(f"median p per layer ({null}, {c}, attention): "

@@ -9,10 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from attnxai.audit.config import AuditConfig
-from attnxai.tcav.config import TCAVConfig
+from attnxai.effects.config import EffectsConfig
 from attnxai.options import choices, defaults, interval
+from attnxai.tcav.config import TCAVConfig
 
-DEFAULTS: dict[str, Any] = {**defaults(TCAVConfig), **defaults(AuditConfig)}
+DEFAULTS: dict[str, Any] = {**defaults(TCAVConfig), **defaults(EffectsConfig),
+                            **defaults(AuditConfig)}
 
 
 def select(where: Any, name: str, label: str, labels: Mapping[Any, str] | None = None,

@@ -45,6 +45,16 @@ STATISTICS_HELP = ("**mean derivative**: the mean directional derivative S(x) ov
                    "**TCAV score**: the share of inputs with S(x) > 0. **TCAV magnitude**: the "
                    "magnitude-weighted score.")
 PAIR_ROWS = {"differing": "differing tokens (default)", "all": "every token"}
+CAV_KINDS = {"logistic": "logistic (default)", "pattern": "pattern (difference of means)"}
+MATCHED_NULLS = {"sign_flip": "sign-flipped pairs (default)", "pool": "the random pool"}
+EFFECTS = {"all": "all (default)", "output": "output effect only",
+           "layers": "output + layer patching", "none": "none"}
+EFFECTS_HELP = ("What the matched pairs' causal effects include. **output**: the mean change of "
+                "the target's logit and probability from counterexample to example, with a "
+                "paired test. **layers**: also layer-wise activation patching, both ways. "
+                "**all**: also CAV interventions for concepts without pairs.")
+PAIRED_TESTS = {"sign_flip": "sign-flip permutation (default)", "wilcoxon": "Wilcoxon signed-rank"}
+PATCH_TOKENS = {"differing": "differing tokens (default)", "all": "every aligned token"}
 POOLING = {None: "the model's own", "cls": "the [CLS] row", "mean": "mean over rows"}
 #: The settings' widget keys. Streamlit drops a widget's value when another page shows, so the
 #: values are also kept under FORM (a plain session key) and put back when this page returns.
@@ -52,7 +62,9 @@ FORM = "run_form"
 FORM_KEYS = ("w_run_concepts", "w_run_targets", "w_run_layers", "w_run_limit", "w_run_cavs",
              "w_run_random", "w_run_seed", "w_run_weighting", "w_run_test", "w_run_statistic",
              "w_run_null", "w_run_correction", "w_run_alpha", "w_run_min_accuracy",
-             "w_run_negatives", "w_run_pair_rows", "w_run_l2", "w_run_holdout", "w_run_pooling")
+             "w_run_negatives", "w_run_pair_rows", "w_run_l2", "w_run_holdout", "w_run_pooling",
+             "w_run_cav", "w_run_matched_null", "w_run_effects", "w_run_paired_test",
+             "w_run_patch_tokens")
 #: How often the progress panel refreshes while an audit runs (seconds).
 REFRESH_S = 2.0
 
@@ -208,6 +220,27 @@ with st.container(border=True):
                                       "accuracy.")
         pooling = options.select(h[2], "pooling", "Query row", POOLING, key="w_run_pooling",
                                  help="The attention row that weights the tokens.")
+        k = st.columns(3)
+        cav = options.select(k[0], "cav", "CAV kind", CAV_KINDS, key="w_run_cav",
+                             help="**logistic**: a linear classifier of examples vs negatives. "
+                                  "**pattern**: the difference of their means (Pahde et al.); "
+                                  "the README compares the two.")
+        matched_null = options.select(k[1], "matched_null", "Null of matched pairs",
+                                      MATCHED_NULLS, key="w_run_matched_null",
+                                      help="A paired concept is tested against CAVs of its own "
+                                           "pairs with random signs (default), or against the "
+                                           "random pool's CAVs.")
+    with st.expander("Causal effects (matched pairs)"):
+        m = st.columns(3)
+        effects_level = options.select(m[0], "level", "Effects", EFFECTS, key="w_run_effects",
+                                       help=EFFECTS_HELP)
+        paired_test = options.select(m[1], "paired_test", "Paired test", PAIRED_TESTS,
+                                     key="w_run_paired_test",
+                                     help="The test of the pairs' differences against zero.")
+        patch_tokens = options.select(m[2], "patch_tokens", "Patched tokens", PATCH_TOKENS,
+                                      key="w_run_patch_tokens",
+                                      help="Layer patching replaces the tokens where a pair "
+                                           "differs (default), or every aligned token.")
     submitted = st.button("Start audit", type="primary", disabled=running,
                           icon=":material/play_arrow:")
 ss[FORM] = {k: ss[k] for k in FORM_KEYS if k in ss}
@@ -217,6 +250,7 @@ if running:
 elif submitted:
     with guard("starting the audit"):
         from attnxai.audit.config import AuditConfig
+        from attnxai.effects.config import EffectsConfig
         from attnxai.tcav.config import TCAVConfig
 
         if not targets or not chosen:
@@ -227,10 +261,13 @@ elif submitted:
             num_random=int(num_random), num_null=int(num_null), weighting=weighting, test=test,
             statistic=statistic, correction=correction, alpha=float(alpha),
             negatives=negatives, pair_rows=pair_rows, min_accuracy=float(min_accuracy),
-            l2=float(l2), holdout=float(holdout), pooling=pooling, seed=int(seed))
+            l2=float(l2), holdout=float(holdout), pooling=pooling, seed=int(seed), cav=cav,
+            matched_null=matched_null)
+        effects = EffectsConfig(level=effects_level, paired_test=paired_test,
+                                patch_tokens=patch_tokens)
         config = AuditConfig(  # concept_dir None: your sets, then the shipped ones
             model=adapter.spec, datasets=(ss["data_ref"],), targets=tuple(targets),
-            concepts=tuple(chosen), tcav=tcav, limit=int(limit),
+            concepts=tuple(chosen), tcav=tcav, effects=effects, limit=int(limit),
             labels=ss.get("labels") if adapter.takes_label_descriptions else None)
         start_audit(config, f"{', '.join(chosen)} → {', '.join(targets)} on "
                             f"{adapter.spec} ({'demo data' if ss['data_ref'] == DEMO_REF else data_label()})",
