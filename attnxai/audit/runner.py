@@ -215,18 +215,17 @@ def _work(config: AuditConfig, adapter: ModelAdapter, plan: Any, concepts: list[
             else:
                 n = len(ds) / max(len(adapter.labels), 1)
             n_inputs.append(min(n, config.limit) if config.limit else n)
-    effects = getattr(config, "effects", None)  # the causal effects (attnxai.effects)
-    level = getattr(effects, "level", getattr(effects, "effects", "none")) if effects else "none"
+    effects = config.effects
+    level = effects.level
     effect_work = 0.0
     if level != "none":
         paired = [c for c in concepts if c.paired and c.counterexamples]
         per_pair = 2 + (2 * layers * _COST_PATCH if level in ("layers", "all") else 0)
         effect_work += sum(len(c.examples) for c in paired) * per_pair
         if level == "all":
-            null = getattr(effects, "intervention_null", 0)
-            directions = null + tcav.num_cavs * (len(concepts) - len(paired))
-            cap = getattr(effects, "intervention_inputs", None)
-            effect_work += sum(min(n, cap) if cap else n for n in n_inputs) * layers \
+            directions = effects.intervention_null + tcav.num_cavs * (len(concepts) - len(paired))
+            cap = effects.intervention_inputs
+            effect_work += sum(min(n, cap) for n in n_inputs) * layers \
                 * directions * _COST_INTERVENTION
     work = [(_PREDICTED, float(sum(len(ds) for ds, _ in datasets)), "forward"),
             (_PREDICTED + (_EXAMPLES - _PREDICTED) * _ACTIVATIONS_DONE,
@@ -357,7 +356,7 @@ def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations,
     result tables of the whole run."""
     pairs = [(ds, t) for ds in prep.datasets for t in prep.targets]
     tcav = prep.config.tcav
-    steps.stage(0.05, 0.2, "concept and random-pool activations")
+    steps.stage(_PREDICTED, _EXAMPLES, "concept and random-pool activations")
     layers = list(tcav.layers)
     acts(_plan_items(prep), layers)  # once for the whole run; each run_tcav reuses it
     parts: dict[str, list[pd.DataFrame]] = {}
@@ -365,13 +364,12 @@ def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations,
     cavs = None
     fits: dict = {}  # every dataset x target shares the run's CAVs: trained once per layer
     ecfg = prep.config.effects
-    # TCAV and the causal effects share the stages' span by their number of passes.
-    effects_share = 0.0 if ecfg.level == "none" else 0.25
-    span = 0.75 * (1 - effects_share) / len(pairs)
+    effects_share = 0.0 if ecfg.level == "none" else _EFFECTS_SHARE
+    span = (_ANALYSED - _EXAMPLES) * (1 - effects_share) / len(pairs)
     results = []
     for k, (ds, target) in enumerate(pairs):
         idx, rule = ds.selected[target]
-        steps.stage(0.2 + k * span, 0.2 + (k + 1) * span, f"{ds.name} / {target}")
+        steps.stage(_EXAMPLES + k * span, _EXAMPLES + (k + 1) * span, f"{ds.name} / {target}")
         result = run_tcav(prep.adapter, [ds.data.items[i] for i in idx], target, prep.concepts,
                           prep.pools, tcav, progress=steps, activations=acts, fit_cache=fits,
                           scorer=scorer)
@@ -392,8 +390,8 @@ def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations,
     tables["summary"] = apply_correction(tables["summary"], tcav.correction, tcav.alpha)
     tables["inputs"] = pd.concat(inputs, ignore_index=True)
     tables["cavs"] = cavs
-    lo = 0.2 + 0.75 * (1 - effects_share)
-    tables["effects"], tables["pair_effects"] = _effects(prep, results, steps, lo, 0.95)
+    lo = _EXAMPLES + (_ANALYSED - _EXAMPLES) * (1 - effects_share)
+    tables["effects"], tables["pair_effects"] = _effects(prep, results, steps, lo, _ANALYSED)
     return tables
 
 

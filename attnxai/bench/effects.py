@@ -2,7 +2,13 @@
 when there is nothing to find.
 
 - cost: output effect + layer-wise patching (both ways) of a built-in's demo pairs at every
-  layer, as a ratio of the audit's capture of the target inputs (forward + backward);
+  layer, as a ratio of the audit's capture of the target inputs (forward + backward), beside
+  the ratio the work alone predicts (``work_ratio``, counted in block passes: per pair, one
+  plain pass of each member through the L blocks, then per direction and layer l the blocks
+  after l, since those up to l are replayed: 2L + L(L-1) = L(L+1); per target input, a forward
+  and a backward pass, about 3L. So ``work_ratio = pairs (L+1) / (3 inputs)``, whatever the
+  implementation: the target of 1x is out of reach once there are more pairs than
+  3 inputs / (L+1));
 - placebo calibration: many trials of pairs with no effect by construction; each pair's two
   members are drawn alike and which one counts as "with" is a fair coin, so the differences
   are symmetric around zero and a calibrated test rejects in 5% of trials at α = 0.05.
@@ -44,6 +50,7 @@ class EffectsCostBench:
     target_inputs: int
     target_capture_s: float
     effects_over_capture: float  # target <= 1
+    work_ratio: float  # the ratio the block passes alone predict (module docstring)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,8 +72,9 @@ def bench_effects_cost(spec: str, device: str | None = None) -> EffectsCostBench
     t0 = time.perf_counter()
     adapter.capture(inputs, target=target)
     capture_s = time.perf_counter() - t0
-    return EffectsCostBench(spec, target, len(cs.examples), adapter.num_layers, effects_s,
-                            len(inputs), capture_s, effects_s / capture_s)
+    n, L = len(cs.examples), adapter.num_layers
+    return EffectsCostBench(spec, target, n, L, effects_s, len(inputs), capture_s,
+                            effects_s / capture_s, n * (L + 1) / (3 * len(inputs)))
 
 
 @dataclass
@@ -128,11 +136,13 @@ def bench_placebo(spec: str, trials: int = 100, pairs: int = 50, seed: int = 0,
 def format_effects_tables(costs: list[EffectsCostBench], placebos: list[PlaceboBench]) -> str:
     """Plain-text tables of both benchmarks with their targets."""
     lines = [f"{'model':<26} {'target':<9} {'pairs':>5} {'L':>2} {'effects s':>9} "
-             f"{'inputs':>6} {'capture s':>9} {'effects/capture':>15}"]
+             f"{'inputs':>6} {'capture s':>9} {'effects/capture':>15} {'work predicts':>13}"]
     for c in costs:
         lines.append(f"{c.model:<26} {c.target:<9} {c.n_pairs:>5} {c.layers:>2} {c.effects_s:>9.2f} "
-                     f"{c.target_inputs:>6} {c.target_capture_s:>9.2f} {c.effects_over_capture:>14.2f}x")
-    lines.append("target: output effect + patching of every layer both ways <= 1x the target capture")
+                     f"{c.target_inputs:>6} {c.target_capture_s:>9.2f} {c.effects_over_capture:>14.2f}x "
+                     f"{c.work_ratio:>12.2f}x")
+    lines.append("target: output effect + patching of every layer both ways <= 1x the target capture;"
+                 " 'work predicts': pairs (L+1) / (3 inputs), the block passes alone")
     if placebos:
         keys = list(placebos[0].rejection)
         lines.append("")

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -134,8 +135,10 @@ def measure(spec: str, n: int, folder: Path, device: str | None = None) -> Scale
 
 
 def bench_scale(spec: str, sizes: tuple[int, ...] = SIZES, device: str | None = None,
-                folder: Path | None = None) -> list[ScaleRow]:
-    """One audit per N, each in a fresh process; marginal bytes between consecutive N."""
+                folder: Path | None = None, log: Callable[[str], None] | None = None
+                ) -> list[ScaleRow]:
+    """One audit per N, each in a fresh process; marginal bytes between consecutive N.
+    ``log`` gets each row as it is measured (the largest N takes the longest)."""
     rows: list[ScaleRow] = []
     with tempfile.TemporaryDirectory(prefix="attnxai-scale-") as tmp:
         where = Path(folder or tmp)
@@ -151,6 +154,8 @@ def bench_scale(spec: str, sizes: tuple[int, ...] = SIZES, device: str | None = 
                 row.marginal_bytes_per_input = ((row.db_bytes - prev.db_bytes)
                                                 / (row.n_inputs - prev.n_inputs))
             rows.append(row)
+            if log:
+                log(json.dumps(row.as_dict()))
     return rows
 
 

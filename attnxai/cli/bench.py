@@ -101,7 +101,8 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
     rows = []
     for spec in args.models:
         print(f"scale audits of {spec} at N = {', '.join(map(str, args.n))} ...", file=sys.stderr)
-        rows += bench_scale(spec, tuple(args.n), device=args.device)
+        rows += bench_scale(spec, tuple(args.n), device=args.device,
+                            log=lambda m: print(m, file=sys.stderr, flush=True))
     print(json.dumps([r.as_dict() for r in rows], indent=2) if args.json
           else format_scale_table(rows))
     return 0
