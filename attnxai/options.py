@@ -21,7 +21,7 @@ from attnxai.errors import UserInputError
 Weighting = Literal["both", "attention", "plain"]
 Test = Literal["grouped", "empirical", "welch", "one_sample"]
 Statistic = Literal["derivative", "tcav", "magnitude"]
-Correction = Literal["bh", "bonferroni", "none"]
+Correction = Literal["hierarchical", "bh", "bonferroni", "none"]
 Negatives = Literal["auto", "random", "relative", "matched"]
 PairRows = Literal["differing", "all"]
 Pooling = Literal["cls", "mean"]

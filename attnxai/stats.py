@@ -22,6 +22,7 @@ measurement behind the default):
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 TESTS = ("empirical", "grouped", "welch", "one_sample")
@@ -31,7 +32,7 @@ NULL_TESTS = ("empirical", "grouped")
 NULL_GROUP = 4
 #: Per-CAV statistics a test can compare, with the value random CAVs are symmetric around.
 STATISTICS = {"derivative": 0.0, "tcav": 0.5, "magnitude": 0.5}
-CORRECTIONS = ("bh", "bonferroni", "none")
+CORRECTIONS = ("hierarchical", "bh", "bonferroni", "none")
 
 
 def p_value(concept: np.ndarray, random: np.ndarray, test: str = "grouped",
@@ -79,8 +80,10 @@ def _grouped_p(concept: np.ndarray, random: np.ndarray, center: float, shared: s
     return float(2 * stats.t.sf(abs(z), df=len(groups) - 1))
 
 
-def adjust(p: np.ndarray, method: str = "bh") -> np.ndarray:
-    """Multiple-testing adjusted p-values: Benjamini-Hochberg, Bonferroni or none."""
+def adjust(p: np.ndarray, method: str = "bh", families: np.ndarray | None = None,
+           alpha: float = 0.05) -> np.ndarray:
+    """Multiple-testing adjusted p-values: Benjamini-Hochberg, Bonferroni, none, or
+    ``hierarchical`` (:func:`hierarchical_adjust`, which needs ``families`` and ``alpha``)."""
     p = np.asarray(p, dtype=float)
     if p.size == 0 or method == "none":
         return p.copy()
@@ -88,7 +91,51 @@ def adjust(p: np.ndarray, method: str = "bh") -> np.ndarray:
         return stats.false_discovery_control(p, method="bh")
     if method == "bonferroni":
         return np.minimum(1.0, p * p.size)
+    if method == "hierarchical":
+        if families is None:
+            raise ValueError("the hierarchical correction needs each test's family")
+        return hierarchical_adjust(p, families, alpha)
     raise ValueError(f"Unknown correction {method!r}; choose one of {', '.join(CORRECTIONS)}.")
+
+
+#: The columns that name a family of tests for the hierarchical correction: one concept's layers
+#: and weightings (or effect measures) for one dataset and target.
+FAMILY_COLUMNS = ("dataset", "target", "concept")
+
+
+def adjust_frame(frame: pd.DataFrame, correction: str, alpha: float) -> np.ndarray:
+    """Adjusted p-values of the tests in ``frame`` (a ``p_value`` column), all corrected
+    together; its families are the :data:`FAMILY_COLUMNS` it has."""
+    by = [c for c in FAMILY_COLUMNS if c in frame.columns]
+    families = (frame.groupby(by, sort=False, dropna=False).ngroup().to_numpy() if by
+                else np.zeros(len(frame), dtype=int))
+    return adjust(frame["p_value"].to_numpy(dtype=float), correction, families, alpha)
+
+
+def hierarchical_adjust(p: np.ndarray, families: np.ndarray, alpha: float) -> np.ndarray:
+    """Two-level correction of Benjamini & Bogomolov (2014) for tests in families (here a
+    concept's layers and weightings for one dataset and target; docs/method.md §4).
+
+    A concept's verdict is "used at some layer", a claim about its whole family. Level 1 tests
+    each family by its Simes p-value (the smallest Benjamini-Hochberg adjusted p within it) and
+    selects families by Benjamini-Hochberg across them at ``alpha``: R of F selected. Level 2
+    applies Benjamini-Hochberg within each selected family at ``alpha * R / F``. So one
+    concept's strong findings cannot lower another's bar, as they do under one BH over all
+    tests. The adjusted p of a test is the larger of its family's level-1 adjusted p and its
+    within-family BH p times F / R (1 where nothing is selected): it is below ``alpha``
+    exactly for the tests the procedure rejects at ``alpha``.
+    """
+    p = np.asarray(p, dtype=float)
+    labels, family = np.unique(np.asarray(families), return_inverse=True)
+    within = np.empty_like(p)
+    for f in range(len(labels)):
+        members = family == f
+        within[members] = stats.false_discovery_control(p[members], method="bh")
+    simes = np.array([within[family == f].min() for f in range(len(labels))])
+    selected_p = stats.false_discovery_control(simes, method="bh")
+    selected = int(np.sum(selected_p < alpha))
+    scale = len(labels) / selected if selected else np.inf
+    return np.maximum(selected_p[family], np.minimum(1.0, within * scale))
 
 
 # -- paired differences (causal effects, docs/method.md §6) -------------------------------------

@@ -78,9 +78,13 @@ def test_audit_stores_effects_equal_to_a_direct_computation(paired_world, tmp_pa
     inter = effects[effects.measure == "cav_intervention"]
     assert set(inter.concept) == {"sporty"} and sorted(inter.layer) == [1, 2]
     assert inter.p_value.between(0, 1).all() and (inter.dataset == "data.csv").all()
-    # Corrected together: BH over every effects test of the run.
+    # Corrected together, by the run's correction, with one family per dataset x target x concept.
     from attnxai.stats import adjust
-    np.testing.assert_allclose(effects.p_adjusted, adjust(effects.p_value.to_numpy(), "bh"))
+    tcav = store.get_run(run_id).config.tcav
+    keys = list(zip(effects.dataset, effects.target, effects.concept))
+    families = np.array([sorted(set(keys)).index(k) for k in keys])
+    np.testing.assert_allclose(effects.p_adjusted, adjust(effects.p_value.to_numpy(),
+                                                          tcav.correction, families, tcav.alpha))
     pairs = store.results("pair_effects", run_id)
     assert len(pairs) == 12 and set(pairs.concept) == {"won"}
     np.testing.assert_allclose(pairs.sort_values("pair").delta_logit, direct.numpy(), atol=1e-5)

@@ -70,3 +70,58 @@ def test_corrections_match_their_definitions():
     # BH by hand: sorted p * m / rank, then a running minimum from the top.
     assert np.allclose(adjust(p, "bh"), [0.04, 0.04 * 4 / 3, 0.04 * 4 / 3, 0.5])
     assert np.array_equal(adjust(p, "none"), p)
+
+
+def _bh_rejects(p: np.ndarray, q: float) -> np.ndarray:
+    """Benjamini-Hochberg's step-up rule by its definition: reject the k smallest p-values,
+    k the largest rank with p_(k) <= k q / m."""
+    order = np.argsort(p)
+    m = len(p)
+    ok = [k for k in range(1, m + 1) if p[order[k - 1]] <= k * q / m]
+    out = np.zeros(m, dtype=bool)
+    if ok:
+        out[order[:max(ok)]] = True
+    return out
+
+
+def _two_level_rejects(p: np.ndarray, families: np.ndarray, alpha: float) -> np.ndarray:
+    """Benjamini & Bogomolov (2014) by its definition: Simes p per family, BH across the
+    families at alpha, then BH within each of the R selected of F families at alpha R / F."""
+    labels = np.unique(families)
+    simes = np.array([min(len(q) * np.sort(q)[k] / (k + 1) for k in range(len(q)))
+                      for q in (p[families == f] for f in labels)])
+    chosen = labels[_bh_rejects(simes, alpha)]
+    out = np.zeros(len(p), dtype=bool)
+    for f in chosen:
+        members = families == f
+        out[members] = _bh_rejects(p[members], alpha * len(chosen) / len(labels))
+    return out
+
+
+def test_hierarchical_correction_rejects_what_the_two_level_procedure_rejects():
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n_fam = int(rng.integers(1, 6))
+        sizes = rng.integers(1, 13, n_fam)
+        families = np.repeat(np.arange(n_fam) * 7 + 3, sizes)  # labels need not be 0..F-1
+        p = rng.uniform(0, 1, len(families)) ** rng.choice([1.0, 3.0, 8.0])  # some signal
+        alpha = float(rng.choice([0.01, 0.05, 0.2]))
+        adjusted = adjust(p, "hierarchical", families, alpha)
+        assert np.array_equal(adjusted < alpha, _two_level_rejects(p, families, alpha)), trial
+        assert np.all((adjusted >= p - 1e-15) & (adjusted <= 1.0))
+    with pytest.raises(ValueError, match="family"):
+        adjust(p, "hierarchical")
+
+
+def test_hierarchical_correction_keeps_one_concept_from_lowering_anothers_bar():
+    # The shapes-vit case (docs/method.md): a planted concept with several small p-values and
+    # a control whose best p-value would pass one BH over all tests only thanks to them.
+    planted = np.array([1.5e-5, 1.3e-4, 5e-4, 6e-3, 0.010, 0.011, 0.015, 0.04, 0.2, 0.3, 0.5, 0.9])
+    control = np.array([0.0135, 0.05, 0.28, 0.45, 0.56, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99, 1.0])
+    p, families = np.concatenate([planted, control]), np.repeat([0, 1], 12)
+    assert (adjust(p, "bh")[12:] < 0.05).any()  # one BH: the control is flagged
+    two_level = adjust(p, "hierarchical", families, 0.05) < 0.05
+    assert two_level[:12].sum() >= 3 and not two_level[12:].any()
+    # Alone, the control gets the same answer as beside the planted concept.
+    alone = adjust(control, "hierarchical", np.zeros(12), 0.05)
+    assert not (alone < 0.05).any()

@@ -23,7 +23,8 @@ def significance_caption(summary: pd.DataFrame, alpha: float | None) -> str:
     test = summary["test"].iloc[0] if "test" in summary else "?"
     stat = summary["statistic"].iloc[0] if "statistic" in summary else None
     corr = summary["correction"].iloc[0] if "correction" in summary else "?"
-    corr_name = {"bh": "Benjamini–Hochberg", "bonferroni": "Bonferroni", "none": "no"}.get(corr, corr)
+    corr_name = {"hierarchical": "two-level (concepts, then their layers)",
+                 "bh": "Benjamini–Hochberg", "bonferroni": "Bonferroni", "none": "no"}.get(corr, corr)
     test_name = {"grouped": "grouped random-effects", "empirical": "empirical-null", "welch": "Welch t", "one_sample": "one-sample t (vs 0.5)"
                  }.get(test, test)
     on = f" on the {stat}" if stat else ""

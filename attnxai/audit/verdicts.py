@@ -23,7 +23,11 @@ MEASURE_WORDS = {
     "patch_remove": "patching removes",
     "cav_intervention": "CAV intervention",
 }
-CORRECTION_WORDS = {"bh": "Benjamini–Hochberg (false discovery rate)",
+CORRECTION_WORDS = {"hierarchical": "the two-level procedure of Benjamini and Bogomolov (each "
+                                    "concept first tested as a whole by its Simes p-value, "
+                                    "Benjamini–Hochberg across concepts, then across the layers "
+                                    "of the concepts selected)",
+                    "bh": "Benjamini–Hochberg (false discovery rate)",
                     "bonferroni": "Bonferroni", "none": "no multiple-testing correction"}
 STATISTIC_WORDS = {"derivative": "the mean attention-weighted directional derivative of each CAV",
                    "tcav": "the sign-count TCAV score of each CAV",

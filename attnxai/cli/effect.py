@@ -17,7 +17,8 @@ from attnxai.effects.config import EffectsConfig
 from attnxai.effects.run import check_pairs, pair_effects
 from attnxai.effects.table import correct_effects, effect_frame
 from attnxai.errors import UserInputError
-from attnxai.options import choices
+from attnxai.options import choices, defaults
+from attnxai.tcav.config import TCAVConfig
 
 
 def _layers(text: str) -> list[int] | None:
@@ -93,7 +94,10 @@ def register(sub: Any) -> None:
                    help="paired test of the differences (default sign_flip: of their mean)")
     p.add_argument("--tokens", choices=choices("patch_tokens"), default="differing",
                    help="patch the aligned tokens where a pair differs, or every aligned token")
-    p.add_argument("--correction", choices=choices("correction"), default="bh")
+    p.add_argument("--correction", choices=choices("correction"),
+                   default=defaults(TCAVConfig)["correction"],
+                   help="multiple-testing correction over the table's tests (families for "
+                        "the two-level one: each concept's measures and layers)")
     p.add_argument("--alpha", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0, help="seed of the sign-flip resampling")
     p.add_argument("--concept-dir", default=None, help="folder of concept sets")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from attnxai.schema import TABLES
-from attnxai.stats import adjust
+from attnxai.stats import adjust_frame
 
 MEASURES = ("output_logit", "output_prob", "patch_restore", "patch_remove", "cav_intervention")
 #: Column order of the effects table (and of ``OUT.effects.csv``): the results schema's.
@@ -32,11 +32,13 @@ def effect_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def correct_effects(frame: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
-    """Adjust the p-values of every test in ``frame`` together and mark significance."""
+    """Adjust the p-values of every test in ``frame`` together (families for the hierarchical
+    correction: one concept's measures and layers per dataset and target) and mark
+    significance."""
     out = frame.copy()
     tested = out["p_value"].notna().to_numpy()
     adjusted = np.full(len(out), np.nan)
-    adjusted[tested] = adjust(out.loc[tested, "p_value"].to_numpy(), correction)
+    adjusted[tested] = adjust_frame(out[tested], correction, alpha)
     out["p_adjusted"] = adjusted
     out["significant"] = tested & (np.nan_to_num(adjusted, nan=1.0) < alpha)
     return out

@@ -26,7 +26,7 @@ class TCAVConfig:
     weighting: Weighting = "both"
     test: Test = "grouped"
     statistic: Statistic = "derivative"  # the per-CAV value tested
-    correction: Correction = "bh"
+    correction: Correction = "hierarchical"
     alpha: float = 0.05
     negatives: Negatives = "auto"  # auto: matched if paired, else random
     pair_rows: PairRows = "differing"  # matched CAVs train on the tokens where a pair differs

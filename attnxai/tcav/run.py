@@ -27,7 +27,7 @@ from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
 from attnxai.models.pairs import differing_players
 from attnxai.schema import TABLES
-from attnxai.stats import NULL_GROUP, NULL_TESTS, STATISTICS, adjust, p_value
+from attnxai.stats import NULL_GROUP, NULL_TESTS, STATISTICS, adjust_frame, p_value
 from attnxai.tcav.config import TCAVConfig
 from attnxai.tcav.stream import PER_INPUT, ScoreStats, concept_groups, stream_stats
 
@@ -362,7 +362,7 @@ def apply_correction(summary: pd.DataFrame, correction: str, alpha: float) -> pd
     correction spans the whole audit.
     """
     out = summary.copy()
-    out["p_adjusted"] = adjust(out["p_value"].to_numpy(), correction)
+    out["p_adjusted"] = adjust_frame(out, correction, alpha)
     out["significant"] = out["reliable"] & (out["p_adjusted"] < alpha)
     out["correction"] = correction
     return out

@@ -31,7 +31,13 @@ TEST_HELP = ("**grouped**: random-effects test against the null CAVs (calibrated
              "**empirical**: the concept's rank among the null CAVs (calibrated, very "
              "conservative). **welch**: Welch t-test, concept vs random CAVs. **one-sample**: "
              "t-test of the scores vs 0.5, as the reference code does.")
-CORRECTIONS = {"bh": "Benjamini–Hochberg", "bonferroni": "Bonferroni", "none": "none"}
+CORRECTIONS = {"hierarchical": "two-level (default)", "bh": "Benjamini–Hochberg",
+               "bonferroni": "Bonferroni", "none": "none"}
+CORRECTION_HELP = ("**two-level**: each concept is first tested as a whole (Simes), concepts by "
+                   "Benjamini–Hochberg, then the layers of the concepts found (Benjamini and "
+                   "Bogomolov), so one concept's findings cannot lower another's bar. "
+                   "**Benjamini–Hochberg**: one false-discovery-rate correction over every test "
+                   "of the run. **Bonferroni**: family-wise, over every test.")
 NEGATIVES = {"auto": "auto (pairs, else random)", "random": "random pool",
              "relative": "other concepts", "matched": "counter-examples"}
 NEGATIVES_HELP = ("**auto**: a concept's counter-examples when it has matched pairs, else its "
@@ -188,7 +194,8 @@ with st.container(border=True):
         statistic = options.select(e[1], "statistic", "Statistic tested", STATISTICS,
                                    key="w_run_statistic", help=STATISTICS_HELP)
         correction = options.select(e[2], "correction", "Multiple-testing correction",
-                                    CORRECTIONS, key="w_run_correction")
+                                    CORRECTIONS, key="w_run_correction",
+                                    help=CORRECTION_HELP)
         f = st.columns(3)
         num_null = options.number(f[0], "num_null", "Random CAVs in the null", most=5000,
                                   key="w_run_null",
