@@ -36,18 +36,22 @@ CORRECTIONS = ("hierarchical", "bh", "bonferroni", "none")
 
 
 def p_value(concept: np.ndarray, random: np.ndarray, test: str = "grouped",
-            center: float = 0.5, shared: str = "positives") -> float:
+            center: float | None = 0.5, shared: str = "positives") -> float:
     """Two-sided p-value that the concept's scores differ from the random concepts'.
 
     ``center`` is the value random CAVs are symmetric around: 0.5 for TCAV scores, 0 for
-    mean directional derivatives. For ``grouped``, ``random`` holds the null CAVs in rep order
-    (consecutive groups of NULL_GROUP share positives) and ``shared`` says what the concept's
-    CAVs share: ``positives`` or ``both`` (matched pairs).
+    mean directional derivatives. ``None`` (grouped test only): no such value is known, and
+    the null's own mean is used, with its uncertainty (CAV interventions: a finite step along
+    v and along -v need not change the logit by opposite amounts). For ``grouped``, ``random``
+    holds the null CAVs in rep order (consecutive groups of NULL_GROUP share positives) and
+    ``shared`` says what the concept's CAVs share: ``positives`` or ``both`` (matched pairs).
     """
     concept = np.asarray(concept, dtype=float)
     random = np.asarray(random, dtype=float)
     if test == "grouped":
         return _grouped_p(concept, random, center, shared)
+    if center is None:
+        raise ValueError(f"test {test!r} needs the null's center")
     if test == "empirical":
         observed = abs(concept.mean() - center)
         # A tiny tolerance counts ties (frequent with saturated scores) against the concept.
@@ -64,15 +68,22 @@ def p_value(concept: np.ndarray, random: np.ndarray, test: str = "grouped",
     raise ValueError(f"Unknown test {test!r}; choose one of {', '.join(TESTS)}.")
 
 
-def _grouped_p(concept: np.ndarray, random: np.ndarray, center: float, shared: str) -> float:
-    groups = (random[: len(random) // NULL_GROUP * NULL_GROUP] - center).reshape(-1, NULL_GROUP)
+def _grouped_p(concept: np.ndarray, random: np.ndarray, center: float | None,
+               shared: str) -> float:
+    groups = random[: len(random) // NULL_GROUP * NULL_GROUP].reshape(-1, NULL_GROUP)
     if len(groups) < 5:
         raise ValueError(f"The grouped test needs at least {5 * NULL_GROUP} null CAVs.")
     within = groups.var(axis=1, ddof=1).mean()  # negatives, split and solver: per CAV
-    # Mean square of the group means around the known center: positives + within / group size.
-    positives = max(float(np.mean(groups.mean(axis=1) ** 2)) - within / NULL_GROUP, 0.0)
+    means = groups.mean(axis=1)
+    if center is None:  # estimated: the spread of the group means, and the center's own error
+        spread, center = float(means.var(ddof=1)), float(means.mean())
+        extra = spread / len(groups)
+    else:  # the mean square of the group means around the known center
+        spread, extra = float(np.mean((means - center) ** 2)), 0.0
+    # The group means vary by positives + within / group size.
+    positives = max(spread - within / NULL_GROUP, 0.0)
     R = len(concept)
-    variance = positives + within if shared == "both" else positives + within / R
+    variance = (positives + within if shared == "both" else positives + within / R) + extra
     if variance <= 0:
         return 1.0 if concept.mean() == center else 0.0
     z = (concept.mean() - center) / np.sqrt(variance)

@@ -37,6 +37,29 @@ def test_grouped_test_is_calibrated_and_has_power(shared):
     assert (shifted < 0.05).mean() > 0.8
 
 
+def test_grouped_test_with_an_unknown_center_is_calibrated_where_an_assumed_one_is_not():
+    # CAV interventions: the null CAVs' values sit around an unknown offset (a finite step
+    # need not act oppositely along v and -v), and there are few of them (40: 10 groups).
+    rng = np.random.default_rng(3)
+    offset, m = -1.5, 40
+
+    def null() -> np.ndarray:
+        return offset + _null(rng)[:m]
+
+    estimated = np.array([p_value(offset + _concept(rng), null(), "grouped", None)
+                          for _ in range(3000)])
+    assert abs((estimated < 0.05).mean() - 0.05) < 3 * np.sqrt(0.05 * 0.95 / 3000)
+    assert sps.kstest(estimated, "uniform").pvalue > 0.001
+    assumed = np.array([p_value(offset + _concept(rng), null(), "grouped", 0.0)
+                        for _ in range(500)])
+    assert sps.kstest(assumed, "uniform").pvalue < 1e-6  # centre 0 assumed: not a p-value
+    shifted = np.array([p_value(offset + _concept(rng, 4.0), null(), "grouped", None)
+                        for _ in range(300)])
+    assert (shifted < 0.05).mean() > 0.6
+    with pytest.raises(ValueError, match="center"):
+        p_value(np.zeros(3), np.ones(40), "welch", None)
+
+
 def test_grouped_variance_by_hand():
     # Two groups of NULL_GROUP values with known means and spreads, around center 0.5.
     groups = np.array([[0.4, 0.6, 0.5, 0.5], [0.8, 1.0, 0.9, 0.9]] * 3)  # 6 groups

@@ -103,14 +103,16 @@ def bench_seeds(spec: str = "builtin:shapes-vit", seeds: int = 20,
 
 @dataclass
 class InterventionFPRBench:
-    """Share of random concepts whose CAV intervention is significant (p < 0.05, uncorrected)."""
+    """Share of random concepts whose CAV intervention is significant (p < 0.05, uncorrected),
+    per size of the intervention's null (its first ``n`` null CAVs)."""
 
     model: str
     target: str
     random_concepts: int
+    runs: int  # the concepts are split over this many runs, each with its own seed and null
     layers: list[int]
-    rate: float
-    rate_per_layer: dict[int, float]
+    rate: dict[int, float]  # null size -> rate over every concept and layer
+    rate_per_layer: dict[int, dict[int, float]]  # null size -> layer -> rate
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,10 +120,13 @@ class InterventionFPRBench:
 
 def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = "sports",
                            random_concepts: int = 100, layers: tuple[int, ...] = (1, 3, 5),
-                           num_cavs: int = 10, size: int = 45, seed: int = 0,
-                           device: str | None = None) -> InterventionFPRBench:
+                           num_cavs: int = 10, size: int = 45, seed: int = 0, runs: int = 4,
+                           null_sizes: tuple[int, ...] = (40, 200), device: str | None = None,
+                           log: Any = None) -> InterventionFPRBench:
     """Random concepts (``size`` examples of the random-text pool each) tested like concepts
-    by CAV intervention against the run's null CAVs, at ``layers``."""
+    by CAV intervention against the run's null CAVs, at ``layers``. They are split over
+    ``runs`` runs (seeds ``seed``, ``seed + 1``, ...): within one run every concept meets the
+    same null CAVs, so one run alone measures the rate given one draw of the null."""
     adapter = load_model(spec, device=device)
     pool = load_concept_set("random-text")
     rng = np.random.default_rng(seed)
@@ -132,26 +137,40 @@ def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = 
                 for i in range(random_concepts)]
     ds = demo_dataset("text")
     inputs, _ = target_inputs(ds.items, ds.labels, adapter, target)
-    tcav = TCAVConfig(layers=layers, num_cavs=num_cavs, weighting="attention", seed=seed)
-    result = run_tcav(adapter, inputs, target, concepts, {pool.name: pool}, tcav)
-    cfg = EffectsConfig()
-    specs = result.specs
-    null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{pool.name}"),
-                  key=lambda i: specs[i].rep)
-    null = null[null_subset(null, cfg)]
     rows = []
-    for j, layer in enumerate(result.layers):
-        null_values = intervention_values(adapter, inputs, target, layer, result.directions[j, null],
-                                          result.gaps[j, null], cfg)
-        for c in concepts:
-            own = [i for i, s in enumerate(specs) if s.name == c.name]
-            values = intervention_values(adapter, inputs, target, layer, result.directions[j, own],
-                                         result.gaps[j, own], cfg)
-            rows.append(intervention_row(values, null_values, target, c.name, layer, len(inputs)))
+    for r, chunk in enumerate(np.array_split(np.arange(random_concepts), runs)):
+        batch = [concepts[i] for i in chunk]
+        tcav = TCAVConfig(layers=layers, num_cavs=num_cavs, num_null=max(null_sizes),
+                          weighting="attention", seed=seed + r)
+        result = run_tcav(adapter, inputs, target, batch, {pool.name: pool}, tcav)
+        specs = result.specs
+        null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{pool.name}"),
+                      key=lambda i: specs[i].rep)
+        for j, layer in enumerate(result.layers):
+            top = null[null_subset(null, EffectsConfig(intervention_null=max(null_sizes)))]
+            null_values = intervention_values(adapter, inputs, target, layer,
+                                              result.directions[j, top], result.gaps[j, top],
+                                              EffectsConfig())
+            for c in batch:
+                own = [i for i, s in enumerate(specs) if s.name == c.name]
+                values = intervention_values(adapter, inputs, target, layer,
+                                             result.directions[j, own], result.gaps[j, own],
+                                             EffectsConfig())
+                for n in null_sizes:
+                    kept = null_values[null_subset(null_values, EffectsConfig(intervention_null=n))]
+                    row = intervention_row(values, kept, target, c.name, layer, len(inputs))
+                    rows.append({**row, "null": n, "run": r})
+        if log:
+            done = pd.DataFrame(rows)
+            log(f"run {r + 1}/{runs}: " + ", ".join(
+                f"null {n}: {100 * (g.p_value < 0.05).mean():.1f}%" for n, g in done.groupby("null")))
     frame = pd.DataFrame(rows)
-    hit = frame.p_value < 0.05
-    return InterventionFPRBench(spec, target, random_concepts, list(layers), float(hit.mean()),
-                                {int(l): float(hit[frame.layer == l].mean()) for l in layers})
+    hit = frame.assign(hit=frame.p_value < 0.05)
+    return InterventionFPRBench(
+        spec, target, random_concepts, runs, list(layers),
+        {int(n): float(g.hit.mean()) for n, g in hit.groupby("null")},
+        {int(n): {int(l): float(h.hit.mean()) for l, h in g.groupby("layer")}
+         for n, g in hit.groupby("null")})
 
 
 def format_seeds(bench: SeedsBench) -> str:

@@ -83,14 +83,18 @@ def cmd_bench_intervention(args: argparse.Namespace) -> int:
     from attnxai.bench.seeds import bench_intervention_fpr
 
     result = bench_intervention_fpr(args.model, args.target, args.random_concepts,
-                                    tuple(args.layers), device=args.device)
+                                    tuple(args.layers), runs=args.runs,
+                                    null_sizes=tuple(args.null_sizes), device=args.device,
+                                    log=lambda m: print(m, file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
-    else:
-        per = ", ".join(f"layer {l}: {100 * r:.1f}%" for l, r in result.rate_per_layer.items())
-        print(f"{result.model} / {result.target}: {result.random_concepts} random concepts x "
-              f"{len(result.layers)} layers; CAV interventions significant (p < 0.05, "
-              f"uncorrected) in {100 * result.rate:.1f}% ({per}); target <= 5%")
+        return 0
+    print(f"{result.model} / {result.target}: {result.random_concepts} random concepts in "
+          f"{result.runs} runs x {len(result.layers)} layers; share of CAV interventions "
+          f"significant (p < 0.05, uncorrected; target <= 5%):")
+    for n, rate in result.rate.items():
+        per = ", ".join(f"layer {l}: {100 * r:.1f}%" for l, r in result.rate_per_layer[n].items())
+        print(f"  null of {n} CAVs: {100 * rate:.1f}% ({per})")
     return 0
 
 
@@ -191,6 +195,10 @@ def register(sub: Any) -> None:
     b.add_argument("--target", default="sports")
     b.add_argument("--random-concepts", type=int, default=100)
     b.add_argument("--layers", type=int, nargs="+", default=[1, 3, 5])
+    b.add_argument("--runs", type=int, default=4,
+                   help="runs the concepts are split over, each with its own seed and null")
+    b.add_argument("--null-sizes", type=int, nargs="+", default=[40, 200],
+                   help="null CAVs per intervention test (whole groups of 4), each measured")
     b.add_argument("--device", default=None)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_intervention)

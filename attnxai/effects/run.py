@@ -137,7 +137,9 @@ def intervention_row(concept_values: np.ndarray, null_values: np.ndarray, target
     values, tested against the null CAVs' values with the grouped test (as TCAV is)."""
     # The interval is over the concept's CAVs (their spread), the test against the null CAVs.
     mean, lo, hi = mean_interval(concept_values)
-    p = p_value(concept_values, null_values, "grouped", center=0.0, shared=shared)
+    # center=None: a finite step need not act oppositely along v and -v, so the null CAVs'
+    # values need not be centred on 0; their own mean is used.
+    p = p_value(concept_values, null_values, "grouped", center=None, shared=shared)
     return {"dataset": dataset, "target": target, "concept": concept, "layer": layer,
             "measure": "cav_intervention", "mean": float(mean), "ci_low": float(lo),
             "ci_high": float(hi), "p_value": p, "p_adjusted": float("nan"),
