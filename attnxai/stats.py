@@ -157,6 +157,7 @@ def hierarchical_adjust(p: np.ndarray, families: np.ndarray, alpha: float) -> np
 PAIRED_TESTS = ("sign_flip", "wilcoxon")
 SIGN_FLIP_EXACT = 16
 SIGN_FLIP_RESAMPLES = 9999
+SIGN_FLIP_BATCH_VALUES = 20_000_000
 
 
 def paired_p_values(deltas: np.ndarray, test: str = "sign_flip", seed: int = 0) -> np.ndarray:
@@ -170,10 +171,13 @@ def paired_p_values(deltas: np.ndarray, test: str = "sign_flip", seed: int = 0) 
         x = flat[:, live]
         if test == "sign_flip":
             exact = x.shape[0] <= SIGN_FLIP_EXACT
+            # Resamples in batches of at most SIGN_FLIP_BATCH_VALUES values: many columns at
+            # once (a calibration run's thousands of trials) would otherwise take gigabytes.
+            batch = max(1, SIGN_FLIP_BATCH_VALUES // x.size)
             res = stats.permutation_test(
                 (x,), lambda v, axis: np.mean(v, axis=axis), permutation_type="samples",
                 vectorized=True, n_resamples=np.inf if exact else SIGN_FLIP_RESAMPLES,
-                alternative="two-sided", axis=0, rng=np.random.default_rng(seed))
+                batch=batch, alternative="two-sided", axis=0, rng=np.random.default_rng(seed))
             p[live] = np.minimum(1.0, res.pvalue)
         elif test == "wilcoxon":
             p[live] = stats.wilcoxon(x, axis=0, zero_method="wilcox").pvalue
