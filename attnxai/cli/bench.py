@@ -59,7 +59,8 @@ def cmd_bench_effects(args: argparse.Namespace) -> int:
         if args.trials:
             print(f"placebo calibration of {spec}: {args.trials} trials x {args.pairs} pairs ...",
                   file=sys.stderr)
-            placebos.append(bench_placebo(spec, args.trials, args.pairs, device=args.device))
+            placebos.append(bench_placebo(spec, args.trials, args.pairs, seed=args.seed,
+                                          device=args.device))
     if args.json:
         print(json.dumps({"cost": [c.as_dict() for c in costs],
                           "placebo": [p.as_dict() for p in placebos]}, indent=2))
@@ -163,6 +164,8 @@ def register(sub: Any) -> None:
     b.add_argument("--device", default=None)
     b.add_argument("--trials", type=int, default=400, help="placebo trials per model (0 = skip)")
     b.add_argument("--pairs", type=int, default=50, help="pairs per placebo trial")
+    b.add_argument("--seed", type=int, default=0,
+                   help="seed of the placebo pairs and coins (another seed: independent trials)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_effects)
     b = bench_sub.add_parser("cavs", help="pattern vs logistic CAVs: calibration on random "
