@@ -3,12 +3,11 @@ when there is nothing to find.
 
 - cost: output effect + layer-wise patching (both ways) of a built-in's demo pairs at every
   layer, as a ratio of the audit's capture of the target inputs (forward + backward), beside
-  the ratio the work alone predicts (``work_ratio``, counted in block passes: per pair, one
-  plain pass of each member through the L blocks, then per direction and layer l the blocks
-  after l, since those up to l are replayed: 2L + L(L-1) = L(L+1); per target input, a forward
-  and a backward pass, about 3L. So ``work_ratio = pairs (L+1) / (3 inputs)``, whatever the
-  implementation: the target of 1x is out of reach once there are more pairs than
-  3 inputs / (L+1));
+  the ratio the work alone predicts (``work_ratio``). In block passes: per pair, one plain pass
+  of each member through the L blocks, then per direction and layer l the blocks after l, since
+  those up to l are replayed: 2L + L(L-1) = L(L+1), that is (L+1)/2 plain passes of both
+  members. So ``work_ratio`` = (L+1)/2 x (the timed plain passes of every pair's two members)
+  / (the timed capture), whatever the implementation;
 - placebo calibration: many trials of pairs with no effect by construction; each pair's two
   members are drawn alike and which one counts as "with" is a fair coin, so the differences
   are symmetric around zero and a calibrated test rejects in 5% of trials at α = 0.05.
@@ -20,9 +19,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from attnxai.effects.output import batched_logits
 from attnxai.effects.config import EffectsConfig
@@ -50,31 +51,51 @@ class EffectsCostBench:
     target_inputs: int
     target_capture_s: float
     effects_over_capture: float  # target <= 1
+    members_forward_s: float  # one plain forward pass of every pair's two members
     work_ratio: float  # the ratio the block passes alone predict (module docstring)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def bench_effects_cost(spec: str, device: str | None = None) -> EffectsCostBench:
-    """Time the pair effects of a built-in's demo concept against the audit's target capture."""
+def _seconds(work: Callable[[], Any]) -> float:
+    """Wall time of one run of ``work``."""
+    t0 = time.perf_counter()
+    work()
+    return time.perf_counter() - t0
+
+
+def bench_effects_cost(spec: str, device: str | None = None, repeats: int = 5) -> EffectsCostBench:
+    """Time the pair effects of a built-in's demo concept against the audit's target capture
+    (each the median of ``repeats`` interleaved runs: one run of under a second is noise)."""
     adapter = load_model(spec, device=device)
     target, concept = DEMO_PAIRS[spec]
     cs = load_concept_set(concept)
     ds = demo_dataset(adapter.modality)
     inputs, _ = target_inputs(ds.items, ds.labels, adapter, target)
     cfg = EffectsConfig(level="layers")
-    pair_effects(adapter, concept, cs.examples[:4], cs.counterexamples[:4], [target], cfg)  # warm-up
-    t0 = time.perf_counter()
-    pair_effects(adapter, concept, cs.examples, cs.counterexamples, [target], cfg)
-    effects_s = time.perf_counter() - t0
-    adapter.capture(inputs[:4], target=target)
-    t0 = time.perf_counter()
-    adapter.capture(inputs, target=target)
-    capture_s = time.perf_counter() - t0
+
+    def effects() -> None:
+        pair_effects(adapter, concept, cs.examples, cs.counterexamples, [target], cfg)
+
+    def capture() -> None:
+        adapter.capture(inputs, target=target)
+
+    @torch.no_grad()
+    def forward() -> None:
+        batched_logits(adapter, cs.examples)
+        batched_logits(adapter, cs.counterexamples)
+
+    works = (effects, capture, forward)
+    for work in works:  # warm-up
+        work()
+    # Interleaved, so a change in the machine's load hits all three alike.
+    times = np.array([[_seconds(work) for work in works] for _ in range(repeats)])
+    effects_s, capture_s, forward_s = np.median(times, axis=0).tolist()
     n, L = len(cs.examples), adapter.num_layers
     return EffectsCostBench(spec, target, n, L, effects_s, len(inputs), capture_s,
-                            effects_s / capture_s, n * (L + 1) / (3 * len(inputs)))
+                            effects_s / capture_s, forward_s,
+                            (L + 1) / 2 * forward_s / capture_s)
 
 
 @dataclass
@@ -142,7 +163,8 @@ def format_effects_tables(costs: list[EffectsCostBench], placebos: list[PlaceboB
                      f"{c.target_inputs:>6} {c.target_capture_s:>9.2f} {c.effects_over_capture:>14.2f}x "
                      f"{c.work_ratio:>12.2f}x")
     lines.append("target: output effect + patching of every layer both ways <= 1x the target capture;"
-                 " 'work predicts': pairs (L+1) / (3 inputs), the block passes alone")
+                 " 'work predicts': (L+1)/2 plain passes of both members of every pair, timed,"
+                 " over the capture")
     if placebos:
         keys = list(placebos[0].rejection)
         lines.append("")
