@@ -28,6 +28,19 @@ def _problems(at) -> list[str]:
     return [e.value for e in at.exception] + [e.value for e in at.error]
 
 
+def _run_to_the_end(at):
+    """Press Start audit on the Run page, wait for the audit, and see it reported finished;
+    its job."""
+    [b for b in at.button if b.label == "Start audit"][0].click().run()
+    assert not _problems(at)
+    job = at.session_state["audit_job"]
+    job.wait(240)
+    assert job.status == "done", job.error
+    at.run()
+    assert any("Finished" in s.value for s in at.success)
+    return job
+
+
 def _shown(markdown: str) -> str:
     """Markdown source as the page shows it: user text is backslash-escaped (``esc``)."""
     return re.sub(r"\\(.)", r"\1", markdown)
@@ -196,13 +209,7 @@ def test_tiny_audit_from_run_page_to_results_csv_drilldown_history(env, monkeypa
     at.number_input(key="w_run_random").set_value(3)
     at.number_input(key="w_run_null").set_value(20)
     at.number_input(key="w_run_limit").set_value(6)
-    [b for b in at.button if b.label == "Start audit"][0].click().run()
-    assert not _problems(at)
-    job = at.session_state["audit_job"]
-    job.wait(240)
-    assert job.status == "done", job.error
-    at.run()
-    assert any("Finished" in s.value for s in at.success)
+    job = _run_to_the_end(at)
 
     at.switch_page("views/results.py").run()
     assert not _problems(at)
@@ -399,12 +406,7 @@ def test_image_concept_set_audit_and_drilldown_through_the_ui(env):
     at.number_input(key="w_run_random").set_value(2)
     at.number_input(key="w_run_null").set_value(20)
     at.number_input(key="w_run_limit").set_value(6)
-    [b for b in at.button if b.label == "Start audit"][0].click().run()
-    job = at.session_state["audit_job"]
-    job.wait(240)
-    assert job.status == "done", job.error
-    at.run()
-    assert any("Finished" in s.value for s in at.success)
+    job = _run_to_the_end(at)
 
     at.switch_page("views/results.py").run()
     assert not _problems(at)

@@ -20,6 +20,8 @@ import platform
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -468,6 +470,26 @@ def _end(store: Store, run_id: str, status: str, error: str, t0: float) -> None:
         log.exception("could not mark audit run %s %s", run_id, status)
 
 
+@contextmanager
+def _ending(store: Store, run_id: str, t0: float,
+            spare: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Within: an exception marks run ``run_id`` cancelled or failed, then goes on; those in
+    ``spare`` are left to the caller."""
+    try:
+        yield
+    except spare:
+        raise
+    except AuditCancelled:
+        _end(store, run_id, "cancelled", "cancelled by the user", t0)
+        raise
+    except KeyboardInterrupt:
+        _end(store, run_id, "cancelled", "interrupted", t0)
+        raise
+    except BaseException as exc:
+        _end(store, run_id, "failed", f"{type(exc).__name__}: {exc}", t0)
+        raise
+
+
 def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | None = None,
               cancel: threading.Event | None = None, adapter: ModelAdapter | None = None,
               use_cache: bool = True, engine: Engine | None = None) -> str:
@@ -492,26 +514,18 @@ def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | No
                     config=config, library_versions=library_versions())
     steps = _Steps(run_id, progress, cancel)
     try:
-        steps.stage(0.0, 1.0, "")  # validate_audit reports on the run's scale
-        steps(0.0, f"loading {config.model}" if adapter is None
-              else "reading the concept sets and the data")
-        prep = validate_audit(config, adapter, steps)
+        with _ending(store, run_id, t0, spare=(UserInputError,)):
+            steps.stage(0.0, 1.0, "")  # validate_audit reports on the run's scale
+            steps(0.0, f"loading {config.model}" if adapter is None
+                  else "reading the concept sets and the data")
+            prep = validate_audit(config, adapter, steps)
     except UserInputError:
         try:  # a run that could not start leaves no row
             store.delete_run(run_id)
         except Exception:  # noqa: BLE001 - the validation error matters more
             log.exception("could not remove audit run %s", run_id)
         raise
-    except AuditCancelled:
-        _end(store, run_id, "cancelled", "cancelled by the user", t0)
-        raise
-    except KeyboardInterrupt:
-        _end(store, run_id, "cancelled", "interrupted", t0)
-        raise
-    except BaseException as exc:
-        _end(store, run_id, "failed", f"{type(exc).__name__}: {exc}", t0)
-        raise
-    try:
+    with _ending(store, run_id, t0):
         adapter = prep.adapter
         steps(0.0, "recording the model, data and concept versions")
         mhash = model_hash(adapter)
@@ -544,15 +558,6 @@ def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | No
         steps.check()  # the last moment a cancel applies; after this the run completes
         store.complete_run(run_id, tables, time.perf_counter() - t0,
                            activations_cached=acts.cached, activations_computed=acts.computed)
-    except AuditCancelled:
-        _end(store, run_id, "cancelled", "cancelled by the user", t0)
-        raise
-    except KeyboardInterrupt:
-        _end(store, run_id, "cancelled", "interrupted", t0)
-        raise
-    except BaseException as exc:
-        _end(store, run_id, "failed", f"{type(exc).__name__}: {exc}", t0)
-        raise
     if progress:
         progress(1.0, "done")
     return run_id

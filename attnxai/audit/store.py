@@ -111,6 +111,17 @@ RUN_LIST_COLUMNS = ["run_id", "status", "created", "finished", "model", "model_h
                     "activations_cached", "activations_computed"]
 
 
+def _insert_members(con: duckdb.DuckDBPyConnection, run_id: str,
+                    datasets: Sequence[RunDataset], concepts: Sequence[RunConcept]) -> None:
+    """The rows of ``run_datasets`` and ``run_concepts`` that say what run ``run_id`` uses."""
+    for d in datasets:
+        con.execute("INSERT INTO run_datasets VALUES (?, ?, ?, ?, ?)",
+                    [run_id, d.dataset, d.dataset_hash, d.source, d.n_items])
+    for c in concepts:
+        con.execute("INSERT INTO run_concepts VALUES (?, ?, ?, ?)",
+                    [run_id, c.name, c.version_hash, c.role])
+
+
 class StoreError(UserInputError):
     """The audit database cannot be used (unreadable, newer schema, unknown run, ...)."""
 
@@ -371,12 +382,7 @@ class Store:
                  json.dumps([c.name for c in concepts if c.role == "concept"]), config.tcav.seed,
                  json.dumps(config.to_dict(), default=str), json.dumps(library_versions),
                  os.getpid(), socket.gethostname()])
-            for d in datasets:
-                con.execute("INSERT INTO run_datasets VALUES (?, ?, ?, ?, ?)",
-                            [run_id, d.dataset, d.dataset_hash, d.source, d.n_items])
-            for c in concepts:
-                con.execute("INSERT INTO run_concepts VALUES (?, ?, ?, ?)",
-                            [run_id, c.name, c.version_hash, c.role])
+            _insert_members(con, run_id, datasets, concepts)
         self._write(write)
 
     def describe_run(self, run_id: str, *, model: str, model_hash: str,
@@ -394,12 +400,7 @@ class Store:
                  json.dumps(config.to_dict(), default=str), run_id])
             con.execute("DELETE FROM run_datasets WHERE run_id = ?", [run_id])
             con.execute("DELETE FROM run_concepts WHERE run_id = ?", [run_id])
-            for d in datasets:
-                con.execute("INSERT INTO run_datasets VALUES (?, ?, ?, ?, ?)",
-                            [run_id, d.dataset, d.dataset_hash, d.source, d.n_items])
-            for c in concepts:
-                con.execute("INSERT INTO run_concepts VALUES (?, ?, ?, ?)",
-                            [run_id, c.name, c.version_hash, c.role])
+            _insert_members(con, run_id, datasets, concepts)
         self._write(write)
 
     def complete_run(self, run_id: str, tables: dict[str, pd.DataFrame], duration_s: float,

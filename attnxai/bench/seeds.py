@@ -137,6 +137,7 @@ def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = 
                 for i in range(random_concepts)]
     ds = demo_dataset("text")
     inputs, _ = target_inputs(ds.items, ds.labels, adapter, target)
+    cfg = EffectsConfig()
     rows = []
     for r, chunk in enumerate(np.array_split(np.arange(random_concepts), runs)):
         batch = [concepts[i] for i in chunk]
@@ -146,18 +147,18 @@ def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = 
         specs = result.specs
         null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{pool.name}"),
                       key=lambda i: specs[i].rep)
+        null = null[null_subset(null, EffectsConfig(intervention_null=max(null_sizes)))]
         for j, layer in enumerate(result.layers):
-            top = null[null_subset(null, EffectsConfig(intervention_null=max(null_sizes)))]
             null_values = intervention_values(adapter, inputs, target, layer,
-                                              result.directions[j, top], result.gaps[j, top],
-                                              EffectsConfig())
+                                              result.directions[j, null], result.gaps[j, null], cfg)
+            # Each size's null: the first n of the same null CAVs (whole groups).
+            nulls = {n: null_values[null_subset(null_values, EffectsConfig(intervention_null=n))]
+                     for n in null_sizes}
             for c in batch:
                 own = [i for i, s in enumerate(specs) if s.name == c.name]
                 values = intervention_values(adapter, inputs, target, layer,
-                                             result.directions[j, own], result.gaps[j, own],
-                                             EffectsConfig())
-                for n in null_sizes:
-                    kept = null_values[null_subset(null_values, EffectsConfig(intervention_null=n))]
+                                             result.directions[j, own], result.gaps[j, own], cfg)
+                for n, kept in nulls.items():
                     row = intervention_row(values, kept, target, c.name, layer, len(inputs))
                     rows.append({**row, "null": n, "run": r})
         if log:
