@@ -19,10 +19,11 @@ import pandas as pd
 
 from attnxai.effects.config import EffectsConfig
 from attnxai.effects.run import intervention_row, intervention_values, null_subset, pair_effects
+from attnxai.errors import UserInputError
 from attnxai.io.concepts import ConceptSet, load_audit_concepts, load_concept_set
 from attnxai.io.datasets import demo_dataset
 from attnxai.models import load_model
-from attnxai.stats import CORRECTIONS
+from attnxai.stats import CORRECTIONS, NULL_GROUP
 from attnxai.tcav.config import TCAVConfig
 from attnxai.tcav.run import apply_correction, run_tcav, target_inputs
 
@@ -104,7 +105,8 @@ def bench_seeds(spec: str = "builtin:shapes-vit", seeds: int = 20,
 @dataclass
 class InterventionFPRBench:
     """Share of random concepts whose CAV intervention is significant (p < 0.05, uncorrected),
-    per size of the intervention's null (its first ``n`` null CAVs)."""
+    per size of the intervention's null (its first ``n`` null CAVs), with what the grouped
+    test's null model predicts checked directly."""
 
     model: str
     target: str
@@ -112,21 +114,39 @@ class InterventionFPRBench:
     runs: int  # the concepts are split over this many runs, each with its own seed and null
     layers: list[int]
     rate: dict[int, float]  # null size -> rate over every concept and layer
+    #: null size -> the rate's standard error over the (run, layer) draws of the null: the
+    #: concepts of one draw meet the same null, so their verdicts are not independent
+    rate_se: dict[int, float]
     rate_per_layer: dict[int, dict[int, float]]  # null size -> layer -> rate
+    #: null size -> observed spread of the concepts' mean values within a draw over the spread
+    #: the grouped model predicts from that draw's null CAVs (1 when the model fits)
+    variance_ratio: dict[int, float]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def _predicted_variance(null_values: np.ndarray, num_cavs: int) -> float:
+    """The grouped test's variance of one concept's mean over ``num_cavs`` CAVs (stats.py):
+    the positive sets' share of the null groups' spread plus the within-group part / R."""
+    groups = null_values[: len(null_values) // NULL_GROUP * NULL_GROUP].reshape(-1, NULL_GROUP)
+    within = groups.var(axis=1, ddof=1).mean()
+    positives = max(groups.mean(axis=1).var(ddof=1) - within / NULL_GROUP, 0.0)
+    return float(positives + within / num_cavs)
+
+
 def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = "sports",
-                           random_concepts: int = 100, layers: tuple[int, ...] = (1, 3, 5),
-                           num_cavs: int = 10, size: int = 45, seed: int = 0, runs: int = 4,
+                           random_concepts: int = 200, layers: tuple[int, ...] = (1, 3, 5),
+                           num_cavs: int = 10, size: int = 45, seed: int = 0, runs: int = 20,
                            null_sizes: tuple[int, ...] = (40, 200), device: str | None = None,
                            log: Any = None) -> InterventionFPRBench:
     """Random concepts (``size`` examples of the random-text pool each) tested like concepts
     by CAV intervention against the run's null CAVs, at ``layers``. They are split over
     ``runs`` runs (seeds ``seed``, ``seed + 1``, ...): within one run every concept meets the
-    same null CAVs, so one run alone measures the rate given one draw of the null."""
+    same null CAVs, so the rate is only as precise as the number of runs x layers allows."""
+    if random_concepts < 2 * runs:
+        raise UserInputError(f"{random_concepts} random concepts cannot fill {runs} runs: each run "
+                             "needs at least two (their spread within the run is compared).")
     adapter = load_model(spec, device=device)
     pool = load_concept_set("random-text")
     rng = np.random.default_rng(seed)
@@ -138,7 +158,7 @@ def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = 
     ds = demo_dataset("text")
     inputs, _ = target_inputs(ds.items, ds.labels, adapter, target)
     cfg = EffectsConfig()
-    rows = []
+    rows, spreads = [], []
     for r, chunk in enumerate(np.array_split(np.arange(random_concepts), runs)):
         batch = [concepts[i] for i in chunk]
         tcav = TCAVConfig(layers=layers, num_cavs=num_cavs, num_null=max(null_sizes),
@@ -154,24 +174,32 @@ def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = 
             # Each size's null: the first n of the same null CAVs (whole groups).
             nulls = {n: null_values[null_subset(null_values, EffectsConfig(intervention_null=n))]
                      for n in null_sizes}
+            means = []
             for c in batch:
                 own = [i for i, s in enumerate(specs) if s.name == c.name]
                 values = intervention_values(adapter, inputs, target, layer,
                                              result.directions[j, own], result.gaps[j, own], cfg)
+                means.append(values.mean())
                 for n, kept in nulls.items():
                     row = intervention_row(values, kept, target, c.name, layer, len(inputs))
                     rows.append({**row, "null": n, "run": r})
+            spreads += [{"null": n, "observed": np.var(means, ddof=1) * (len(means) - 1),
+                         "predicted": _predicted_variance(kept, num_cavs) * (len(means) - 1)}
+                        for n, kept in nulls.items()]
         if log:
             done = pd.DataFrame(rows)
             log(f"run {r + 1}/{runs}: " + ", ".join(
                 f"null {n}: {100 * (g.p_value < 0.05).mean():.1f}%" for n, g in done.groupby("null")))
-    frame = pd.DataFrame(rows)
-    hit = frame.assign(hit=frame.p_value < 0.05)
+    hit = pd.DataFrame(rows).assign(hit=lambda f: f.p_value < 0.05)
+    draws = hit.groupby(["null", "run", "layer"]).hit.mean().groupby("null")
+    spread = pd.DataFrame(spreads).groupby("null").sum()
     return InterventionFPRBench(
         spec, target, random_concepts, runs, list(layers),
         {int(n): float(g.hit.mean()) for n, g in hit.groupby("null")},
+        {int(n): float(g.std(ddof=1) / np.sqrt(len(g))) for n, g in draws},
         {int(n): {int(l): float(h.hit.mean()) for l, h in g.groupby("layer")}
-         for n, g in hit.groupby("null")})
+         for n, g in hit.groupby("null")},
+        {int(n): float(row.observed / row.predicted) for n, row in spread.iterrows()})
 
 
 def format_seeds(bench: SeedsBench) -> str:

@@ -95,7 +95,10 @@ def cmd_bench_intervention(args: argparse.Namespace) -> int:
           f"significant (p < 0.05, uncorrected; target <= 5%):")
     for n, rate in result.rate.items():
         per = ", ".join(f"layer {l}: {100 * r:.1f}%" for l, r in result.rate_per_layer[n].items())
-        print(f"  null of {n} CAVs: {100 * rate:.1f}% ({per})")
+        print(f"  null of {n} CAVs: {100 * rate:.1f}% +- {100 * result.rate_se[n]:.1f} ({per}); "
+              f"concepts' spread / predicted: {result.variance_ratio[n]:.2f}")
+    print("+-: one standard error over the runs x layers draws of the null; spread / predicted: "
+          "the concepts' mean values' variance within a draw over the grouped test's prediction")
     return 0
 
 
@@ -196,9 +199,9 @@ def register(sub: Any) -> None:
                                                   "random concepts (the README's protocol)")
     b.add_argument("--model", default="builtin:minilm-zeroshot")
     b.add_argument("--target", default="sports")
-    b.add_argument("--random-concepts", type=int, default=100)
+    b.add_argument("--random-concepts", type=int, default=200)
     b.add_argument("--layers", type=int, nargs="+", default=[1, 3, 5])
-    b.add_argument("--runs", type=int, default=4,
+    b.add_argument("--runs", type=int, default=20,
                    help="runs the concepts are split over, each with its own seed and null")
     b.add_argument("--null-sizes", type=int, nargs="+", default=[40, 200],
                    help="null CAVs per intervention test (whole groups of 4), each measured")
