@@ -16,7 +16,7 @@ import attnxai
 from attnxai.effects.intervention import cav_intervention
 from attnxai.effects.output import pair_outputs, summarise_pairs
 from attnxai.effects.patching import patch_pairs
-from attnxai.models.pairs import _text_alignment, aligned_positions
+from attnxai.models.pairs import _text_alignment, batch_alignment
 from attnxai.models.patching import patched_blocks, record_block_outputs
 from attnxai.stats import paired_p_values
 from conftest import LABELS
@@ -130,7 +130,7 @@ def test_aligned_positions_on_images_are_the_changed_patches(timm_vit, images):
     img = Image.open(images[0]).convert("RGB").resize((32, 32))
     edited = img.copy()
     edited.paste((255, 0, 0), (0, 0, 8, 8))  # the top-left 8x8 patch only
-    (pos_a, pos_b), = aligned_positions(timm_vit, [edited], [img])
+    (pos_a, pos_b), = batch_alignment(timm_vit.prepare([edited]), timm_vit.prepare([img]))
     prefix = timm_vit.prepare([img]).token_mask.shape[1] - 16
     assert pos_a.tolist() == pos_b.tolist() == [prefix]
 

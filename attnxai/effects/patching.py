@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from attnxai.models.base import ModelAdapter
-from attnxai.models.pairs import aligned_positions
+from attnxai.models.pairs import batch_alignment
 from attnxai.models.patching import hidden_of, patched_blocks, record_block_outputs
 
 DIRECTIONS = ("restore", "remove")
@@ -74,7 +74,7 @@ def patch_pairs(adapter: ModelAdapter, with_items: Sequence[Any], without_items:
     """Patch each pair's layer-l activations both ways, for every layer in ``layers``.
 
     ``tokens``: ``differing`` patches the aligned tokens where the pair differs
-    (:func:`attnxai.models.pairs.aligned_positions`), ``all`` every aligned token.
+    (:func:`attnxai.models.pairs.batch_alignment`), ``all`` every aligned token.
     """
     n = len(with_items)
     if n == 0 or len(without_items) != n:
@@ -85,9 +85,9 @@ def patch_pairs(adapter: ModelAdapter, with_items: Sequence[Any], without_items:
     patched: list[bool] = []
     for start in range(0, n, bs):
         w_items, wo_items = list(with_items[start:start + bs]), list(without_items[start:start + bs])
-        positions = aligned_positions(adapter, w_items, wo_items, tokens, bs)  # (pos_with, pos_without)
-        patched += [len(p[0]) > 0 for p in positions]
         batches = {"with": adapter.prepare(w_items), "without": adapter.prepare(wo_items)}
+        positions = batch_alignment(batches["with"], batches["without"], tokens)  # (with, without)
+        patched += [len(p[0]) > 0 for p in positions]
         recorded = {k: record_block_outputs(adapter, b) for k, b in batches.items()}
         for k in ("with", "without"):
             outs[k].append(recorded[k][0].float().cpu())

@@ -60,16 +60,21 @@ def check_pairs(adapter: ModelAdapter, concept: ConceptSet, layers: Sequence[int
                              f"0..{adapter.num_layers - 1}.")
 
 
-def _row(dataset: str, target: str, concept: str, layer: int, measure: str, deltas: np.ndarray,
-         cfg: EffectsConfig, seed: int, share_of: float | None = None, skipped: int = 0
-         ) -> dict[str, Any]:
+def _rows(dataset: str, target: str, concept: str, columns: list[tuple[int, str]],
+          deltas: np.ndarray, cfg: EffectsConfig, seed: int, share_of: float | None = None,
+          skipped: int = 0) -> list[dict[str, Any]]:
+    """Effects rows of the paired differences ``deltas`` [n, len(columns)], one per
+    (layer, measure) column, all tested in one batched call."""
     s = summarise_pairs(deltas, cfg.paired_test, seed)
-    mean = float(s.mean)
-    share = mean / share_of if share_of not in (None, 0.0) else float("nan")
-    return {"dataset": dataset, "target": target, "concept": concept, "layer": layer,
-            "measure": measure, "mean": mean, "ci_low": float(s.ci_low), "ci_high": float(s.ci_high),
-            "p_value": float(s.p_value), "p_adjusted": float("nan"), "significant": False,
-            "n_pairs": int(s.n), "n_skipped": skipped, "share": share, "test": cfg.paired_test}
+    return [{"dataset": dataset, "target": target, "concept": concept, "layer": layer,
+             "measure": measure, "mean": float(s.mean[j]), "ci_low": float(s.ci_low[j]),
+             "ci_high": float(s.ci_high[j]), "p_value": float(s.p_value[j]),
+             "p_adjusted": float("nan"), "significant": False, "n_pairs": int(s.n),
+             "n_skipped": skipped,
+             "share": (float(s.mean[j]) / share_of if share_of not in (None, 0.0)
+                       else float("nan")),
+             "test": cfg.paired_test}
+            for j, (layer, measure) in enumerate(columns)]
 
 
 def pair_effects(adapter: ModelAdapter, concept: str, with_items: Sequence[Any],
@@ -95,22 +100,18 @@ def pair_effects(adapter: ModelAdapter, concept: str, with_items: Sequence[Any],
     for target in targets:
         k = adapter.label_index(target)
         total = outputs.delta_logit[:, k].numpy()
-        result.rows.append(_row(dataset, target, concept, -1, "output_logit", total, cfg, seed))
-        result.rows.append(_row(dataset, target, concept, -1, "output_prob",
-                                outputs.delta_prob[:, k].numpy(), cfg, seed))
+        result.rows += _rows(dataset, target, concept, [(-1, "output_logit"), (-1, "output_prob")],
+                             np.stack([total, outputs.delta_prob[:, k].numpy()], axis=1), cfg, seed)
         if patching is None:
             continue
         ok = patching.patched.numpy()
-        skipped = int((~ok).sum())
+        if not ok.any():
+            continue
         # Shares are of the output effect of the pairs that could be patched.
-        base = float(total[ok].mean()) if ok.any() else None
-        for name, values in (("patch_restore", patching.restored(k)),
-                             ("patch_remove", patching.removed(k))):
-            for j, layer in enumerate(layers):
-                if not ok.any():
-                    continue
-                result.rows.append(_row(dataset, target, concept, layer, name,
-                                        values[ok, j].numpy(), cfg, seed, base, skipped))
+        columns = [(layer, name) for name in ("patch_restore", "patch_remove") for layer in layers]
+        values = torch.cat([patching.restored(k), patching.removed(k)], dim=1)[ok].numpy()
+        result.rows += _rows(dataset, target, concept, columns, values, cfg, seed,
+                             float(total[ok].mean()), int((~ok).sum()))
     return result
 
 

@@ -122,12 +122,11 @@ def _text_alignment(a_ids: list[int], b_ids: list[int], tokens: str
     return out_a, out_b
 
 
-def aligned_positions(adapter: ModelAdapter, a_items: Sequence[Any], b_items: Sequence[Any],
-                      tokens: str = "differing", batch_size: int | None = None
-                      ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """For each pair: positions in member a's and member b's token sequences (full sequence,
-    special tokens included, in capture order) that correspond one to one, for activation
-    patching (docs/method.md §6).
+def batch_alignment(a: Batch, b: Batch, tokens: str = "differing"
+                    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """For each pair (a[i], b[i]) of two prepared batches: positions in member a's and member
+    b's token sequences (full sequence, special tokens included, in capture order) that
+    correspond one to one, for activation patching (docs/method.md §6).
 
     Images always align patch for patch: ``differing`` gives the patches whose pixels differ,
     ``all`` every token ([CLS] included). Text aligns by the longest common token blocks; see
@@ -136,30 +135,24 @@ def aligned_positions(adapter: ModelAdapter, a_items: Sequence[Any], b_items: Se
     """
     if tokens not in ("differing", "all"):
         raise ValueError(f"tokens must be 'differing' or 'all', not {tokens!r}")
-    if len(a_items) != len(b_items):
-        raise ValueError("Pairs need as many members on each side.")
-    out: list[tuple[torch.Tensor, torch.Tensor]] = []
-    bs = batch_size or adapter.batch_size
-    for start in range(0, len(a_items), bs):
-        a = adapter.prepare(list(a_items[start:start + bs]))
-        b = adapter.prepare(list(b_items[start:start + bs]))
-        if a.grid is not None:
-            T = a.token_mask.shape[1]
-            if tokens == "all":
-                out += [(torch.arange(T), torch.arange(T))] * a.token_mask.shape[0]
-                continue
-            changed = _patch_changes(a.model_inputs["pixel_values"].float().cpu(),
-                                     b.model_inputs["pixel_values"].float().cpu(), a.grid)
-            prefix = T - changed.shape[1]
-            for row in changed:
-                pos = row.nonzero().flatten() + prefix
-                out.append((pos, pos.clone()))
-            continue
-        ids_a, ids_b = a.model_inputs["input_ids"].cpu(), b.model_inputs["input_ids"].cpu()
-        for i in range(ids_a.shape[0]):
-            real_a = a.token_mask[i].nonzero().flatten()
-            real_b = b.token_mask[i].nonzero().flatten()
-            ia, ib = _text_alignment(ids_a[i, real_a].tolist(), ids_b[i, real_b].tolist(), tokens)
-            out.append((real_a[torch.tensor(ia, dtype=torch.long)],
-                        real_b[torch.tensor(ib, dtype=torch.long)]))
+    if a.grid is not None:
+        T = a.token_mask.shape[1]
+        if tokens == "all":
+            return [(torch.arange(T), torch.arange(T))] * a.token_mask.shape[0]
+        changed = _patch_changes(a.model_inputs["pixel_values"].float().cpu(),
+                                 b.model_inputs["pixel_values"].float().cpu(), a.grid)
+        prefix = T - changed.shape[1]
+        out = []
+        for row in changed:
+            pos = row.nonzero().flatten() + prefix
+            out.append((pos, pos.clone()))
+        return out
+    out = []
+    ids_a, ids_b = a.model_inputs["input_ids"].cpu(), b.model_inputs["input_ids"].cpu()
+    for i in range(ids_a.shape[0]):
+        real_a = a.token_mask[i].nonzero().flatten()
+        real_b = b.token_mask[i].nonzero().flatten()
+        ia, ib = _text_alignment(ids_a[i, real_a].tolist(), ids_b[i, real_b].tolist(), tokens)
+        out.append((real_a[torch.tensor(ia, dtype=torch.long)],
+                    real_b[torch.tensor(ib, dtype=torch.long)]))
     return out
