@@ -7,7 +7,9 @@ when there is nothing to find.
   of each member through the L blocks, then per direction and layer l the blocks after l, since
   those up to l are replayed: 2L + L(L-1) = L(L+1), that is (L+1)/2 plain passes of both
   members. So ``work_ratio`` = (L+1)/2 x (the timed plain passes of every pair's two members)
-  / (the timed capture), whatever the implementation;
+  / (the timed capture), whatever the implementation. Beside it, the same effects as a share of
+  the concept's own TCAV at the defaults (CAVs for every layer, null CAVs, target scoring: what
+  an audit of the concept already spends), one run of it;
 - placebo calibration: many trials of pairs with no effect by construction; each pair's two
   members are drawn alike and which one counts as "with" is a fair coin, so the differences
   are symmetric around zero and a calibrated test rejects in 5% of trials at α = 0.05.
@@ -28,11 +30,12 @@ import torch
 from attnxai.effects.output import batched_logits
 from attnxai.effects.config import EffectsConfig
 from attnxai.effects.run import pair_effects
-from attnxai.io.concepts import load_concept_set
+from attnxai.io.concepts import load_audit_concepts, load_concept_set
 from attnxai.io.datasets import demo_dataset
 from attnxai.models import load_model
 from attnxai.stats import PAIRED_TESTS, paired_p_values
-from attnxai.tcav.run import target_inputs
+from attnxai.tcav.config import TCAVConfig
+from attnxai.tcav.run import run_tcav, target_inputs
 
 #: Per built-in: (target class, the paired concept whose pairs are timed).
 DEMO_PAIRS = {"builtin:minilm-zeroshot": ("sports", "negation"),
@@ -53,6 +56,8 @@ class EffectsCostBench:
     effects_over_capture: float  # target <= 1
     members_forward_s: float  # one plain forward pass of every pair's two members
     work_ratio: float  # the ratio the block passes alone predict (module docstring)
+    tcav_s: float  # the concept's TCAV at the defaults, one run (nan when not measured)
+    effects_over_tcav: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,9 +70,11 @@ def _seconds(work: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
-def bench_effects_cost(spec: str, device: str | None = None, repeats: int = 5) -> EffectsCostBench:
+def bench_effects_cost(spec: str, device: str | None = None, repeats: int = 5,
+                       tcav: bool = True) -> EffectsCostBench:
     """Time the pair effects of a built-in's demo concept against the audit's target capture
-    (each the median of ``repeats`` interleaved runs: one run of under a second is noise)."""
+    (each the median of ``repeats`` interleaved runs: one run of under a second is noise) and,
+    with ``tcav``, against one run of the concept's TCAV at the defaults."""
     adapter = load_model(spec, device=device)
     target, concept = DEMO_PAIRS[spec]
     cs = load_concept_set(concept)
@@ -92,10 +99,14 @@ def bench_effects_cost(spec: str, device: str | None = None, repeats: int = 5) -
     # Interleaved, so a change in the machine's load hits all three alike.
     times = np.array([[_seconds(work) for work in works] for _ in range(repeats)])
     effects_s, capture_s, forward_s = np.median(times, axis=0).tolist()
+    tcav_s = float("nan")
+    if tcav:
+        concepts, pools = load_audit_concepts([concept], None, adapter.modality)
+        tcav_s = _seconds(lambda: run_tcav(adapter, inputs, target, concepts, pools, TCAVConfig()))
     n, L = len(cs.examples), adapter.num_layers
     return EffectsCostBench(spec, target, n, L, effects_s, len(inputs), capture_s,
                             effects_s / capture_s, forward_s,
-                            (L + 1) / 2 * forward_s / capture_s)
+                            (L + 1) / 2 * forward_s / capture_s, tcav_s, effects_s / tcav_s)
 
 
 @dataclass
@@ -157,14 +168,16 @@ def bench_placebo(spec: str, trials: int = 100, pairs: int = 50, seed: int = 0,
 def format_effects_tables(costs: list[EffectsCostBench], placebos: list[PlaceboBench]) -> str:
     """Plain-text tables of both benchmarks with their targets."""
     lines = [f"{'model':<26} {'target':<9} {'pairs':>5} {'L':>2} {'effects s':>9} "
-             f"{'inputs':>6} {'capture s':>9} {'effects/capture':>15} {'work predicts':>13}"]
+             f"{'inputs':>6} {'capture s':>9} {'effects/capture':>15} {'work predicts':>13} "
+             f"{'TCAV s':>7} {'effects/TCAV':>12}"]
     for c in costs:
         lines.append(f"{c.model:<26} {c.target:<9} {c.n_pairs:>5} {c.layers:>2} {c.effects_s:>9.2f} "
                      f"{c.target_inputs:>6} {c.target_capture_s:>9.2f} {c.effects_over_capture:>14.2f}x "
-                     f"{c.work_ratio:>12.2f}x")
+                     f"{c.work_ratio:>12.2f}x {c.tcav_s:>7.1f} {100 * c.effects_over_tcav:>11.1f}%")
     lines.append("target: output effect + patching of every layer both ways <= 1x the target capture;"
                  " 'work predicts': (L+1)/2 plain passes of both members of every pair, timed,"
-                 " over the capture")
+                 " over the capture; effects/TCAV: over one run of the concept's TCAV at the"
+                 " defaults")
     if placebos:
         keys = list(placebos[0].rejection)
         lines.append("")

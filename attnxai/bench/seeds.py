@@ -43,6 +43,9 @@ class SeedsBench:
     #: runs' p-values (the default's counts are ``significant``)
     by_correction: dict[str, dict[str, dict[str, int]]]
     median_p: dict[str, dict[str, list[float]]]  # null -> concept -> per-layer median p (attention)
+    #: null -> concept -> per layer (attention): mean over seeds of the TCAV score and of the
+    #: CAVs' held-out accuracy, and the seeds significant at that layer after the correction
+    per_layer: dict[str, dict[str, list[dict[str, float]]]] = field(default_factory=dict)
     effects: list[dict[str, Any]] = field(default_factory=list)  # output effect per seed
 
     def as_dict(self) -> dict[str, Any]:
@@ -63,10 +66,11 @@ def bench_seeds(spec: str = "builtin:shapes-vit", seeds: int = 20,
     significant: dict[str, dict[str, int]] = {}
     by_correction: dict[str, dict[str, dict[str, int]]] = {}
     median_p: dict[str, dict[str, list[float]]] = {}
+    per_layer_table: dict[str, dict[str, list[dict[str, float]]]] = {}
     for null in nulls:
         counts = {planted: 0, control: 0}
         per_correction = {m: {planted: 0, control: 0} for m in CORRECTIONS}
-        per_layer: dict[str, list[np.ndarray]] = {planted: [], control: []}
+        per_layer: dict[str, list[pd.DataFrame]] = {planted: [], control: []}
         for seed in range(seeds):
             cfg = TCAVConfig(seed=seed, matched_null=null)
             result = run_tcav(adapter, inputs, target, concepts, pools, cfg)
@@ -78,8 +82,7 @@ def bench_seeds(spec: str = "builtin:shapes-vit", seeds: int = 20,
             for c in counts:
                 rows = s[s.concept == c]
                 counts[c] += int(rows.significant.any())
-                per_layer[c].append(rows[rows.weighting == "attention"].sort_values("layer")
-                                    .p_value.to_numpy())
+                per_layer[c].append(rows[rows.weighting == "attention"])
             if log:
                 log(f"{null} seed {seed}: " + ", ".join(
                     f"{c} {'significant' if s[s.concept == c].significant.any() else '-'} "
@@ -87,8 +90,13 @@ def bench_seeds(spec: str = "builtin:shapes-vit", seeds: int = 20,
                     for c in counts))
         significant[null] = counts
         by_correction[null] = per_correction
-        median_p[null] = {c: np.median(np.stack(v), axis=0).round(4).tolist()
-                          for c, v in per_layer.items()}
+        layers = {c: pd.concat(v).groupby("layer") for c, v in per_layer.items()}
+        median_p[null] = {c: g.p_value.median().round(4).tolist() for c, g in layers.items()}
+        per_layer_table[null] = {
+            c: [{"layer": int(l), "tcav": float(f["mean"].mean()),
+                 "accuracy": float(f.cav_accuracy.mean()), "significant": int(f.significant.sum())}
+                for l, f in g]
+            for c, g in layers.items()}
     effects = []
     output_only = EffectsConfig(level="output")
     for seed in range(effect_seeds):
@@ -99,7 +107,7 @@ def bench_seeds(spec: str = "builtin:shapes-vit", seeds: int = 20,
             effects.append({"seed": seed, "concept": c.name, "mean": prob["mean"],
                             "p_value": prob["p_value"]})
     return SeedsBench(spec, target, planted, control, seeds, significant, by_correction,
-                      median_p, effects)
+                      median_p, per_layer_table, effects)
 
 
 @dataclass
@@ -218,6 +226,12 @@ def format_seeds(bench: SeedsBench) -> str:
         for c, ps in per.items():
             lines.append(f"median p per layer ({null}, {c}, attention): "
                          + " ".join(f"{p:.3g}" for p in ps))
+    for null, per in bench.per_layer.items():
+        lines.append(f"per layer ({null}, attention; means over seeds, seeds significant):")
+        for c, layers in per.items():
+            lines.append(f"  {c}: " + "; ".join(
+                f"{r['layer']}: TCAV {r['tcav']:.2f}, acc {r['accuracy']:.2f}, "
+                f"{r['significant']}/{bench.seeds}" for r in layers))
     if bench.effects:
         lines.append("output effect on P(target) (sign-flip test):")
         for e in bench.effects:

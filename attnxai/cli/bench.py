@@ -55,7 +55,7 @@ def cmd_bench_effects(args: argparse.Namespace) -> int:
     costs, placebos = [], []
     for spec in args.models:
         print(f"timing the pair effects of {spec} ...", file=sys.stderr)
-        costs.append(bench_effects_cost(spec, device=args.device))
+        costs.append(bench_effects_cost(spec, device=args.device, tcav=not args.no_tcav))
         if args.trials:
             print(f"placebo calibration of {spec}: {args.trials} trials x {args.pairs} pairs ...",
                   file=sys.stderr)
@@ -167,6 +167,8 @@ def register(sub: Any) -> None:
     b.add_argument("--device", default=None)
     b.add_argument("--trials", type=int, default=400, help="placebo trials per model (0 = skip)")
     b.add_argument("--pairs", type=int, default=50, help="pairs per placebo trial")
+    b.add_argument("--no-tcav", action="store_true",
+                   help="skip timing the concept's TCAV at the defaults (a minute or two)")
     b.add_argument("--seed", type=int, default=0,
                    help="seed of the placebo pairs and coins (another seed: independent trials)")
     b.add_argument("--json", action="store_true")
