@@ -21,6 +21,8 @@ measurement behind the default):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -68,8 +70,20 @@ def p_value(concept: np.ndarray, random: np.ndarray, test: str = "grouped",
     raise ValueError(f"Unknown test {test!r}; choose one of {', '.join(TESTS)}.")
 
 
-def _grouped_p(concept: np.ndarray, random: np.ndarray, center: float | None,
-               shared: str) -> float:
+@dataclass
+class GroupedNull:
+    """The grouped test's null for one concept's mean over its CAVs (see :func:`p_value`)."""
+
+    center: float
+    variance: float  # of the concept's mean around the true center
+    center_variance: float  # of the estimated center (0 when the center is known)
+    groups: int
+
+
+def grouped_null(random: np.ndarray, num_cavs: int, center: float | None = None,
+                 shared: str = "positives") -> GroupedNull:
+    """The grouped test's null for a concept's mean over ``num_cavs`` CAVs from the null CAVs'
+    values ``random`` (in rep order, consecutive groups of NULL_GROUP sharing positives)."""
     groups = random[: len(random) // NULL_GROUP * NULL_GROUP].reshape(-1, NULL_GROUP)
     if len(groups) < 5:
         raise ValueError(f"The grouped test needs at least {5 * NULL_GROUP} null CAVs.")
@@ -77,24 +91,29 @@ def _grouped_p(concept: np.ndarray, random: np.ndarray, center: float | None,
     means = groups.mean(axis=1)
     if center is None:  # estimated: the spread of the group means, and the center's own error
         spread, center = float(means.var(ddof=1)), float(means.mean())
-        extra = spread / len(groups)
+        center_variance = spread / len(groups)
     else:  # the mean square of the group means around the known center
-        spread, extra = float(np.mean((means - center) ** 2)), 0.0
+        spread, center_variance = float(np.mean((means - center) ** 2)), 0.0
     # The group means vary by positives + within / group size.
     positives = max(spread - within / NULL_GROUP, 0.0)
-    R = len(concept)
-    variance = (positives + within if shared == "both" else positives + within / R) + extra
+    variance = positives + within if shared == "both" else positives + within / num_cavs
+    return GroupedNull(center, float(variance), center_variance, len(groups))
+
+
+def _grouped_p(concept: np.ndarray, random: np.ndarray, center: float | None,
+               shared: str) -> float:
+    null = grouped_null(random, len(concept), center, shared)
+    variance = null.variance + null.center_variance
     if variance <= 0:
-        return 1.0 if concept.mean() == center else 0.0
-    z = (concept.mean() - center) / np.sqrt(variance)
+        return 1.0 if concept.mean() == null.center else 0.0
+    z = (concept.mean() - null.center) / np.sqrt(variance)
     # Student t with one degree of freedom per group: the variance is estimated.
-    return float(2 * stats.t.sf(abs(z), df=len(groups) - 1))
+    return float(2 * stats.t.sf(abs(z), df=null.groups - 1))
 
 
-def adjust(p: np.ndarray, method: str = "bh", families: np.ndarray | None = None,
-           alpha: float = 0.05) -> np.ndarray:
+def adjust(p: np.ndarray, method: str = "bh", families: np.ndarray | None = None) -> np.ndarray:
     """Multiple-testing adjusted p-values: Benjamini-Hochberg, Bonferroni, none, or
-    ``hierarchical`` (:func:`hierarchical_adjust`, which needs ``families`` and ``alpha``)."""
+    ``hierarchical`` (:func:`hierarchical_adjust`, which needs ``families``)."""
     p = np.asarray(p, dtype=float)
     if p.size == 0 or method == "none":
         return p.copy()
@@ -105,7 +124,7 @@ def adjust(p: np.ndarray, method: str = "bh", families: np.ndarray | None = None
     if method == "hierarchical":
         if families is None:
             raise ValueError("the hierarchical correction needs each test's family")
-        return hierarchical_adjust(p, families, alpha)
+        return hierarchical_adjust(p, families)
     raise ValueError(f"Unknown correction {method!r}; choose one of {', '.join(CORRECTIONS)}.")
 
 
@@ -114,27 +133,31 @@ def adjust(p: np.ndarray, method: str = "bh", families: np.ndarray | None = None
 FAMILY_COLUMNS = ("dataset", "target", "concept")
 
 
-def adjust_frame(frame: pd.DataFrame, correction: str, alpha: float) -> np.ndarray:
+def adjust_frame(frame: pd.DataFrame, correction: str) -> np.ndarray:
     """Adjusted p-values of the tests in ``frame`` (a ``p_value`` column), all corrected
     together; its families are the :data:`FAMILY_COLUMNS` it has."""
     by = [c for c in FAMILY_COLUMNS if c in frame.columns]
     families = (frame.groupby(by, sort=False, dropna=False).ngroup().to_numpy() if by
                 else np.zeros(len(frame), dtype=int))
-    return adjust(frame["p_value"].to_numpy(dtype=float), correction, families, alpha)
+    return adjust(frame["p_value"].to_numpy(dtype=float), correction, families)
 
 
-def hierarchical_adjust(p: np.ndarray, families: np.ndarray, alpha: float) -> np.ndarray:
+def hierarchical_adjust(p: np.ndarray, families: np.ndarray) -> np.ndarray:
     """Two-level correction of Benjamini & Bogomolov (2014) for tests in families (here a
-    concept's layers and weightings for one dataset and target; docs/method.md §4).
+    concept's layers and weightings for one dataset and target; docs/method.md §3.6).
 
-    A concept's verdict is "used at some layer", a claim about its whole family. Level 1 tests
-    each family by its Simes p-value (the smallest Benjamini-Hochberg adjusted p within it) and
-    selects families by Benjamini-Hochberg across them at ``alpha``: R of F selected. Level 2
-    applies Benjamini-Hochberg within each selected family at ``alpha * R / F``. So one
+    A concept's verdict is "used at some layer", a claim about its whole family. At level α,
+    level 1 tests each family by its Simes p-value (the smallest Benjamini-Hochberg adjusted p
+    within it) and selects families by Benjamini-Hochberg across them: R(α) of F selected.
+    Level 2 applies Benjamini-Hochberg within each selected family at α R(α) / F. So one
     concept's strong findings cannot lower another's bar, as they do under one BH over all
-    tests. The adjusted p of a test is the larger of its family's level-1 adjusted p and its
-    within-family BH p times F / R (1 where nothing is selected): it is below ``alpha``
-    exactly for the tests the procedure rejects at ``alpha``.
+    tests.
+
+    The adjusted p of a test is the smallest α at which the procedure rejects it. With q_f its
+    family's level-1 adjusted p, q_w its within-family BH p and u_1 <= ... <= u_F the families'
+    q_f, that is ``min_j max(u_j, q_f, q_w F / j)`` (capped at 1): at α = u_j at least j
+    families are selected, and rejection only grows with α. So it is below α exactly for the
+    tests the procedure rejects at α, whatever α, and a test close to the bar shows how close.
     """
     p = np.asarray(p, dtype=float)
     labels, family = np.unique(np.asarray(families), return_inverse=True)
@@ -144,9 +167,11 @@ def hierarchical_adjust(p: np.ndarray, families: np.ndarray, alpha: float) -> np
         within[members] = stats.false_discovery_control(p[members], method="bh")
     simes = np.array([within[family == f].min() for f in range(len(labels))])
     selected_p = stats.false_discovery_control(simes, method="bh")
-    selected = int(np.sum(selected_p < alpha))
-    scale = len(labels) / selected if selected else np.inf
-    return np.maximum(selected_p[family], np.minimum(1.0, within * scale))
+    F = len(labels)
+    u = np.sort(selected_p)[None, :]  # [1, F]
+    j = np.arange(1, F + 1)[None, :]
+    levels = np.maximum(np.maximum(u, selected_p[family][:, None]), within[:, None] * F / j)
+    return np.minimum(1.0, levels.min(axis=1))
 
 
 # -- paired differences (causal effects, docs/method.md §6) -------------------------------------

@@ -84,7 +84,7 @@ def test_audit_stores_effects_equal_to_a_direct_computation(paired_world, tmp_pa
     keys = list(zip(effects.dataset, effects.target, effects.concept))
     families = np.array([sorted(set(keys)).index(k) for k in keys])
     np.testing.assert_allclose(effects.p_adjusted, adjust(effects.p_value.to_numpy(),
-                                                          tcav.correction, families, tcav.alpha))
+                                                          tcav.correction, families))
     pairs = store.results("pair_effects", run_id)
     assert len(pairs) == 12 and set(pairs.concept) == {"won"}
     np.testing.assert_allclose(pairs.sort_values("pair").delta_logit, direct.numpy(), atol=1e-5)

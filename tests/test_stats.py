@@ -122,18 +122,33 @@ def _two_level_rejects(p: np.ndarray, families: np.ndarray, alpha: float) -> np.
 
 
 def test_hierarchical_correction_rejects_what_the_two_level_procedure_rejects():
+    # The adjusted p is the smallest level at which the procedure rejects the test: below it
+    # at every level above, and not below it at any level under it.
     rng = np.random.default_rng(0)
     for trial in range(300):
         n_fam = int(rng.integers(1, 6))
         sizes = rng.integers(1, 13, n_fam)
         families = np.repeat(np.arange(n_fam) * 7 + 3, sizes)  # labels need not be 0..F-1
         p = rng.uniform(0, 1, len(families)) ** rng.choice([1.0, 3.0, 8.0])  # some signal
-        alpha = float(rng.choice([0.01, 0.05, 0.2]))
-        adjusted = adjust(p, "hierarchical", families, alpha)
-        assert np.array_equal(adjusted < alpha, _two_level_rejects(p, families, alpha)), trial
+        adjusted = adjust(p, "hierarchical", families)
         assert np.all((adjusted >= p - 1e-15) & (adjusted <= 1.0))
+        edges = np.unique(adjusted[adjusted < 1])
+        for alpha in [0.01, 0.05, 0.2, *(edges * (1 + 1e-9)), *(edges * (1 - 1e-9))]:
+            assert np.array_equal(adjusted < alpha, _two_level_rejects(p, families, alpha)), \
+                (trial, alpha)
     with pytest.raises(ValueError, match="family"):
         adjust(p, "hierarchical")
+
+
+def test_hierarchical_adjusted_p_stays_informative_when_no_family_is_selected():
+    # Two families, neither selected at 0.05: the adjusted p says how far each test is from
+    # the bar instead of 1 everywhere; here one family's best test is rejected from 0.06 on.
+    p = np.array([0.015, 0.4, 0.03, 0.9])
+    families = np.array([0, 0, 1, 1])
+    adjusted = adjust(p, "hierarchical", families)
+    assert not _two_level_rejects(p, families, 0.05).any() and (adjusted >= 0.05).all()
+    assert adjusted.min() < 1
+    assert _two_level_rejects(p, families, adjusted.min() * (1 + 1e-9)).any()
 
 
 def test_hierarchical_correction_keeps_one_concept_from_lowering_anothers_bar():
@@ -143,8 +158,8 @@ def test_hierarchical_correction_keeps_one_concept_from_lowering_anothers_bar():
     control = np.array([0.0135, 0.05, 0.28, 0.45, 0.56, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99, 1.0])
     p, families = np.concatenate([planted, control]), np.repeat([0, 1], 12)
     assert (adjust(p, "bh")[12:] < 0.05).any()  # one BH: the control is flagged
-    two_level = adjust(p, "hierarchical", families, 0.05) < 0.05
+    two_level = adjust(p, "hierarchical", families) < 0.05
     assert two_level[:12].sum() >= 3 and not two_level[12:].any()
     # Alone, the control gets the same answer as beside the planted concept.
-    alone = adjust(control, "hierarchical", np.zeros(12), 0.05)
+    alone = adjust(control, "hierarchical", np.zeros(12))
     assert not (alone < 0.05).any()

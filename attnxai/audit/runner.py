@@ -225,7 +225,8 @@ def _work(config: AuditConfig, adapter: ModelAdapter, plan: Any, concepts: list[
         per_pair = 2 + (2 * layers * _COST_PATCH if level in ("layers", "all") else 0)
         effect_work += sum(len(c.examples) for c in paired) * per_pair
         if level == "all":
-            directions = effects.intervention_null + tcav.num_cavs * (len(concepts) - len(paired))
+            # Every concept without pairs moves its own CAVs and the null CAVs by its own step.
+            directions = (effects.intervention_null + tcav.num_cavs) * (len(concepts) - len(paired))
             cap = effects.intervention_inputs
             effect_work += sum(min(n, cap) for n in n_inputs) * layers \
                 * directions * _COST_INTERVENTION
@@ -425,27 +426,21 @@ def _effects(prep: PreparedAudit, results: list, steps: _Steps, lo: float, hi: f
     for ds, target, inputs, result in results:
         specs = result.specs
         n = min(len(inputs), cfg.intervention_inputs)
-        nulls: dict[tuple[str, int], Any] = {}  # (pool, layer) -> null values, shared by concepts
         for c in unpaired:
             steps.stage(lo + k * step, lo + (k + 1) * step,
                         f"CAV interventions of {c.name} on {ds.name} / {target}")
             k += 1
             own = [i for i, s in enumerate(specs) if s.kind == "concept" and s.name == c.name]
-            null_name = f"random:{c.default_pool}"
-            null = sorted((i for i, s in enumerate(specs) if s.name == null_name),
+            null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{c.default_pool}"),
                           key=lambda i: specs[i].rep)
             null = null[null_subset(null, cfg)]
             for j, layer in enumerate(result.layers):
                 steps(j / len(result.layers), f"layer {layer}")
-                if (null_name, layer) not in nulls:
-                    nulls[(null_name, layer)] = intervention_values(
-                        adapter, inputs, target, layer, result.directions[j, null],
-                        result.gaps[j, null], cfg, tcav.batch_size)
-                values = intervention_values(adapter, inputs, target, layer,
-                                             result.directions[j, own], result.gaps[j, own], cfg,
-                                             tcav.batch_size)
-                rows.append(intervention_row(values, nulls[(null_name, layer)], target, c.name,
-                                             layer, n, dataset=ds.name))
+                values, null_values = intervention_values(
+                    adapter, inputs, target, layer, result.directions[j, own],
+                    result.gaps[j, own], result.directions[j, null], cfg, tcav.batch_size)
+                rows.append(intervention_row(values, null_values, target, c.name, layer, n,
+                                             dataset=ds.name))
     effects = correct_effects(effect_frame(rows), tcav.correction, tcav.alpha)
     return effects, TABLES["pair_effects"].frame(pd.concat(per_pair, ignore_index=True)
                                                  if per_pair else [])

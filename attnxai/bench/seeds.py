@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -19,11 +19,12 @@ import pandas as pd
 
 from attnxai.effects.config import EffectsConfig
 from attnxai.effects.run import intervention_row, intervention_values, null_subset, pair_effects
+from attnxai.effects.table import correct_effects, effect_frame
 from attnxai.errors import UserInputError
 from attnxai.io.concepts import ConceptSet, load_audit_concepts, load_concept_set
 from attnxai.io.datasets import demo_dataset
 from attnxai.models import load_model
-from attnxai.stats import CORRECTIONS, NULL_GROUP
+from attnxai.stats import CORRECTIONS, grouped_null
 from attnxai.tcav.config import TCAVConfig
 from attnxai.tcav.run import apply_correction, run_tcav, target_inputs
 
@@ -126,27 +127,19 @@ class InterventionFPRBench:
     #: concepts of one draw meet the same null, so their verdicts are not independent
     rate_se: dict[int, float]
     rate_per_layer: dict[int, dict[int, float]]  # null size -> layer -> rate
-    #: null size -> observed spread of the concepts' mean values within a draw over the spread
-    #: the grouped model predicts from that draw's null CAVs (1 when the model fits)
+    #: null size -> the variance, within a draw of the null, of the concepts' means standardised
+    #: by the spread the grouped model predicts for them (1 when the model fits, < 1 when the
+    #: test is conservative)
     variance_ratio: dict[int, float]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _predicted_variance(null_values: np.ndarray, num_cavs: int) -> float:
-    """The grouped test's variance of one concept's mean over ``num_cavs`` CAVs (stats.py):
-    the positive sets' share of the null groups' spread plus the within-group part / R."""
-    groups = null_values[: len(null_values) // NULL_GROUP * NULL_GROUP].reshape(-1, NULL_GROUP)
-    within = groups.var(axis=1, ddof=1).mean()
-    positives = max(groups.mean(axis=1).var(ddof=1) - within / NULL_GROUP, 0.0)
-    return float(positives + within / num_cavs)
-
-
 def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = "sports",
                            random_concepts: int = 200, layers: tuple[int, ...] = (1, 3, 5),
                            num_cavs: int = 10, size: int = 45, seed: int = 0, runs: int = 20,
-                           null_sizes: tuple[int, ...] = (40, 200), device: str | None = None,
+                           null_sizes: tuple[int, ...] = (40,), device: str | None = None,
                            log: Any = None) -> InterventionFPRBench:
     """Random concepts (``size`` examples of the random-text pool each) tested like concepts
     by CAV intervention against the run's null CAVs, at ``layers``. They are split over
@@ -177,23 +170,23 @@ def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = 
                       key=lambda i: specs[i].rep)
         null = null[null_subset(null, EffectsConfig(intervention_null=max(null_sizes)))]
         for j, layer in enumerate(result.layers):
-            null_values = intervention_values(adapter, inputs, target, layer,
-                                              result.directions[j, null], result.gaps[j, null], cfg)
-            # Each size's null: the first n of the same null CAVs (whole groups).
-            nulls = {n: null_values[null_subset(null_values, EffectsConfig(intervention_null=n))]
-                     for n in null_sizes}
-            means = []
+            z: dict[int, list[float]] = {n: [] for n in null_sizes}
             for c in batch:
                 own = [i for i, s in enumerate(specs) if s.name == c.name]
-                values = intervention_values(adapter, inputs, target, layer,
-                                             result.directions[j, own], result.gaps[j, own], cfg)
-                means.append(values.mean())
-                for n, kept in nulls.items():
-                    row = intervention_row(values, kept, target, c.name, layer, len(inputs))
-                    rows.append({**row, "null": n, "run": r})
-            spreads += [{"null": n, "observed": np.var(means, ddof=1) * (len(means) - 1),
-                         "predicted": _predicted_variance(kept, num_cavs) * (len(means) - 1)}
-                        for n, kept in nulls.items()]
+                values, null_values = intervention_values(
+                    adapter, inputs, target, layer, result.directions[j, own],
+                    result.gaps[j, own], result.directions[j, null], cfg)
+                for n in null_sizes:  # each size's null: the first n of the same null CAVs
+                    kept = null_values[null_subset(null_values, EffectsConfig(intervention_null=n))]
+                    rows.append({**intervention_row(values, kept, target, c.name, layer,
+                                                    len(inputs)), "null": n, "run": r})
+                    model = grouped_null(kept, num_cavs)
+                    # Without the center's own error, which the draw's concepts share.
+                    z[n].append((values.mean() - model.center) / np.sqrt(model.variance))
+            # The concepts of one draw share its null's error in the center, so the spread of
+            # their standardised means within the draw is 1 when the grouped model fits.
+            spreads += [{"null": n, "observed": np.var(v, ddof=1) * (len(v) - 1),
+                         "dof": len(v) - 1} for n, v in z.items()]
         if log:
             done = pd.DataFrame(rows)
             log(f"run {r + 1}/{runs}: " + ", ".join(
@@ -207,7 +200,72 @@ def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = 
         {int(n): float(g.std(ddof=1) / np.sqrt(len(g))) for n, g in draws},
         {int(n): {int(l): float(h.hit.mean()) for l, h in g.groupby("layer")}
          for n, g in hit.groupby("null")},
-        {int(n): float(row.observed / row.predicted) for n, row in spread.iterrows()})
+        {int(n): float(row.observed / row.dof) for n, row in spread.iterrows()})
+
+
+@dataclass
+class InterventionTruthBench:
+    """CAV interventions of shapes-vit's planted concept and its control as concepts without
+    pairs (their examples only, against the random pool), over seeds at the defaults."""
+
+    model: str
+    target: str
+    planted: str
+    control: str
+    seeds: int
+    significant: dict[str, int]  # concept -> seeds significant at some layer (after correction)
+    min_p_adjusted: dict[str, list[float]]  # concept -> per seed
+    mean_per_layer: dict[str, list[float]]  # concept -> per layer: mean over seeds of the effect
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bench_intervention_truth(spec: str = "builtin:shapes-vit", seeds: int = 5,
+                             device: str | None = None, log: Any = None) -> InterventionTruthBench:
+    """Power and false alarms of the CAV intervention on a ground truth: the planted concept
+    and the control of a built-in with a planted shortcut, stripped of their counterexamples
+    (so they are tested as an auditor's unpaired concept sets are), every layer, each seed's
+    effects corrected as an audit corrects them."""
+    adapter = load_model(spec, device=device)
+    card = adapter.card
+    target, planted, control = card["planted_class"], card["planted_concept"], card["control_concept"]
+    concepts, pools = load_audit_concepts([planted, control], None, adapter.modality)
+    concepts = [replace(c, paired=False, counterexamples=[]) for c in concepts]
+    ds = demo_dataset(adapter.modality)
+    inputs, _ = target_inputs(ds.items, ds.labels, adapter, target)
+    cfg = EffectsConfig()
+    frames = []
+    for seed in range(seeds):
+        tcav = TCAVConfig(seed=seed)
+        result = run_tcav(adapter, inputs, target, concepts, pools, tcav)
+        specs = result.specs
+        rows = []
+        for c in concepts:
+            own = [i for i, s in enumerate(specs) if s.name == c.name]
+            null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{c.default_pool}"),
+                          key=lambda i: specs[i].rep)
+            null = null[null_subset(null, cfg)]
+            for j, layer in enumerate(result.layers):
+                values, null_values = intervention_values(
+                    adapter, inputs, target, layer, result.directions[j, own],
+                    result.gaps[j, own], result.directions[j, null], cfg)
+                rows.append(intervention_row(values, null_values, target, c.name, layer,
+                                             min(len(inputs), cfg.intervention_inputs),
+                                             dataset=ds.name))
+        frame = correct_effects(effect_frame(rows), tcav.correction, tcav.alpha).assign(seed=seed)
+        frames.append(frame)
+        if log:
+            log(f"seed {seed}: " + ", ".join(
+                f"{c} {'significant' if g.significant.any() else '-'} (min adjusted p "
+                f"{g.p_adjusted.min():.3g})" for c, g in frame.groupby("concept", sort=False)))
+    every = pd.concat(frames, ignore_index=True)
+    by = {c: every[every.concept == c] for c in (planted, control)}
+    return InterventionTruthBench(
+        spec, target, planted, control, seeds,
+        {c: int(f.groupby("seed").significant.any().sum()) for c, f in by.items()},
+        {c: f.groupby("seed").p_adjusted.min().round(4).tolist() for c, f in by.items()},
+        {c: f.groupby("layer")["mean"].mean().round(5).tolist() for c, f in by.items()})
 
 
 def format_seeds(bench: SeedsBench) -> str:

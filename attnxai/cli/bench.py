@@ -8,6 +8,11 @@ import sys
 from typing import Any
 
 
+
+def _log(message: str) -> None:
+    """A benchmark's progress line, on stderr as it happens."""
+    print(message, file=sys.stderr, flush=True)
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """`attnxai bench capture`: capture vs bare forward+backward vs per-sample loop."""
     from attnxai.bench.capture import bench_capture, format_capture_table
@@ -74,31 +79,46 @@ def cmd_bench_seeds(args: argparse.Namespace) -> int:
     from attnxai.bench.seeds import bench_seeds, format_seeds
 
     result = bench_seeds(args.model, args.seeds, tuple(args.nulls), args.effect_seeds,
-                         device=args.device, log=lambda m: print(m, file=sys.stderr))
+                         device=args.device, log=_log)
     print(json.dumps(result.as_dict(), indent=2) if args.json else format_seeds(result))
     return 0
 
 
 def cmd_bench_intervention(args: argparse.Namespace) -> int:
-    """`attnxai bench intervention`: false-positive rate of CAV interventions on random concepts."""
-    from attnxai.bench.seeds import bench_intervention_fpr
+    """`attnxai bench intervention`: false-positive rate of CAV interventions on random concepts,
+    and their verdicts on shapes-vit's planted concept and control without their pairs."""
+    from attnxai.bench.seeds import bench_intervention_fpr, bench_intervention_truth
 
-    result = bench_intervention_fpr(args.model, args.target, args.random_concepts,
-                                    tuple(args.layers), runs=args.runs,
-                                    null_sizes=tuple(args.null_sizes), device=args.device,
-                                    log=lambda m: print(m, file=sys.stderr, flush=True))
+    result = truth = None
+    if args.random_concepts:
+        result = bench_intervention_fpr(args.model, args.target, args.random_concepts,
+                                        tuple(args.layers), runs=args.runs,
+                                        null_sizes=tuple(args.null_sizes), device=args.device,
+                                        log=_log)
+    if args.truth_seeds:
+        truth = bench_intervention_truth(seeds=args.truth_seeds, device=args.device, log=_log)
     if args.json:
-        print(json.dumps(result.as_dict(), indent=2))
+        print(json.dumps({"random_concepts": result.as_dict() if result else None,
+                          "ground_truth": truth.as_dict() if truth else None}, indent=2))
         return 0
-    print(f"{result.model} / {result.target}: {result.random_concepts} random concepts in "
-          f"{result.runs} runs x {len(result.layers)} layers; share of CAV interventions "
-          f"significant (p < 0.05, uncorrected; target <= 5%):")
-    for n, rate in result.rate.items():
-        per = ", ".join(f"layer {l}: {100 * r:.1f}%" for l, r in result.rate_per_layer[n].items())
-        print(f"  null of {n} CAVs: {100 * rate:.1f}% +- {100 * result.rate_se[n]:.1f} ({per}); "
-              f"concepts' spread / predicted: {result.variance_ratio[n]:.2f}")
-    print("+-: one standard error over the runs x layers draws of the null; spread / predicted: "
-          "the concepts' mean values' variance within a draw over the grouped test's prediction")
+    if result:
+        print(f"{result.model} / {result.target}: {result.random_concepts} random concepts in "
+              f"{result.runs} runs x {len(result.layers)} layers; share of CAV interventions "
+              f"significant (p < 0.05, uncorrected; target <= 5%):")
+        for n, rate in result.rate.items():
+            per = ", ".join(f"layer {l}: {100 * r:.1f}%" for l, r in result.rate_per_layer[n].items())
+            print(f"  null of {n} CAVs: {100 * rate:.1f}% +- {100 * result.rate_se[n]:.1f} ({per}); "
+                  f"standardised spread: {result.variance_ratio[n]:.2f}")
+        print("+-: one standard error over the runs x layers draws of the null; standardised "
+              "spread: the variance within a draw of the concepts' means, each standardised by "
+              "the grouped test's model (1 when it fits)")
+    if truth:
+        print(f"{truth.model} / {truth.target}, concepts without their pairs, {truth.seeds} seeds "
+              "at the defaults: seeds with a significant CAV intervention (after correction)")
+        for c, role in ((truth.planted, "planted"), (truth.control, "control")):
+            print(f"  {c} ({role}): {truth.significant[c]}/{truth.seeds}; min adjusted p per "
+                  f"seed {' '.join(f'{p:.3g}' for p in truth.min_p_adjusted[c])}; mean effect "
+                  f"per layer {' '.join(f'{m:+.4f}' for m in truth.mean_per_layer[c])}")
     return 0
 
 
@@ -110,7 +130,7 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
     for spec in args.models:
         print(f"scale audits of {spec} at N = {', '.join(map(str, args.n))} ...", file=sys.stderr)
         rows += bench_scale(spec, tuple(args.n), device=args.device,
-                            log=lambda m: print(m, file=sys.stderr, flush=True))
+                            log=_log)
     print(json.dumps([r.as_dict() for r in rows], indent=2) if args.json
           else format_scale_table(rows))
     return 0
@@ -201,12 +221,15 @@ def register(sub: Any) -> None:
                                                   "random concepts (the README's protocol)")
     b.add_argument("--model", default="builtin:minilm-zeroshot")
     b.add_argument("--target", default="sports")
-    b.add_argument("--random-concepts", type=int, default=200)
+    b.add_argument("--random-concepts", type=int, default=200, help="0 = skip the calibration")
     b.add_argument("--layers", type=int, nargs="+", default=[1, 3, 5])
     b.add_argument("--runs", type=int, default=20,
                    help="runs the concepts are split over, each with its own seed and null")
-    b.add_argument("--null-sizes", type=int, nargs="+", default=[40, 200],
+    b.add_argument("--null-sizes", type=int, nargs="+", default=[40],
                    help="null CAVs per intervention test (whole groups of 4), each measured")
+    b.add_argument("--truth-seeds", type=int, default=5,
+                   help="seeds of the ground truth on shapes-vit (planted and control concepts "
+                        "without their pairs; 0 = skip)")
     b.add_argument("--device", default=None)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_intervention)

@@ -116,14 +116,21 @@ def pair_effects(adapter: ModelAdapter, concept: str, with_items: Sequence[Any],
 
 
 def intervention_values(adapter: ModelAdapter, inputs: Sequence[Any], target: str, layer: int,
-                        directions: torch.Tensor, alphas: torch.Tensor, cfg: EffectsConfig,
-                        batch_size: int | None = None) -> np.ndarray:
-    """[K] per CAV: the mean change of the target logit over (at most
-    ``cfg.intervention_inputs``) target inputs when it moves layer ``layer``'s player tokens
-    by its own α."""
+                        concept: torch.Tensor, concept_gaps: torch.Tensor, null: torch.Tensor,
+                        cfg: EffectsConfig, batch_size: int | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Per CAV, the mean change of the target logit over (at most ``cfg.intervention_inputs``)
+    target inputs when layer ``layer``'s player tokens move along it: for the concept's CAVs
+    ``concept`` [R, d] and the null CAVs ``null`` [M, d], all by one step, the concept's own
+    scale along its CAVs (the mean of ``concept_gaps`` [R]). A random CAV pushed by its own,
+    smaller gap would move the logit less whatever its direction, and a concept with well
+    separated examples would win for its step alone (docs/method.md §6.3)."""
     inputs = list(inputs)[: cfg.intervention_inputs]
-    return cav_intervention(adapter, inputs, target, layer, directions, alphas,
-                            batch_size).mean(0).numpy()
+    directions = torch.cat([concept, null])
+    step = torch.full((len(directions),), float(concept_gaps.mean()), dtype=directions.dtype)
+    values = cav_intervention(adapter, inputs, target, layer, directions, step,
+                              batch_size).mean(0).numpy()
+    return values[: len(concept)], values[len(concept):]
 
 
 def null_subset(null_cavs: torch.Tensor, cfg: EffectsConfig) -> slice:

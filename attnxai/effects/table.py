@@ -38,7 +38,7 @@ def correct_effects(frame: pd.DataFrame, correction: str, alpha: float) -> pd.Da
     out = frame.copy()
     tested = out["p_value"].notna().to_numpy()
     adjusted = np.full(len(out), np.nan)
-    adjusted[tested] = adjust_frame(out[tested], correction, alpha)
+    adjusted[tested] = adjust_frame(out[tested], correction)
     out["p_adjusted"] = adjusted
     out["significant"] = tested & (np.nan_to_num(adjusted, nan=1.0) < alpha)
     return out

@@ -362,7 +362,7 @@ def apply_correction(summary: pd.DataFrame, correction: str, alpha: float) -> pd
     correction spans the whole audit.
     """
     out = summary.copy()
-    out["p_adjusted"] = adjust_frame(out, correction, alpha)
+    out["p_adjusted"] = adjust_frame(out, correction)
     out["significant"] = out["reliable"] & (out["p_adjusted"] < alpha)
     out["correction"] = correction
     return out
