@@ -114,6 +114,27 @@ def test_alpha_zero_changes_nothing_and_small_alpha_matches_the_derivative(pairs
         assert rel(up / alpha) <= 1e-2, (layer, rel(up / alpha))
 
 
+def test_intervention_moves_the_concept_and_its_null_by_the_concepts_step(bert):
+    """intervention_values pushes every concept CAV and every null CAV by the concept's mean
+    gap: each value equals a direct intervention along that CAV by that step, and not the
+    null CAV's own gap."""
+    from attnxai.effects.config import EffectsConfig
+    from attnxai.effects.run import intervention_values
+
+    torch.manual_seed(1)
+    d = bert.capture(WITH[:1], grads=False).activations[0].shape[-1]
+    concept = torch.nn.functional.normalize(torch.randn(3, d), dim=-1)
+    null = torch.nn.functional.normalize(torch.randn(4, d), dim=-1)
+    gaps = torch.tensor([0.5, 1.0, 1.5])
+    values, null_values = intervention_values(bert, WITH, "neutral", 1, concept, gaps, null,
+                                              EffectsConfig(intervention_inputs=3))
+    direct = cav_intervention(bert, WITH[:3], "neutral", 1, torch.cat([concept, null]),
+                              torch.full((7,), 1.0)).mean(0).numpy()
+    np.testing.assert_allclose(np.concatenate([values, null_values]), direct, atol=1e-6)
+    smaller = cav_intervention(bert, WITH[:3], "neutral", 1, null, torch.full((4,), 0.1))
+    assert not np.allclose(null_values, smaller.mean(0).numpy(), atol=1e-6)
+
+
 def test_text_alignment_rule():
     """Substitutions align token by token; an insertion patches its aligned neighbours."""
     the, shop, is_, not_, open_ = 1, 2, 3, 4, 5

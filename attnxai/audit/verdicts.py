@@ -34,7 +34,8 @@ STATISTIC_WORDS = {"derivative": "the mean attention-weighted directional deriva
                    "magnitude": "the magnitude score of each CAV"}
 PAIRED_TEST_WORDS = {"sign_flip": "a sign-flip permutation test of the mean paired difference",
                      "wilcoxon": "the Wilcoxon signed-rank test of the paired differences",
-                     "grouped": "the grouped test against the run's null CAVs"}
+                     "grouped": "the grouped test against the run's null CAVs moved by the same "
+                                "step"}
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -156,7 +157,8 @@ def statistics_paragraph(run: RunRecord, summary: pd.DataFrame,
         tests = [PAIRED_TEST_WORDS.get(t, t) for t in dict.fromkeys(effects["test"].astype(str))]
         text += (" Of the causal effects, output effects and activation patching compare "
                  "matched pairs (an example with the concept and its counterexample without it), "
-                 "and CAV interventions move the target inputs' activations along each CAV; each "
+                 "and CAV interventions move the target inputs' activations along each of the "
+                 "concept's CAVs by the concept's own scale along them; each "
                  "reports a mean with a 95% Student-t interval, tested by "
                  f"{' and '.join(tests)}, and their p-values are adjusted together across the "
                  "run's effect tests.")

@@ -3,9 +3,9 @@ output (the finite-step, causal counterpart of the directional derivative; docs/
 
 For a target input x, a layer l, a unit CAV v and a step α, every player token of block l's
 output becomes ``h_t + α·v``; the effect is the change of the target logit. To first order it
-is ``α · Σ_t ∇_{h_t} f_k · v``, the sum of the token-level directional derivatives. α is the
-concept's own magnitude along v (the mean projection gap between its examples and its
-negatives), so a concept CAV and a random CAV are each moved by what their own examples span.
+is ``α · Σ_t ∇_{h_t} f_k · v``, the sum of the token-level directional derivatives. An audit
+takes α from the concept (the mean projection gap between its examples and its negatives) and
+moves the random CAVs of its null by the same α (:func:`attnxai.effects.run.intervention_values`).
 """
 
 from __future__ import annotations

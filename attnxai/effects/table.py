@@ -8,7 +8,7 @@ Measures (docs/method.md §6):
   x_without's run (on the tokens where the pair differs) restores;
 - ``patch_remove``: how much of it patching x_without's activations into x_with's run destroys;
 - ``cav_intervention``: the mean change of the target logit when α·v is added to every player
-  token at layer l, per concept CAV, tested against the run's random CAVs.
+  token at layer l, per concept CAV, tested against the run's random CAVs moved by the same α.
 
 ``share`` is a patching row's mean over the output effect's mean (1 = the whole effect).
 """

@@ -66,7 +66,8 @@ class CAVFit:
     accuracy: torch.Tensor  # [K] held-out balanced accuracy (per example, by mean token score)
     train_accuracy: torch.Tensor  # [K]
     converged: bool
-    #: [K] each CAV's projection gap (its step for a CAV intervention), see projection_gaps.
+    #: [K] each CAV's projection gap (a concept's mean gap is its CAV-intervention step), see
+    #: projection_gaps.
     gaps: torch.Tensor | None = None
 
 
@@ -324,9 +325,9 @@ def projection_gaps(table: TokenTable, specs: list[CAVSpec], directions: torch.T
     """[K] each CAV's own magnitude along its direction: the mean projection of its positive
     examples minus that of its negatives, each example the mean over its token rows.
 
-    This is the step α of a CAV intervention (docs/method.md §6): it moves a token by what
-    separates the concept's examples from its negatives along the CAV, so concept and random
-    CAVs are each moved by their own scale.
+    A concept's mean gap is the step α of its CAV intervention (docs/method.md §6.3): it moves
+    a token by what separates the concept's examples from its negatives along the CAV, and
+    its null CAVs are moved by the same step.
     """
     if len(specs) != len(directions):
         raise ValueError(f"{len(specs)} specs but {len(directions)} directions")
