@@ -24,7 +24,7 @@ from attnxai.errors import UserInputError
 from attnxai.io.concepts import ConceptSet, load_audit_concepts, load_concept_set
 from attnxai.io.datasets import demo_dataset
 from attnxai.models import load_model
-from attnxai.stats import CORRECTIONS, grouped_null
+from attnxai.stats import CORRECTIONS, NULL_GROUP, grouped_null
 from attnxai.tcav.config import TCAVConfig
 from attnxai.tcav.run import apply_correction, run_tcav, target_inputs
 
@@ -128,9 +128,12 @@ class InterventionFPRBench:
     rate_se: dict[int, float]
     rate_per_layer: dict[int, dict[int, float]]  # null size -> layer -> rate
     #: null size -> the variance, within a draw of the null, of the concepts' means standardised
-    #: by the spread the grouped model predicts for them (1 when the model fits, < 1 when the
-    #: test is conservative)
+    #: by the spread the grouped model predicts for them from that draw (below
+    #: ``variance_ratio_expected`` when the test is conservative, above it when liberal)
     variance_ratio: dict[int, float]
+    #: null size -> what ``variance_ratio`` is when the model fits: the spread is estimated
+    #: from G groups, so a standardised mean varies like Student's t, by (G - 1) / (G - 3)
+    variance_ratio_expected: dict[int, float]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,7 +203,8 @@ def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = 
         {int(n): float(g.std(ddof=1) / np.sqrt(len(g))) for n, g in draws},
         {int(n): {int(l): float(h.hit.mean()) for l, h in g.groupby("layer")}
          for n, g in hit.groupby("null")},
-        {int(n): float(row.observed / row.dof) for n, row in spread.iterrows()})
+        {int(n): float(row.observed / row.dof) for n, row in spread.iterrows()},
+        {int(n): (n // NULL_GROUP - 1) / (n // NULL_GROUP - 3) for n in null_sizes})
 
 
 @dataclass

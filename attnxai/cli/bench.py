@@ -108,10 +108,11 @@ def cmd_bench_intervention(args: argparse.Namespace) -> int:
         for n, rate in result.rate.items():
             per = ", ".join(f"layer {l}: {100 * r:.1f}%" for l, r in result.rate_per_layer[n].items())
             print(f"  null of {n} CAVs: {100 * rate:.1f}% +- {100 * result.rate_se[n]:.1f} ({per}); "
-                  f"standardised spread: {result.variance_ratio[n]:.2f}")
+                  f"standardised spread: {result.variance_ratio[n]:.2f} (fits: "
+                  f"{result.variance_ratio_expected[n]:.2f})")
         print("+-: one standard error over the runs x layers draws of the null; standardised "
               "spread: the variance within a draw of the concepts' means, each standardised by "
-              "the grouped test's model (1 when it fits)")
+              "the grouped test's model (what it is when the model fits, in brackets)")
     if truth:
         print(f"{truth.model} / {truth.target}, concepts without their pairs, {truth.seeds} seeds "
               "at the defaults: seeds with a significant CAV intervention (after correction)")
