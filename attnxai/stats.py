@@ -167,11 +167,25 @@ def hierarchical_adjust(p: np.ndarray, families: np.ndarray) -> np.ndarray:
         within[members] = stats.false_discovery_control(p[members], method="bh")
     simes = np.array([within[family == f].min() for f in range(len(labels))])
     selected_p = stats.false_discovery_control(simes, method="bh")
-    F = len(labels)
-    u = np.sort(selected_p)[None, :]  # [1, F]
-    j = np.arange(1, F + 1)[None, :]
-    levels = np.maximum(np.maximum(u, selected_p[family][:, None]), within[:, None] * F / j)
-    return np.minimum(1.0, levels.min(axis=1))
+    return np.minimum(1.0, _smallest_levels(np.sort(selected_p), selected_p[family],
+                                            within * len(labels)))
+
+
+def _smallest_levels(u: np.ndarray, q_f: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """``min_j max(u_j, q_f, c / j)`` per test (j = 1..F, ``u`` sorted) in O(log F) each.
+
+    For j below the test's family rank r (the first j with u_j >= q_f) the term is at least
+    its value at r, so only j >= r counts, where it is ``max(u_j, c / j)``: c / j falls and u_j
+    rises, so the minimum sits where j u_j (rising too) first reaches c.
+    """
+    F = len(u)
+    j = np.arange(1, F + 1)
+    rank = np.searchsorted(u, q_f, side="left") + 1
+    cross = np.maximum(rank, np.searchsorted(u * j, c, side="left") + 1)  # F + 1: never
+    inside = cross <= F
+    best = np.where(inside, u[np.minimum(cross, F) - 1], c / F)
+    before = cross - 1  # the last j where c / j was still the larger term
+    return np.where(before >= rank, np.minimum(best, c / np.maximum(before, 1)), best)
 
 
 # -- paired differences (causal effects, docs/method.md §6) -------------------------------------

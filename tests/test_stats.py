@@ -126,7 +126,7 @@ def test_hierarchical_correction_rejects_what_the_two_level_procedure_rejects():
     # at every level above, and not below it at any level under it.
     rng = np.random.default_rng(0)
     for trial in range(300):
-        n_fam = int(rng.integers(1, 6))
+        n_fam = int(rng.integers(1, 12))
         sizes = rng.integers(1, 13, n_fam)
         families = np.repeat(np.arange(n_fam) * 7 + 3, sizes)  # labels need not be 0..F-1
         p = rng.uniform(0, 1, len(families)) ** rng.choice([1.0, 3.0, 8.0])  # some signal
