@@ -40,7 +40,7 @@ from attnxai.io.datasets import Dataset, demo_dataset, load_dataset
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
 from attnxai.audit.store import Store
-from attnxai.effects.run import intervention_row, intervention_values, null_subset, pair_effects
+from attnxai.effects.run import intervention_rows, pair_effects
 from attnxai.effects.table import correct_effects, effect_frame
 from attnxai.schema import TABLES
 from attnxai.tcav.run import (FractionProgress, Scorer, TCAVResult, apply_correction, plan_cavs,
@@ -424,23 +424,14 @@ def _effects(prep: PreparedAudit, results: list, steps: _Steps, lo: float, hi: f
         per_pair.append(frame)
     k = len(paired)
     for ds, target, inputs, result in results:
-        specs = result.specs
-        n = min(len(inputs), cfg.intervention_inputs)
         for c in unpaired:
             steps.stage(lo + k * step, lo + (k + 1) * step,
                         f"CAV interventions of {c.name} on {ds.name} / {target}")
             k += 1
-            own = [i for i, s in enumerate(specs) if s.kind == "concept" and s.name == c.name]
-            null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{c.default_pool}"),
-                          key=lambda i: specs[i].rep)
-            null = null[null_subset(null, cfg)]
-            for j, layer in enumerate(result.layers):
-                steps(j / len(result.layers), f"layer {layer}")
-                values, null_values = intervention_values(
-                    adapter, inputs, target, layer, result.directions[j, own],
-                    result.gaps[j, own], result.directions[j, null], cfg, tcav.batch_size)
-                rows.append(intervention_row(values, null_values, target, c.name, layer, n,
-                                             dataset=ds.name))
+            rows += intervention_rows(
+                adapter, inputs, target, c.name, c.default_pool, result.specs, result.layers,
+                result.directions, result.gaps, cfg, ds.name, tcav.batch_size,
+                lambda j: steps(j / len(result.layers), f"layer {result.layers[j]}"))
     effects = correct_effects(effect_frame(rows), tcav.correction, tcav.alpha)
     return effects, TABLES["pair_effects"].frame(pd.concat(per_pair, ignore_index=True)
                                                  if per_pair else [])

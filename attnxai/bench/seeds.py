@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from attnxai.effects.config import EffectsConfig
-from attnxai.effects.run import intervention_row, intervention_values, null_subset, pair_effects
+from attnxai.effects.run import (intervention_row, intervention_rows, intervention_values,
+                                 null_subset, pair_effects)
 from attnxai.effects.table import correct_effects, effect_frame
 from attnxai.errors import UserInputError
 from attnxai.io.concepts import ConceptSet, load_audit_concepts, load_concept_set
@@ -186,8 +187,8 @@ def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = 
                     model = grouped_null(kept, num_cavs)
                     # Without the center's own error, which the draw's concepts share.
                     z[n].append((values.mean() - model.center) / np.sqrt(model.variance))
-            # The concepts of one draw share its null's error in the center, so the spread of
-            # their standardised means within the draw is 1 when the grouped model fits.
+            # The concepts of one draw share its null's error in the center, which the spread of
+            # their standardised means within the draw leaves out.
             spreads += [{"null": n, "observed": np.var(v, ddof=1) * (len(v) - 1),
                          "dof": len(v) - 1} for n, v in z.items()]
         if log:
@@ -243,20 +244,10 @@ def bench_intervention_truth(spec: str = "builtin:shapes-vit", seeds: int = 5,
     for seed in range(seeds):
         tcav = TCAVConfig(seed=seed)
         result = run_tcav(adapter, inputs, target, concepts, pools, tcav)
-        specs = result.specs
-        rows = []
-        for c in concepts:
-            own = [i for i, s in enumerate(specs) if s.name == c.name]
-            null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{c.default_pool}"),
-                          key=lambda i: specs[i].rep)
-            null = null[null_subset(null, cfg)]
-            for j, layer in enumerate(result.layers):
-                values, null_values = intervention_values(
-                    adapter, inputs, target, layer, result.directions[j, own],
-                    result.gaps[j, own], result.directions[j, null], cfg)
-                rows.append(intervention_row(values, null_values, target, c.name, layer,
-                                             min(len(inputs), cfg.intervention_inputs),
-                                             dataset=ds.name))
+        rows = [row for c in concepts
+                for row in intervention_rows(adapter, inputs, target, c.name, c.default_pool,
+                                             result.specs, result.layers, result.directions,
+                                             result.gaps, cfg, ds.name)]
         frame = correct_effects(effect_frame(rows), tcav.correction, tcav.alpha).assign(seed=seed)
         frames.append(frame)
         if log:

@@ -7,7 +7,7 @@ builds them with :func:`intervention_rows` from what TCAV trained.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +131,32 @@ def intervention_values(adapter: ModelAdapter, inputs: Sequence[Any], target: st
     values = cav_intervention(adapter, inputs, target, layer, directions, step,
                               batch_size).mean(0).numpy()
     return values[: len(concept)], values[len(concept):]
+
+
+def intervention_rows(adapter: ModelAdapter, inputs: Sequence[Any], target: str, concept: str,
+                      pool: str, specs: Sequence[Any], layers: Sequence[int],
+                      directions: torch.Tensor, gaps: torch.Tensor, cfg: EffectsConfig,
+                      dataset: str = "", batch_size: int | None = None,
+                      progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """The ``cav_intervention`` rows of one concept without pairs, one per layer, from a TCAV
+    run's CAVs: ``specs`` (with ``name``, ``kind`` and ``rep``), ``directions`` [L, K, d] and
+    ``gaps`` [L, K]. The concept's CAVs are tested against the first ``intervention_null`` of
+    its pool's null CAVs (``random:<pool>``). ``progress(j)`` is called before layer j."""
+    own = [i for i, s in enumerate(specs) if s.kind == "concept" and s.name == concept]
+    null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{pool}"),
+                  key=lambda i: specs[i].rep)
+    null = null[null_subset(null, cfg)]
+    n = min(len(inputs), cfg.intervention_inputs)
+    rows = []
+    for j, layer in enumerate(layers):
+        if progress is not None:
+            progress(j)
+        values, null_values = intervention_values(adapter, inputs, target, layer,
+                                                  directions[j, own], gaps[j, own],
+                                                  directions[j, null], cfg, batch_size)
+        rows.append(intervention_row(values, null_values, target, concept, layer, n,
+                                     dataset=dataset))
+    return rows
 
 
 def null_subset(null_cavs: torch.Tensor, cfg: EffectsConfig) -> slice:
