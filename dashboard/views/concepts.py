@@ -335,7 +335,8 @@ if not is_new:
             with tempfile.TemporaryDirectory() as tmp:
                 data = export_concept_set(pick, Path(tmp) / f"{pick}.zip").read_bytes()
             st.download_button("Download as zip", data, file_name=f"{pick}.zip",
-                               mime="application/zip", icon=":material/download:")
+                               mime="application/zip", icon=":material/download:",
+                               on_click="ignore")
     with a3:
         st.markdown("**Delete**")
         sure = st.checkbox(f"Yes, delete {esc(pick)}", key=_k("sure"), disabled=read_only)

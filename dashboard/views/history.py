@@ -59,7 +59,7 @@ with a2:
 
             st.download_button("Export summary CSV", summary_csv_bytes(get_store(), run_id),
                                file_name=f"attnxai-{run_id}.csv", mime="text/csv",
-                               icon=":material/download:", key="dl_hist")
+                               icon=":material/download:", key="dl_hist", on_click="ignore")
         report_button(st, str(get_store().path), run_id, key="dl_hist_report")
     else:
         st.caption(f"A {row['status']} run has no results to export.")

@@ -209,10 +209,10 @@ e1, e2, e3, e4 = st.columns([1, 1, 1, 2])
 with guard("preparing the CSV"):
     e1.download_button("Download summary CSV", _csv(str(store.path), run_id, False),
                        file_name=f"attnxai-{run_id}.csv", mime="text/csv", type="primary",
-                       icon=":material/download:", key="dl_summary")
+                       icon=":material/download:", key="dl_summary", on_click="ignore")
     e2.download_button("Download per-input CSV", _csv(str(store.path), run_id, True),
                        file_name=f"attnxai-{run_id}.detail.csv", mime="text/csv",
-                       icon=":material/download:", key="dl_detail")
+                       icon=":material/download:", key="dl_detail", on_click="ignore")
 report_button(e3, str(store.path), run_id, key="dl_report")
 e4.caption("The summary CSV holds every dataset, target, concept, layer and weighting of the run "
            "with its settings; the per-input CSV the score of each input; the HTML report the "
