@@ -19,7 +19,7 @@ import pandas as pd
 
 from attnxai.effects.config import EffectsConfig
 from attnxai.effects.run import (intervention_row, intervention_rows, intervention_values,
-                                 null_subset, pair_effects)
+                                 null_cavs, pair_effects, whole_groups)
 from attnxai.effects.table import correct_effects, effect_frame
 from attnxai.errors import UserInputError
 from attnxai.io.concepts import ConceptSet, load_audit_concepts, load_concept_set
@@ -170,9 +170,7 @@ def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = 
                           weighting="attention", seed=seed + r)
         result = run_tcav(adapter, inputs, target, batch, {pool.name: pool}, tcav)
         specs = result.specs
-        null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{pool.name}"),
-                      key=lambda i: specs[i].rep)
-        null = null[null_subset(null, EffectsConfig(intervention_null=max(null_sizes)))]
+        null = null_cavs(specs, pool.name, max(null_sizes))
         for j, layer in enumerate(result.layers):
             z: dict[int, list[float]] = {n: [] for n in null_sizes}
             for c in batch:
@@ -181,7 +179,7 @@ def bench_intervention_fpr(spec: str = "builtin:minilm-zeroshot", target: str = 
                     adapter, inputs, target, layer, result.directions[j, own],
                     result.gaps[j, own], result.directions[j, null], cfg)
                 for n in null_sizes:  # each size's null: the first n of the same null CAVs
-                    kept = null_values[null_subset(null_values, EffectsConfig(intervention_null=n))]
+                    kept = null_values[whole_groups(len(null_values), n)]
                     rows.append({**intervention_row(values, kept, target, c.name, layer,
                                                     len(inputs)), "null": n, "run": r})
                     model = grouped_null(kept, num_cavs)

@@ -143,9 +143,7 @@ def intervention_rows(adapter: ModelAdapter, inputs: Sequence[Any], target: str,
     ``gaps`` [L, K]. The concept's CAVs are tested against the first ``intervention_null`` of
     its pool's null CAVs (``random:<pool>``). ``progress(j)`` is called before layer j."""
     own = [i for i, s in enumerate(specs) if s.kind == "concept" and s.name == concept]
-    null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{pool}"),
-                  key=lambda i: specs[i].rep)
-    null = null[null_subset(null, cfg)]
+    null = null_cavs(specs, pool, cfg.intervention_null)
     n = min(len(inputs), cfg.intervention_inputs)
     rows = []
     for j, layer in enumerate(layers):
@@ -159,9 +157,17 @@ def intervention_rows(adapter: ModelAdapter, inputs: Sequence[Any], target: str,
     return rows
 
 
-def null_subset(null_cavs: torch.Tensor, cfg: EffectsConfig) -> slice:
-    """The null CAVs a CAV intervention uses: the first ``intervention_null``, whole groups."""
-    return slice(0, min(len(null_cavs), cfg.intervention_null) // NULL_GROUP * NULL_GROUP)
+def null_cavs(specs: Sequence[Any], pool: str, wanted: int) -> list[int]:
+    """Indices into ``specs`` of the first ``wanted`` null CAVs of ``pool`` (``random:<pool>``)
+    in rep order, in whole groups of NULL_GROUP: the null a CAV intervention is tested against."""
+    null = sorted((i for i, s in enumerate(specs) if s.name == f"random:{pool}"),
+                  key=lambda i: specs[i].rep)
+    return null[whole_groups(len(null), wanted)]
+
+
+def whole_groups(available: int, wanted: int) -> slice:
+    """The first ``wanted`` of ``available`` null CAVs (or their values), whole groups only."""
+    return slice(0, min(available, wanted) // NULL_GROUP * NULL_GROUP)
 
 
 def intervention_row(concept_values: np.ndarray, null_values: np.ndarray, target: str,
