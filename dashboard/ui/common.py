@@ -116,6 +116,16 @@ def check_server_settings() -> None:
         st.warning(message, icon=":material/public:")
 
 
+def download_button(where: Any, label: str, data: Any, *, file_name: str, mime: str,
+                    icon: str = ":material/download:", **options: Any) -> None:
+    """A download button in ``where`` (a column, or ``st``) that never reruns the page: a rerun
+    after one download re-registers every deferred download (``data`` a callable), so a click
+    on another button while the page reruns could fetch a file that no longer exists; and a
+    download needs no re-render of the page."""
+    where.download_button(label, data, file_name=file_name, mime=mime, icon=icon,
+                          on_click="ignore", **options)
+
+
 # -- errors ------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def guard(action: str = "") -> Iterator[None]:

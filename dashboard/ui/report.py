@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from ui.common import download_button
+
 
 @lru_cache(maxsize=8)
 def _report(db_path: str, run_id: str) -> bytes:
@@ -18,11 +20,9 @@ def _report(db_path: str, run_id: str) -> bytes:
 def report_button(where: Any, db_path: str, run_id: str, key: str) -> None:
     """A button in ``where`` (a column, or ``st``) that downloads the completed run's HTML
     report. The report is written only when the button is clicked: rendering its charts takes
-    a few seconds, which the page must not wait for. No download reruns the page: a rerun
-    re-registers this button's deferred file, and a click on it while the page reruns (after
-    another download, say) would fetch a file that no longer exists."""
-    where.download_button("Download HTML report", lambda: _report(db_path, run_id),
-                          file_name=f"attnxai-{run_id}.html", mime="text/html",
-                          icon=":material/description:", key=key, on_click="ignore",
-                          help="One self-contained file: verdicts, charts, tables, concept "
-                               "examples, provenance. Opens offline and prints to PDF.")
+    a few seconds, which the page must not wait for."""
+    download_button(where, "Download HTML report", lambda: _report(db_path, run_id),
+                    file_name=f"attnxai-{run_id}.html", mime="text/html",
+                    icon=":material/description:", key=key,
+                    help="One self-contained file: verdicts, charts, tables, concept "
+                         "examples, provenance. Opens offline and prints to PDF.")

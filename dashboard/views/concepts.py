@@ -30,8 +30,8 @@ from attnxai.io.concepts import (
 )
 from attnxai.io.datasets import verify_image_bytes
 from attnxai.errors import UserInputError
-from ui.common import (DEMO_AUDITS, concept_root, esc, get_adapter, get_dataset, get_store, guard,
-                       item_text)
+from ui.common import (DEMO_AUDITS, concept_root, download_button, esc, get_adapter, get_dataset,
+                       get_store, guard, item_text)
 from ui.render import thumbnail
 
 ss = st.session_state
@@ -334,9 +334,8 @@ if not is_new:
         with guard("exporting the set"):
             with tempfile.TemporaryDirectory() as tmp:
                 data = export_concept_set(pick, Path(tmp) / f"{pick}.zip").read_bytes()
-            st.download_button("Download as zip", data, file_name=f"{pick}.zip",
-                               mime="application/zip", icon=":material/download:",
-                               on_click="ignore")
+            download_button(st, "Download as zip", data, file_name=f"{pick}.zip",
+                            mime="application/zip")
     with a3:
         st.markdown("**Delete**")
         sure = st.checkbox(f"Yes, delete {esc(pick)}", key=_k("sure"), disabled=read_only)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.common import esc, get_store, guard, list_runs, run_label
+from ui.common import download_button, esc, get_store, guard, list_runs, run_label
 from ui.demo import demo_offer
 from ui.report import report_button
 from ui import pages
@@ -57,9 +57,8 @@ with a2:
         with guard("preparing the CSV"):
             from attnxai.audit.report import summary_csv_bytes
 
-            st.download_button("Export summary CSV", summary_csv_bytes(get_store(), run_id),
-                               file_name=f"attnxai-{run_id}.csv", mime="text/csv",
-                               icon=":material/download:", key="dl_hist", on_click="ignore")
+            download_button(st, "Export summary CSV", summary_csv_bytes(get_store(), run_id),
+                            file_name=f"attnxai-{run_id}.csv", mime="text/csv", key="dl_hist")
         report_button(st, str(get_store().path), run_id, key="dl_hist_report")
     else:
         st.caption(f"A {row['status']} run has no results to export.")

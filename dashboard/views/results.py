@@ -9,7 +9,7 @@ import streamlit as st
 from attnxai.audit.charts import (accuracy_chart, effect_chart, heatmap, layer_chart,
                                   significance_caption, weighting_chart)
 from attnxai.audit.verdicts import combined_verdict
-from ui.common import completed_runs, esc, get_store, guard, run_picker
+from ui.common import completed_runs, download_button, esc, get_store, guard, run_picker
 from ui.demo import demo_offer
 from ui.jobs import current_job
 from ui.report import report_button
@@ -207,12 +207,11 @@ with tabs[4]:
 st.subheader("Export")
 e1, e2, e3, e4 = st.columns([1, 1, 1, 2])
 with guard("preparing the CSV"):
-    e1.download_button("Download summary CSV", _csv(str(store.path), run_id, False),
-                       file_name=f"attnxai-{run_id}.csv", mime="text/csv", type="primary",
-                       icon=":material/download:", key="dl_summary", on_click="ignore")
-    e2.download_button("Download per-input CSV", _csv(str(store.path), run_id, True),
-                       file_name=f"attnxai-{run_id}.detail.csv", mime="text/csv",
-                       icon=":material/download:", key="dl_detail", on_click="ignore")
+    download_button(e1, "Download summary CSV", _csv(str(store.path), run_id, False),
+                    file_name=f"attnxai-{run_id}.csv", mime="text/csv", type="primary",
+                    key="dl_summary")
+    download_button(e2, "Download per-input CSV", _csv(str(store.path), run_id, True),
+                    file_name=f"attnxai-{run_id}.detail.csv", mime="text/csv", key="dl_detail")
 report_button(e3, str(store.path), run_id, key="dl_report")
 e4.caption("The summary CSV holds every dataset, target, concept, layer and weighting of the run "
            "with its settings; the per-input CSV the score of each input; the HTML report the "
