@@ -209,16 +209,53 @@ def _charts(driver, minimum: int = 1, timeout: float = 120) -> int:
     return len(driver.find_elements(By.CSS_SELECTOR, ".vega-embed"))
 
 
-def _download(driver, label: str, pattern: str, timeout: float) -> str:
-    """Click the download button ``label``; the text of the file it saves (``pattern``)."""
+def _download(driver, label: str, pattern: str, timeout: float, parse=None):
+    """Click the download button ``label``; the complete file it saves (``pattern``), parsed by
+    ``parse`` (its text by default).
+
+    Chromium can show the final name before the bytes are in it (an empty placeholder beside
+    the ``.crdownload`` file), so the file counts as complete only when no download is in
+    progress, its size is non-zero and unchanged over two polls, and ``parse`` accepts it."""
+    parse = parse or (lambda text: text)
+    for old in driver.downloads.glob(pattern):
+        old.unlink()
     _button(driver, label).click()
     deadline = time.time() + timeout
+    seen: dict[Path, int] = {}
+    problem = "no file"
     while time.time() < deadline:
-        files = [p for p in driver.downloads.glob(pattern) if not p.name.endswith(".crdownload")]
-        if files:
-            return files[0].read_text()
         time.sleep(0.3)
-    raise AssertionError(f"{label!r} saved no {pattern} file within {timeout:.0f} s")
+        if any(driver.downloads.glob("*.crdownload")) or any(driver.downloads.glob("*.tmp")):
+            continue
+        files = sorted(driver.downloads.glob(pattern))
+        if not files:
+            continue
+        path, size = files[0], files[0].stat().st_size
+        if size == 0 or seen.get(path) != size:
+            seen[path] = size
+            problem = f"{path.name} held {size} bytes"
+            continue
+        try:
+            return parse(path.read_text())
+        except (AssertionError, ValueError) as exc:
+            problem = f"{path.name} did not parse: {exc}"
+    raise AssertionError(f"{label!r} saved no complete {pattern} file within {timeout:.0f} s "
+                         f"({problem})")
+
+
+def _summary_rows(text: str) -> list[dict]:
+    """The rows of a summary CSV; an error while it is incomplete."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows or not text.endswith("\n"):
+        raise ValueError(f"{len(rows)} complete rows so far")
+    return rows
+
+
+def _whole_html(text: str) -> str:
+    """The report's text once it is all there (it ends with its closing tag)."""
+    if not text.rstrip().endswith("</html>"):
+        raise ValueError("the report is not complete yet")
+    return text
 
 
 def _check_report(driver, html: str, rows: list[dict]) -> None:
@@ -263,14 +300,14 @@ def test_demo_audit_results_drilldown_and_csv(server, browser, shots, pace):
     assert _charts(d, 2, 60 * k) >= 2
     shots(d, "4-results", 1700)
     # 4. The CSV download holds the run's summary rows.
-    rows = list(csv.DictReader(io.StringIO(_download(d, "Download summary CSV", "*.csv", 30 * k))))
+    rows = _download(d, "Download summary CSV", "*.csv", 30 * k, _summary_rows)
     # demo: 2 concepts x 2 layers x 2 weightings for one target
     assert len(rows) == 8
     assert {r["concept"] for r in rows} == {"sports-words", "finance-words"}
     assert {r["target"] for r in rows} == {"sports"}
     assert len({r["run_id"] for r in rows}) == 1
     # 5. The HTML report: self-contained, with every summary row and the run's verdicts.
-    _check_report(d, _download(d, "Download HTML report", "*.html", 120 * k), rows)
+    _check_report(d, _download(d, "Download HTML report", "*.html", 120 * k, _whole_html), rows)
     # 6. Drill-down: attributions, faithfulness and the per-layer concept heatmap of one input.
     _nav(d, "Drill-down")
     _text(d, "Faithfulness on this input", 120 * k)
