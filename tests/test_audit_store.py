@@ -615,7 +615,7 @@ def test_runs_before_input_summary_get_their_detail_from_per_cav_scores(world, a
 
 def test_unusable_files_are_refused(tmp_path):
     (tmp_path / "junk.duckdb").write_text("not a database" * 100)
-    with pytest.raises(StoreError, match="Cannot open"):
+    with pytest.raises(StoreError, match="not an attnxai audit store"):
         Store(tmp_path / "junk.duckdb").list_runs()
     con = duckdb.connect(str(tmp_path / "other.duckdb"))
     con.execute("CREATE TABLE t (x INTEGER)")

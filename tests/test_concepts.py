@@ -23,6 +23,7 @@ from attnxai.io.concepts import (
     save_concept_set,
 )
 from attnxai.errors import ConceptSetError
+from attnxai.io.outputs import OutputError
 
 SHIPPED_ROOT = Path(__file__).resolve().parents[1] / "attnxai" / "resources" / "concept_sets"
 SHIPPED = sorted(p.name for p in SHIPPED_ROOT.iterdir() if (p / "concept.json").is_file()) \
@@ -514,7 +515,7 @@ def test_user_sets_beside_read_only_shipped_sets(monkeypatch, tmp_path):
 
 def test_export_to_missing_folder(tmp_path):
     save_concept_set(text_set(), tmp_path)
-    with pytest.raises(ConceptSetError, match=r"folder .*nowhere does not exist"):
+    with pytest.raises(OutputError, match=r"folder .*nowhere does not exist"):
         export_concept_set("topic", tmp_path / "nowhere" / "t.zip", tmp_path)
 
 

@@ -279,7 +279,7 @@ def test_garbage_file_at_a_path_with_lock_in_it_is_refused_at_once(tmp_path):
     path.parent.mkdir()
     path.write_bytes(b"this is not a database, it only has lock in its name\n" * 100)
     t0 = time.monotonic()
-    with pytest.raises(StoreError, match=r"lock\.duckdb: it is not a DuckDB database file") as info:
+    with pytest.raises(StoreError, match=r"lock\.duckdb is not an attnxai audit store \(it is not a DuckDB") as info:
         Store(path, lock_timeout=30).list_runs()
     assert not isinstance(info.value, StoreLockedError)
     assert time.monotonic() - t0 < 5

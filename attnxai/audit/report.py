@@ -5,13 +5,12 @@
 - detail CSV (optional): one row per input x concept x layer x weighting with the mean score
   over the concept's CAVs, the share of CAVs scoring it positive, and the input itself
   (:func:`detail_frame`).
-Files are written to a temporary name and renamed, so a reader never sees half a CSV.
+Files are written to a temporary name and renamed, so a reader never sees half a CSV, and cells a
+spreadsheet would run as formulas are neutralised (:mod:`attnxai.io.outputs`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +18,7 @@ import pandas as pd
 from attnxai.audit.records import RunRecord
 from attnxai.errors import UserInputError
 from attnxai.audit.store import Store
+from attnxai.io.outputs import check_outputs, csv_bytes, store_files, write_atomic
 from attnxai.schema import INPUT_DETAIL, RUN_CONTEXT, TABLES
 
 
@@ -79,45 +79,36 @@ def effects_frame(store: Store, run_id: str) -> pd.DataFrame:
 
 
 def summary_csv_bytes(store: Store, run_id: str) -> bytes:
-    """The summary CSV as bytes (for a download button)."""
-    return summary_frame(store, run_id).to_csv(index=False).encode("utf-8")
+    """The summary CSV as bytes (for a download button), formulas neutralised."""
+    return csv_bytes(summary_frame(store, run_id))
+
+
+def detail_csv_bytes(store: Store, run_id: str) -> bytes:
+    """The per-input CSV as bytes (for a download button), formulas neutralised."""
+    return csv_bytes(detail_frame(store, run_id))
+
+
+def export_paths(out: str | Path, effects: bool, detail: bool) -> list[Path]:
+    """The files :func:`export_run` writes for ``out``: the summary CSV, the causal effects'
+    (``effects``: the run computed some) and the per-input CSV (``detail``)."""
+    return ([Path(out)] + ([effects_path(out)] if effects else [])
+            + ([detail_path(out)] if detail else []))
 
 
 def export_run(store: Store, run_id: str, out: str | Path, detail: bool = False) -> Path:
     """Write the summary CSV to ``out``, the causal effects to :func:`effects_path` (when the
     run computed any), and with ``detail`` the per-input CSV to :func:`detail_path`; return
-    ``out``. Everything is read before anything is written, and each file appears complete or
-    not at all."""
-    out = output_path(out, "audit.csv")
-    frames = [(out, summary_frame(store, run_id))]
-    if completed_run(store, run_id).config.effects.level != "none":
-        frames.append((effects_path(out), effects_frame(store, run_id)))
+    ``out``. Every path is checked (:func:`attnxai.io.outputs.check_outputs`: never the store
+    itself, nor a special file) and everything read before anything is written, and each file
+    appears complete or not at all, with formulas neutralised."""
+    effects = completed_run(store, run_id).config.effects.level != "none"
+    paths = check_outputs(export_paths(out, effects, detail), example="audit.csv",
+                          protect=store_files(store.path))
+    frames = [summary_frame(store, run_id)]
+    if effects:
+        frames.append(effects_frame(store, run_id))
     if detail:
-        frames.append((detail_path(out), detail_frame(store, run_id)))
-    for path, frame in frames:
-        write_atomic(path, frame.to_csv(index=False).encode("utf-8"))
-    return out
-
-
-def output_path(out: str | Path, example: str) -> Path:
-    """``out`` as a file to write; UserInputError when it is a folder (``example`` names a
-    file to suggest in it) or its folder does not exist."""
-    out = Path(out)
-    if out.is_dir():
-        raise UserInputError(f"{out} is a folder; give a file name like {out / example}.")
-    if not out.parent.is_dir():
-        raise UserInputError(f"Cannot write {out}: folder {out.parent} does not exist.")
-    return out
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place, so a reader
-    sees the whole file or none."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        frames.append(detail_frame(store, run_id))
+    for path, frame in zip(paths, frames):
+        write_atomic(path, csv_bytes(frame))
+    return paths[0]

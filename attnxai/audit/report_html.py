@@ -23,7 +23,7 @@ from attnxai.audit.charts import (accuracy_chart, effect_chart, heatmap, layer_c
                                   significance_caption, weighting_chart)
 from attnxai.audit.html_parts import esc, inline_svg, key_values, png_data_uri, table
 from attnxai.audit.records import RunConcept, RunRecord
-from attnxai.audit.report import completed_run, output_path, write_atomic
+from attnxai.audit.report import completed_run
 from attnxai.audit.report_style import CSS
 from attnxai.audit.store import Store
 from attnxai.audit.verdicts import (MEASURE_WORDS, combined_verdict, effect_verdict, fmt,
@@ -32,6 +32,7 @@ from attnxai.errors import DataError, UserInputError
 from attnxai.io.concepts import default_concept_root
 from attnxai.io.datasets import load_image
 from attnxai.io.hashing import example_hash
+from attnxai.io.outputs import check_output, store_files, write_atomic
 from attnxai.resources import CONCEPT_SETS_DIR
 from attnxai.schema import TABLES
 
@@ -421,7 +422,8 @@ def render_report(store: Store, run_id: str) -> str:
 
 def write_report(store: Store, run_id: str, path: str | Path) -> Path:
     """Write :func:`render_report` to ``path`` (atomically: the file appears complete or not at
-    all, and nothing is written when the run cannot be reported); return the path."""
-    out = output_path(path, "report.html")
+    all, never over the store or a special file, and nothing is written when the run cannot be
+    reported); return the path."""
+    out = check_output(path, example="report.html", protect=store_files(store.path))
     write_atomic(out, render_report(store, run_id).encode("utf-8"))
     return out

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -56,6 +57,7 @@ SCHEMA_VERSION = 5
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 DEFAULT_CACHE_MAX_BYTES = 2 * 1024**3
 CACHE_MAX_BYTES_ENV = "ATTNXAI_CACHE_MAX_BYTES"
+HOME_ENV = "ATTNXAI_HOME"
 _CONFLICT_RETRIES = 8
 # DuckDB shares one database instance between a process's connections to a file; two threads
 # opening (or closing the last connection) at the same moment race on attaching the file.
@@ -132,7 +134,7 @@ class StoreLockedError(StoreError):
 
 def default_db_path() -> Path:
     """``$ATTNXAI_HOME/audits.duckdb``; ``ATTNXAI_HOME`` defaults to ``~/.attnxai``."""
-    home = os.environ.get("ATTNXAI_HOME")
+    home = os.environ.get(HOME_ENV)
     return (Path(home) if home else Path.home() / ".attnxai") / "audits.duckdb"
 
 
@@ -145,6 +147,16 @@ def _now() -> datetime:
 # path that follows may contain any word, "lock" included.
 _LOCK_CONFLICT = re.compile(r'^(IO Error: )?Could not set lock on file "')
 _NOT_DUCKDB = "it is not a valid DuckDB database file"
+_TRUNCATED = "Could not read enough bytes"
+# A DuckDB file starts with an 8-byte checksum, then the magic bytes "DUCK".
+_DUCKDB_MAGIC = b"DUCK"
+_HEADER_BYTES = 16
+# attnxai never reaches the network and never runs code it did not ship: DuckDB must not fetch
+# or load an extension when it meets a file it does not know (it would download the SQLite
+# scanner for a SQLite file).
+CONNECTION_CONFIG = {"autoinstall_known_extensions": False,
+                     "autoload_known_extensions": False,
+                     "allow_community_extensions": False}
 
 
 def _is_lock_error(exc: Exception) -> bool:
@@ -153,11 +165,62 @@ def _is_lock_error(exc: Exception) -> bool:
 
 
 def _open_error(path: Path, exc: Exception) -> StoreError:
-    """The StoreError for a file DuckDB cannot open for a reason other than a lock."""
+    """The StoreError for a file DuckDB cannot open or read for a reason other than a lock."""
     if _NOT_DUCKDB in str(exc):
-        return StoreError(f"Cannot open the audit database {path}: it is not a DuckDB database "
-                          "file; give another file name (--db) or move that file away.")
-    return StoreError(f"Cannot open the audit database {path}: {exc}")
+        return _not_a_store(path, "it is not a DuckDB database file")
+    if _TRUNCATED in str(exc):
+        return StoreError(f"The audit database {path} is truncated or damaged (DuckDB could not "
+                          "read all of it); restore it from a backup, or give another file "
+                          "(--db).")
+    text = " ".join(str(exc).split())[:300]
+    return StoreError(f"Cannot use the audit database {path}: {text}")
+
+
+def _not_a_store(path: Path, why: str) -> StoreError:
+    return StoreError(f"{path} is not an attnxai audit store ({why}); give another file name "
+                      "(--db) or move that file away.")
+
+
+def check_store_path(path: Path) -> None:
+    """StoreError unless ``path`` can hold an audit store: an existing regular file, or a new
+    path whose nearest existing ancestor is a folder (``ATTNXAI_HOME`` may name a file)."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder; give the audit database's file name "
+                         "(e.g. audits.duckdb).")
+    if path.exists():
+        check_store_file(path)
+        return
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise StoreError(f"Cannot use {path}: {parent} is a file, not a folder"
+                                 + (f" (check {HOME_ENV})" if os.environ.get(HOME_ENV) else "")
+                                 + ".")
+            return
+
+
+def check_store_file(path: Path) -> None:
+    """StoreError when the file at ``path`` exists and is not a DuckDB database (by its header,
+    before DuckDB sees it: DuckDB would attach a SQLite or Parquet file as a database of its
+    own kind) or not a regular file. A missing file is a new store."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"Cannot use the audit database {path}: {exc.strerror or exc}.") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise StoreError(f"{path} is not a regular file and cannot hold an audit store; give "
+                         "the audit database's file name (e.g. audits.duckdb).")
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEADER_BYTES)
+    except OSError as exc:
+        raise StoreError(f"Cannot read the audit database {path}: {exc.strerror or exc}.") from None
+    if head.startswith(b"SQLite format 3\0"):
+        raise _not_a_store(path, "it is a SQLite database")
+    if head[8:12] != _DUCKDB_MAGIC:
+        raise _not_a_store(path, "it is not a DuckDB database file")
 
 
 def cache_max_bytes_from_env() -> int:
@@ -201,11 +264,14 @@ class Store:
                  notify: Callable[[str], None] | None = None,
                  cache_max_bytes: int | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_db_path()
-        if self.path.is_dir():
-            raise StoreError(f"{self.path} is a folder; give the audit database's file name "
-                             "(e.g. audits.duckdb).")
+        check_store_path(self.path)
         if path is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"Cannot create the attnxai folder {self.path.parent} "
+                                 f"({HOME_ENV}): {exc.strerror or exc}; point {HOME_ENV} at a "
+                                 "folder you can write.") from None
         elif not self.path.parent.is_dir():
             raise StoreError(f"Cannot use {self.path}: folder {self.path.parent} does not exist.")
         self.lock_timeout = lock_timeout
@@ -221,7 +287,7 @@ class Store:
         while True:
             try:
                 with _ATTACH_LOCK:
-                    return duckdb.connect(str(self.path))
+                    return duckdb.connect(str(self.path), config=CONNECTION_CONFIG)
             except duckdb.Error as exc:
                 if not _is_lock_error(exc):
                     raise _open_error(self.path, exc) from None
@@ -239,13 +305,20 @@ class Store:
 
     @contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        check_store_file(self.path)
         con = self._open()
         try:
             if not self._schema_ok:
                 with _MIGRATE_LOCK:  # other processes are kept out by the file lock
-                    self._migrate(con)
+                    try:
+                        self._migrate(con)
+                    except duckdb.Error as exc:  # a damaged file can open and fail on reading
+                        raise _open_error(self.path, exc) from None
                 self._schema_ok = True
-            yield con
+            try:
+                yield con
+            except duckdb.IOException as exc:  # the file, not the query: damaged or unreadable
+                raise _open_error(self.path, exc) from None
         finally:
             with _ATTACH_LOCK:
                 con.close()

@@ -14,13 +14,15 @@ import pandas as pd
 
 from attnxai.audit.config import DEMO, AuditConfig
 from attnxai.audit.engines import make_engine
-from attnxai.audit.report import detail_path, effects_frame, effects_path, export_run, summary_frame
+from attnxai.audit.report import (detail_path, effects_frame, effects_path, export_paths,
+                                  export_run, summary_frame)
 from attnxai.audit.runner import run_audit
 from attnxai.audit.store import Store
 from attnxai.cli.common import add_model_arguments
 from attnxai.errors import UserInputError
 from attnxai.cli.effect import format_effects
 from attnxai.effects.config import EffectsConfig
+from attnxai.io.outputs import check_outputs, input_files, store_files
 from attnxai.tcav.config import TCAVConfig
 from attnxai.options import choices, defaults, interval, is_flag
 
@@ -163,14 +165,9 @@ def format_summary(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _check_out(path: str | None) -> None:
-    if path and not Path(path).parent.is_dir():
-        raise UserInputError(f"Cannot write {path}: folder {Path(path).parent} does not exist.")
-
-
 def cmd_audit(args: argparse.Namespace) -> int:
-    """Run an audit; keep it in the --db store (if given) and write --csv (if given)."""
-    _check_out(args.csv)
+    """Run an audit; keep it in the --db store (if given) and write --csv (if given). Every
+    output path is checked before the model loads."""
     config = audit_config(args)
     with contextlib.ExitStack() as stack:
         if args.db is None:  # not persisted: a throw-away store holds the run until exported
@@ -178,6 +175,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
             store = Store(Path(tmp) / "audit.duckdb")
         else:
             store = Store(args.db or None, notify=lambda m: print(m, file=sys.stderr))
+        if args.csv:
+            check_outputs(export_paths(args.csv, config.effects.level != "none", args.detail),
+                          example="audit.csv",
+                          protect={**store_files(store.path), **input_files(config.datasets)})
+        if args.db is not None:
             store.schema_version()  # an unusable file fails now, before the model loads
         engine = make_engine(args.engine, address=args.address, num_gpus=args.num_gpus)
         stack.callback(engine.close)

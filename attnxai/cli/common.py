@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from attnxai.io.outputs import csv_bytes, write_atomic
 from attnxai.models.base import ModelAdapter
 
 EXIT_USER_ERROR = 2
@@ -61,8 +62,7 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool = True) -> No
 
 
 def write_csv_atomic(path: Path, rows: list[dict[str, Any]] | pd.DataFrame) -> None:
-    """Write rows (dicts or a DataFrame) as CSV so a failure leaves no half file."""
-    from attnxai.audit.report import write_atomic
-
+    """Write rows (dicts or a DataFrame) as CSV, formulas neutralised, so a failure leaves no
+    half file."""
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
-    write_atomic(path, frame.to_csv(index=False).encode("utf-8"))
+    write_atomic(path, csv_bytes(frame))

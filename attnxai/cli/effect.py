@@ -17,6 +17,7 @@ from attnxai.effects.config import EffectsConfig
 from attnxai.effects.run import check_pairs, pair_effects
 from attnxai.effects.table import correct_effects, effect_frame
 from attnxai.errors import UserInputError
+from attnxai.io.outputs import check_output
 from attnxai.options import choices, defaults
 from attnxai.tcav.config import TCAVConfig
 
@@ -49,8 +50,8 @@ def cmd_effect(args: argparse.Namespace) -> int:
 
     if args.effects == "none":
         raise UserInputError("--effects none computes nothing; use output, layers or all.")
-    if args.csv and not Path(args.csv).resolve().parent.is_dir():
-        raise UserInputError(f"Cannot write {args.csv}: its folder does not exist.")
+    if args.csv:
+        check_output(args.csv, example="effects.csv")
     names = [c.strip() for c in args.concepts.split(",") if c.strip()]
     if not names:
         raise UserInputError("--concepts needs at least one concept-set name.")

@@ -17,6 +17,7 @@ from attnxai.errors import UserInputError
 from attnxai.explain.baselines import METHODS, explain, get_method
 from attnxai.explain.faithfulness import KS, evaluate_methods
 from attnxai.io.datasets import demo_dataset, load_dataset
+from attnxai.io.outputs import check_output, input_files
 
 METHOD_OPTIONS = ("game", "source", "layers", "heads")
 
@@ -75,8 +76,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         get_method(m)
     if args.limit < 0:
         raise UserInputError("--limit must be 0 (everything) or a positive number.")
-    if args.csv and not Path(args.csv).parent.is_dir():
-        raise UserInputError(f"Cannot write {args.csv}: folder {Path(args.csv).parent} does not exist.")
+    if args.csv:
+        check_output(args.csv, example="faithfulness.csv", protect=input_files([args.data]))
     adapter = load_model_from_args(args)
     ds = demo_dataset(adapter.modality) if args.data == "demo" else load_dataset(args.data)
     if ds.modality != adapter.modality:

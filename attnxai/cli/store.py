@@ -13,7 +13,8 @@ from attnxai.io.concepts import (concept_roots, default_concept_root, export_con
                                  import_concept_set, list_concept_sets, load_concept_set,
                                  shipped_concept_root)
 from attnxai.audit.report import detail_path, export_run
-from attnxai.audit.store import CACHE_MAX_BYTES_ENV, Store, StoreError, default_db_path
+from attnxai.audit.store import (CACHE_MAX_BYTES_ENV, Store, StoreError, check_store_path,
+                                 default_db_path)
 from attnxai.io.datasets import format_bytes
 
 RUNS_COLUMNS = ["run_id", "status", "created", "model", "datasets", "targets", "concepts",
@@ -24,7 +25,8 @@ def _store(args: argparse.Namespace, must_exist: bool = True) -> Store | None:
     """The --db store; None (or an error, with ``must_exist``) when its file does not exist,
     so reading commands never create an empty database."""
     path = Path(args.db).expanduser() if args.db else default_db_path()
-    if not path.is_file():
+    check_store_path(path)  # a folder, a device or a foreign file is an error, not "no runs"
+    if not path.exists():
         if must_exist:
             raise StoreError(f"No audit database at {path}; run `attnxai audit ... --db` first.")
         return None

@@ -37,6 +37,7 @@ from attnxai.io.datasets import (
     verify_image_bytes,
 )
 from attnxai.errors import ConceptSetError, DataError, UserInputError
+from attnxai.io.outputs import check_output, write_atomic
 from attnxai.resources import CONCEPT_SETS_DIR
 
 FORMAT = 1
@@ -646,27 +647,19 @@ def delete_concept_set(name: str, root: str | Path | None = None, *, force: bool
 def export_concept_set(name: str, zip_path: str | Path, root: str | Path | None = None) -> Path:
     """Write the set ``name`` to a zip holding ``<name>/concept.json`` (and its images).
 
-    The zip is written to a temporary file and renamed, and its entries carry a fixed
+    The zip is written to a temporary file and renamed (never over a special file), and its
+    entries carry a fixed
     timestamp, so exporting the same set twice gives identical bytes.
     """
     cs = load_concept_set(name, root)
-    zip_path = Path(zip_path)
-    if not zip_path.parent.is_dir():
-        raise ConceptSetError(
-            f"cannot export to {zip_path}: folder {zip_path.parent} does not exist."
-        )
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{zip_path.name}.", dir=zip_path.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp_name, "w", zipfile.ZIP_DEFLATED) as zf:
-            for rel, x in _set_files(cs):
-                info = zipfile.ZipInfo(f"{cs.name}/{rel}", (1980, 1, 1, 0, 0, 0))
-                info.external_attr = 0o644 << 16  # a plain file, readable after unzip
-                zf.writestr(info, _content(x), compress_type=zipfile.ZIP_DEFLATED)
-        os.replace(tmp_name, zip_path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
+    zip_path = check_output(zip_path, example=f"{cs.name}.zip")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for rel, x in _set_files(cs):
+            info = zipfile.ZipInfo(f"{cs.name}/{rel}", (1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16  # a plain file, readable after unzip
+            zf.writestr(info, _content(x), compress_type=zipfile.ZIP_DEFLATED)
+    write_atomic(zip_path, buf.getvalue())
     return zip_path
 
 

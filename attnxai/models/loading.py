@@ -162,6 +162,8 @@ def load_hf(spec: str, trust_remote_code: bool = False, **kw: Any) -> ModelAdapt
         raise ModelLoadError(f"{spec} is not a Hugging Face model folder (no config.json in it).")
     source = str(path) if is_local else spec
     common = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    if is_local:
+        _check_model_type(path, spec, trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(source, **common)
     except Exception as e:  # noqa: BLE001 - a damaged config.json can raise anything
@@ -205,6 +207,25 @@ def load_hf(spec: str, trust_remote_code: bool = False, **kw: Any) -> ModelAdapt
         f"{spec} is a {config.model_type!r} model that is neither a sequence classifier nor an "
         "image classifier (AutoModelForSequenceClassification / AutoModelForImageClassification)."
     )
+
+
+def _check_model_type(path: Path, spec: str, trust_remote_code: bool) -> None:
+    """ModelLoadError in one sentence when the folder's config names a model type that the
+    installed transformers does not know (and no code of the model's own may define it)."""
+    import transformers
+    from transformers import CONFIG_MAPPING
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return  # AutoConfig reports an unreadable config in its own words
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    if not isinstance(model_type, str) or model_type in CONFIG_MAPPING:
+        return
+    if trust_remote_code and "auto_map" in config:
+        return  # the model's own code defines it
+    raise ModelLoadError(f"{spec} is a {model_type!r} model, a type the installed transformers "
+                         f"{transformers.__version__} does not know.")
 
 
 def _why(e: BaseException) -> str:

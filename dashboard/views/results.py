@@ -31,12 +31,9 @@ def _effects(path: str, run_id: str) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _csv(path: str, run_id: str, detail: bool) -> bytes:
-    from attnxai.audit.report import detail_frame, summary_csv_bytes
+    from attnxai.audit.report import detail_csv_bytes, summary_csv_bytes
 
-    store = get_store()
-    if detail:
-        return detail_frame(store, run_id).to_csv(index=False).encode("utf-8")
-    return summary_csv_bytes(store, run_id)
+    return (detail_csv_bytes if detail else summary_csv_bytes)(get_store(), run_id)
 
 
 runs = None
