@@ -171,6 +171,8 @@ CONSTRAINTS: dict[str, tuple[Constraint, ...]] = {
     "patch_tokens": (Choice.of(PatchTokens),),
     "intervention_null": (Interval(int, 20),),  # null CAVs per CAV intervention (5 groups+)
     "intervention_inputs": (Interval(int, 1),),
+    "min_effect": (Interval(float, 0, 1),),  # a change of probability
+    "min_logit_effect": (Interval(float, 0),),
     # AuditConfig
     "limit": (Interval(int, 0),),  # 0 = every input
     # The engine that runs an audit (`attnxai audit --engine`, run_audit's engine)

@@ -137,7 +137,12 @@ TABLES: dict[str, Table] = {t.name: t for t in (
     Table("effects", 4, columns(
         "dataset VARCHAR, target VARCHAR, concept VARCHAR, layer INTEGER, measure VARCHAR, "
         "mean DOUBLE, ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE, p_adjusted DOUBLE, "
-        "significant BOOLEAN, n_pairs INTEGER, n_skipped INTEGER, share DOUBLE, test VARCHAR")),
+        "significant BOOLEAN, n_pairs INTEGER, n_skipped INTEGER, share DOUBLE, test VARCHAR")
+        # The minimum relevant effect each row was tested against (its measure's units), the
+        # adjusted p of the equivalence test, the verdict (relies / negligible / inconclusive;
+        # `significant` is "relies") and, when inconclusive, about how many pairs would settle it.
+        + (Column("min_effect", "DOUBLE", since=6), Column("p_negligible", "DOUBLE", since=6),
+           Column("verdict", "VARCHAR", since=6), Column("n_needed", "DOUBLE", since=6))),
     # Per pair of a paired concept and target: its output effect (for the drill-down).
     Table("pair_effects", 4, columns(
         "target VARCHAR, concept VARCHAR, pair INTEGER, example VARCHAR, counterexample VARCHAR, "

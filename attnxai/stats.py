@@ -21,6 +21,7 @@ measurement behind the default):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -235,3 +236,73 @@ def mean_interval(values: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, 
         return mean, nan, nan
     half = stats.t.ppf(0.5 + level / 2, df=n - 1) * v.std(axis=0, ddof=1) / np.sqrt(n)
     return mean, mean - half, mean + half
+
+
+# -- minimum relevant effect (docs/method.md §8) -------------------------------------------------
+#: The three verdicts of a test against a minimum relevant effect δ.
+RELIES, NEGLIGIBLE, INCONCLUSIVE = "relies", "negligible", "inconclusive"
+
+
+def one_sided(p_two: np.ndarray, observed: np.ndarray, greater: bool) -> np.ndarray:
+    """One-sided p-values from a symmetric test's two-sided ones: ``p/2`` where the observed
+    statistic (its sign: the estimate minus the null's centre) lies on the side tested, else
+    ``1 - p/2``. For the sign-flip, Wilcoxon and t-based tests, whose two-sided p is twice the
+    smaller tail, the near side is exact; the far side leaves out the probability of ties at the
+    observed value, and is at least 1/2, so it never decides a test at α < 1/2."""
+    half = np.asarray(p_two, dtype=float) / 2
+    on_side = np.asarray(observed) > 0 if greater else np.asarray(observed) < 0
+    return np.where(on_side, half, 1 - half)
+
+
+def min_effect_p_values(values: np.ndarray, delta: np.ndarray | float,
+                        two_sided: Callable[[np.ndarray], np.ndarray], center: float = 0.0
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """p-values of the two questions an auditor asks of an effect E, given a minimum relevant
+    effect δ >= 0 (per column of ``values`` [n, ...], or one for all):
+
+    - **relevant**: H0 ``|E| <= δ`` against ``|E| > δ``: the one-sided tests of ``E <= δ`` and
+      of ``E >= -δ``, the smaller p doubled (a two-sided minimum-effect test; for δ = 0 it is
+      the ordinary two-sided test of E = 0);
+    - **negligible**: H0 ``|E| >= δ`` against ``|E| < δ``: the two one-sided tests of
+      equivalence (TOST, Schuirmann 1987), the larger p (1 when δ = 0: nothing is shown
+      negligible without a margin).
+
+    ``two_sided(shifted)`` is any symmetric test's two-sided p-values of "mean = ``center``" for
+    the values shifted by ∓δ (so the test itself is used at the margins), per column.
+    """
+    v = np.asarray(values, dtype=float)
+    delta = np.broadcast_to(np.asarray(delta, dtype=float), v.shape[1:])
+    below, above = v - delta, v + delta  # centred on the margins +δ and -δ
+    p_below, p_above = two_sided(below), two_sided(above)
+    m_below, m_above = below.mean(axis=0) - center, above.mean(axis=0) - center
+    beyond = np.minimum(one_sided(p_below, m_below, greater=True),     # E > δ
+                        one_sided(p_above, m_above, greater=False))    # E < -δ
+    relevant = np.minimum(1.0, 2 * beyond)
+    negligible = np.maximum(one_sided(p_above, m_above, greater=True),  # E > -δ
+                            one_sided(p_below, m_below, greater=False))  # E < δ
+    negligible = np.where(delta > 0, negligible, 1.0)
+    return relevant, negligible
+
+
+def relevance_verdicts(p_relevant: np.ndarray, p_negligible: np.ndarray, alpha: float
+                       ) -> np.ndarray:
+    """``relies`` where the (adjusted) relevance p is below ``alpha``, ``negligible`` where the
+    (adjusted) equivalence p is, else ``inconclusive``. Both cannot hold at once for α < 1/2:
+    the estimate would have to lie beyond δ and within it."""
+    p_rel = np.nan_to_num(np.asarray(p_relevant, dtype=float), nan=1.0)
+    p_neg = np.nan_to_num(np.asarray(p_negligible, dtype=float), nan=1.0)
+    return np.where(p_rel < alpha, RELIES, np.where(p_neg < alpha, NEGLIGIBLE, INCONCLUSIVE))
+
+
+def n_to_settle(mean: np.ndarray, sd: np.ndarray, delta: np.ndarray | float, alpha: float
+                ) -> np.ndarray:
+    """About how many pairs would settle an inconclusive effect: the n at which a mean as
+    large as this one, with this spread, would lie a normal-approximation margin away from δ
+    (beyond it: relevant; within it: negligible). NaN where the mean sits on δ or has no
+    spread. A planning figure, not a promise: the next sample's mean will differ."""
+    mean, sd = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+    gap = np.abs(np.abs(mean) - np.asarray(delta, dtype=float))
+    z = stats.norm.ppf(1 - alpha / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = np.ceil((z * sd / gap) ** 2)
+    return np.where((gap > 0) & (sd > 0) & np.isfinite(n), np.maximum(n, 2), np.nan)

@@ -85,6 +85,21 @@ def test_audit_stores_effects_equal_to_a_direct_computation(paired_world, tmp_pa
     families = np.array([sorted(set(keys)).index(k) for k in keys])
     np.testing.assert_allclose(effects.p_adjusted, adjust(effects.p_value.to_numpy(),
                                                           tcav.correction, families))
+    # Each row tested against its measure's minimum relevant effect, and its verdict from the
+    # two adjusted p-values; the output effect's p from the direct differences (12 pairs: the
+    # exact sign-flip distribution).
+    from attnxai.stats import min_effect_p_values, paired_p_values
+
+    config = store.get_run(run_id).config
+    assert (effects.min_effect == [config.effects.delta(m) for m in effects.measure]).all()
+    rel, _ = min_effect_p_values(direct.numpy()[:, None].astype(float),
+                                   config.effects.min_logit_effect,
+                                   lambda x: paired_p_values(x, "sign_flip", tcav.seed))
+    assert out.p_value == pytest.approx(float(rel[0]), rel=1e-3, abs=1e-3)
+    expected = np.where(effects.p_adjusted < tcav.alpha, "relies",
+                        np.where(effects.p_negligible < tcav.alpha, "negligible", "inconclusive"))
+    assert effects.verdict.tolist() == expected.tolist()
+    assert (effects.significant == (effects.verdict == "relies")).all()
     pairs = store.results("pair_effects", run_id)
     assert len(pairs) == 12 and set(pairs.concept) == {"won"}
     np.testing.assert_allclose(pairs.sort_values("pair").delta_logit, direct.numpy(), atol=1e-5)
@@ -101,7 +116,8 @@ def test_cli_audit_writes_the_effects_csv_and_none_writes_none(paired_world, tmp
     assert main([*common, "--csv", str(out)]) == 0
     frame = pd.read_csv(effects_path(out))
     for column in ["target", "concept", "layer", "measure", "mean", "ci_low", "ci_high",
-                   "p_value", "p_adjusted", "significant", "n_pairs"]:
+                   "p_value", "p_adjusted", "significant", "n_pairs", "min_effect",
+                   "p_negligible", "verdict", "n_needed"]:
         assert column in frame.columns
     assert (frame[frame.measure.str.startswith("output")].layer == -1).all()
     out2 = tmp_path / "none.csv"

@@ -236,9 +236,10 @@ def test_config_round_trips_through_json_and_stays_frozen():
     # The flat layout runs were stored with before the TCAV settings were nested.
     old = AuditConfig.from_dict({"model": "m", "num_cavs": 3, "layers": [0], "limit": 2,
                                  "gone": True})
-    # ... and computed no causal effects.
+    # ... and computed no causal effects (nor tested any against a minimum effect).
     assert old == AuditConfig(model="m", limit=2, tcav=TCAVConfig(num_cavs=3, layers=(0,)),
-                              effects=EffectsConfig(level="none"))
+                              effects=EffectsConfig(level="none", min_effect=0.0,
+                                                    min_logit_effect=0.0))
 
 
 def test_validation_does_not_change_the_config(world, adapter):
@@ -541,11 +542,12 @@ def test_migration_from_version_1_keeps_data(tmp_path):
                 "mean, p_value) VALUES ('old', 0, 'demo', 'sports', 'c', 2, 'plain', 0.75, 0.01)")
     con.close()
     store = Store(db)
-    assert store.schema_version() == SCHEMA_VERSION == 5
+    assert store.schema_version() == SCHEMA_VERSION == 6
     run = store.get_run("old")
     assert run.seed == 7 and run.activations_cached == 0
     assert run.config == AuditConfig(model="m", tcav=TCAVConfig(alpha=0.05),  # model: the run's
-                                     effects=EffectsConfig(level="none"))
+                                     effects=EffectsConfig(level="none", min_effect=0.0,
+                                                           min_logit_effect=0.0))
     s = store.summary("old")
     assert s[["layer", "mean", "p_value"]].values.tolist() == [[2, 0.75, 0.01]]
     assert store.inputs("old").empty and store.cache_info().empty  # new tables exist
@@ -569,11 +571,13 @@ def test_migration_from_version_2_keeps_runs_without_cavs(tmp_path):
                 "mean, p_value) VALUES ('old', 0, 'demo', 'sports', 'c', 2, 'plain', 0.75, 0.01)")
     con.close()
     store = Store(db)
-    assert store.schema_version() == SCHEMA_VERSION == 5
+    assert store.schema_version() == SCHEMA_VERSION == 6
     run = store.get_run("old")
     assert run.config == AuditConfig(model="m", targets=("sports",), concepts=("c",),
                                       tcav=TCAVConfig(layers=(2,), num_cavs=5, weighting="plain",
-                                                      seed=7), effects=EffectsConfig(level="none"))
+                                                      seed=7),
+                                      effects=EffectsConfig(level="none", min_effect=0.0,
+                                                            min_logit_effect=0.0))
     assert store.summary("old")["mean"].tolist() == [0.75] and store.cav_vectors("old", "c") == {}
     # Version 4's tables and column exist, empty for the old run.
     assert store.results("effects", "old").empty and store.results("pair_effects", "old").empty
@@ -593,6 +597,31 @@ def test_migration_from_version_2_keeps_runs_without_cavs(tmp_path):
                              ).fetchall())
     con.close()
     assert types["runs.seed"] == "BIGINT" and set(types.values()) == {"BIGINT"}
+
+
+def test_migration_from_version_5_reads_old_effects_as_tested_against_zero(tmp_path):
+    """Effects stored before the minimum relevant effect: significant reads as "relies", the
+    rest as "inconclusive" (nothing is negligible without a margin), δ = 0."""
+    db = tmp_path / "v5.duckdb"
+    con = duckdb.connect(str(db))
+    for step in MIGRATIONS[:5]:
+        for statement in step:
+            con.execute(statement)
+    con.execute("INSERT INTO meta VALUES ('schema_version', '5')")
+    for seq, (measure, significant) in enumerate((("output_prob", True), ("output_logit", False))):
+        con.execute("INSERT INTO effects (run_id, seq, dataset, target, concept, layer, measure, "
+                    "mean, p_value, p_adjusted, significant, n_pairs, n_skipped) VALUES "
+                    "('old', ?, 'pairs', 't', 'c', -1, ?, 0.1, 0.01, 0.02, ?, 10, 0)",
+                    [seq, measure, significant])
+    con.close()
+    assert Store(db).schema_version() == 6
+    con = duckdb.connect(str(db))
+    effects = con.execute("SELECT * FROM effects ORDER BY seq").df()
+    con.close()
+    assert effects["verdict"].tolist() == ["relies", "inconclusive"]
+    assert effects["min_effect"].tolist() == [0.0, 0.0]
+    assert effects["p_negligible"].tolist() == [1.0, 1.0]
+    assert effects["significant"].tolist() == [True, False]
 
 
 def test_runs_before_input_summary_get_their_detail_from_per_cav_scores(world, adapter,

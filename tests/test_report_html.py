@@ -166,28 +166,31 @@ def test_effects_section_follows_the_stored_effects(text_run, tmp_path):
     assert "effects" not in page.ids()  # this run computed no effects
     copy = _copy(store, tmp_path)
     base = {"dataset": "pairs", "target": "positive", "concept": "sports", "n_skipped": 0,
-            "test": "sign_flip"}
+            "test": "sign_flip", "min_effect": 0.1, "p_negligible": 0.9, "n_needed": np.nan}
     _set_effects(copy, run_id, [
         {**base, "layer": -1, "measure": "output_logit", "mean": 0.42, "ci_low": 0.31,
          "ci_high": 0.55, "p_value": 0.001, "p_adjusted": 0.002, "significant": True,
-         "n_pairs": 40, "share": np.nan},
+         "verdict": "relies", "n_pairs": 40, "share": np.nan},
         {**base, "layer": 1, "measure": "patch_restore", "mean": 0.3, "ci_low": 0.2,
          "ci_high": 0.4, "p_value": 0.01, "p_adjusted": 0.02, "significant": True,
-         "n_pairs": 40, "share": 0.75},
+         "verdict": "relies", "n_pairs": 40, "share": 0.75},
         {**base, "layer": 2, "measure": "patch_remove", "mean": 0.01, "ci_low": -0.1,
          "ci_high": 0.1, "p_value": 0.8, "p_adjusted": 0.8, "significant": False,
-         "n_pairs": 38, "n_skipped": 2, "share": 0.02},
+         "verdict": "inconclusive", "n_needed": 1200.0, "n_pairs": 38, "n_skipped": 2,
+         "share": 0.02},
     ])
     html = render_report(copy, run_id)
     page = Page(html)
     assert "effects" in page.ids()
     text = "".join(page.text)
     assert ("Causal effect on its matched pairs: output effect on the target's logit +0.420 (95% CI 0.310 "
-            "to 0.550; adjusted p 0.002, significant; 40 pairs); patching restores: significant "
-            "at layer 1 (share 0.75); patching removes: no significant layer (smallest adjusted "
-            "p 0.8).") in text
+            "to 0.550; beyond δ = 0.1 (adjusted p 0.002); 40 pairs); patching restores: beyond "
+            "δ = 0.1 at layer 1 (share 0.75); patching removes: no layer beyond δ = 0.1 "
+            "(smallest adjusted p 0.8).") in text
+    assert "+0.420 on the logit, beyond δ = 0.1" in text  # the combined verdict's evidence
     rows = page.table("effects")
-    assert [r[4] for r in rows] == ["output", "1", "2"] and rows[2][11] == "2"
+    assert [r[4] for r in rows] == ["output", "1", "2"] and rows[2][12] == "2"
+    assert [r[10] for r in rows] == ["relies", "relies", "inconclusive (~1200 pairs)"]
     assert "sign-flip permutation test" in text
     assert_self_contained(html, page)
     _set_effects(copy, run_id, [])

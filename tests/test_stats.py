@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from attnxai.stats import NULL_GROUP, adjust, p_value
+from attnxai.stats import (NULL_GROUP, adjust, min_effect_p_values, n_to_settle, p_value,
+                           relevance_verdicts)
 
 # A random-effects world: a CAV's statistic = effect of its positive set + effect of its
 # negatives and split. The null CAVs come in groups sharing positives, as plan_cavs draws them.
@@ -163,3 +164,86 @@ def test_hierarchical_correction_keeps_one_concept_from_lowering_anothers_bar():
     # Alone, the control gets the same answer as beside the planted concept.
     alone = adjust(control, "hierarchical", np.zeros(12))
     assert not (alone < 0.05).any()
+
+
+# -- minimum relevant effect (docs/method.md §8) -------------------------------------------------
+def _t_two_sided(x: np.ndarray) -> np.ndarray:
+    return sps.ttest_1samp(x, 0.0, axis=0).pvalue
+
+
+def test_min_effect_tests_with_a_t_test_equal_statsmodels_tost_and_one_sided_tests():
+    from statsmodels.stats.weightstats import ttost_paired
+
+    rng = np.random.default_rng(3)
+    for mean, delta in ((0.001, 0.02), (0.05, 0.02), (-0.05, 0.02), (0.018, 0.02), (0.3, 0.1)):
+        d = rng.normal(mean, 0.03, size=40)
+        relevant, negligible = min_effect_p_values(d[:, None], delta, _t_two_sided)
+        # Equivalence: TOST of the paired differences within (-δ, δ).
+        tost = ttost_paired(d, np.zeros_like(d), -delta, delta)[0]
+        assert negligible[0] == pytest.approx(tost, rel=1e-9)
+        # Relevance: the one-sided minimum-effect tests beyond ±δ, the smaller p doubled.
+        up = sps.ttest_1samp(d, delta, alternative="greater").pvalue
+        down = sps.ttest_1samp(d, -delta, alternative="less").pvalue
+        assert relevant[0] == pytest.approx(min(1.0, 2 * min(up, down)), rel=1e-9)
+
+
+def test_min_effect_sign_flip_by_enumeration():
+    """The sign-flip version against every one of the 2^n sign patterns of d ∓ δ, for an
+    effect beyond δ (relevance) and one within it (equivalence): the tails that decide."""
+    import itertools
+
+    from attnxai.stats import paired_p_values
+
+    delta = 0.02
+    signs = np.array(list(itertools.product([1, -1], repeat=10)))
+
+    def tail(shifted: np.ndarray, greater: bool) -> float:
+        means, obs = (signs * shifted).mean(1), shifted.mean()
+        return float(np.mean(means >= obs - 1e-12) if greater else np.mean(means <= obs + 1e-12))
+
+    def tests(d: np.ndarray) -> tuple[float, float]:
+        rel, neg = min_effect_p_values(d[:, None], delta,
+                                       lambda x: paired_p_values(x, "sign_flip", 0))
+        return rel[0], neg[0]
+
+    beyond = np.array([0.09, 0.05, 0.12, -0.01, 0.07, 0.04, 0.10, 0.06, 0.03, 0.08])
+    within = np.array([0.004, -0.006, 0.011, -0.002, 0.007, 0.001, -0.009, 0.003, 0.005, -0.001])
+    assert tests(beyond)[0] == pytest.approx(2 * tail(beyond - delta, True))
+    assert tests(within)[1] == pytest.approx(max(tail(within + delta, True),
+                                                 tail(within - delta, False)))
+    # The far tails come from 1 - p/2, which leaves out the mass of ties at the observed mean:
+    # never below 1/2, so never what decides at α < 1/2.
+    assert tests(beyond)[1] >= 0.5 and tests(within)[0] == 1.0
+
+
+def test_min_effect_zero_is_the_ordinary_test_and_never_negligible():
+    rng = np.random.default_rng(4)
+    d = rng.normal(0.01, 0.05, size=(30, 6))
+    relevant, negligible = min_effect_p_values(d, 0.0, _t_two_sided)
+    np.testing.assert_allclose(relevant, _t_two_sided(d), rtol=1e-12)
+    assert (negligible == 1).all()
+
+
+def test_min_effect_verdicts_are_calibrated_at_the_margin():
+    """At a true effect of exactly δ, "relies" is called at most α/2 of the time (one side of
+    the margin) and "negligible" at most α: both nulls are composite, δ is their boundary."""
+    rng = np.random.default_rng(5)
+    delta, alpha = 0.02, 0.05
+    d = rng.normal(delta, 0.05, size=(40, 4000))
+    relevant, negligible = min_effect_p_values(d, delta, _t_two_sided)
+    verdicts = relevance_verdicts(relevant, negligible, alpha)
+    assert (verdicts == "relies").mean() <= alpha / 2 + 0.01
+    assert (verdicts == "negligible").mean() <= alpha + 0.01
+    # And with power far from it: a large effect relies, no effect is negligible.
+    big = relevance_verdicts(*min_effect_p_values(rng.normal(0.1, 0.05, (40, 500)), delta,
+                                                  _t_two_sided), alpha)
+    zero = relevance_verdicts(*min_effect_p_values(rng.normal(0.0, 0.02, (40, 500)), delta,
+                                                   _t_two_sided), alpha)
+    assert (big == "relies").mean() > 0.99 and (zero == "negligible").mean() > 0.9
+
+
+def test_n_to_settle_puts_the_margin_where_the_interval_would_clear_delta():
+    n = n_to_settle(np.array([0.03, 0.01, 0.02]), np.array([0.05, 0.05, 0.05]), 0.02, 0.05)
+    z = sps.norm.ppf(0.975)
+    assert n[0] == np.ceil((z * 0.05 / 0.01) ** 2) and n[1] == n[0]
+    assert np.isnan(n[2])  # on the margin: no sample size settles it

@@ -94,5 +94,7 @@ class AuditConfig:
         tcav = {k: v for source in (data, nested) for k, v in source.items() if k in tcav_names}
         # Runs stored before effects existed computed none.
         effects = data.get("effects") or {"level": "none"}
+        # Runs stored before the minimum relevant effect tested their effects against 0.
+        effects = {"min_effect": 0.0, "min_logit_effect": 0.0, **effects}
         return cls(**{k: v for k, v in data.items() if k in own}, tcav=TCAVConfig(**tcav),
                    effects=EffectsConfig(**{k: v for k, v in effects.items() if k in effects_names}))

@@ -27,12 +27,13 @@ from attnxai.audit.report import completed_run
 from attnxai.audit.report_style import CSS
 from attnxai.audit.store import Store
 from attnxai.audit.verdicts import (MEASURE_WORDS, combined_verdict, effect_verdict, fmt,
-                                    fmt_p, statistics_paragraph, tcav_verdict)
+                                    fmt_p, row_verdict, statistics_paragraph, tcav_verdict)
 from attnxai.errors import DataError, UserInputError
 from attnxai.io.concepts import default_concept_root
 from attnxai.io.datasets import load_image
 from attnxai.io.hashing import example_hash
 from attnxai.io.outputs import check_output, store_files, write_atomic
+from attnxai.stats import INCONCLUSIVE
 from attnxai.resources import CONCEPT_SETS_DIR
 from attnxai.schema import TABLES
 
@@ -199,12 +200,18 @@ def _summary_tables(summary: pd.DataFrame) -> str:
 
 
 def _effects_section(effects: pd.DataFrame) -> str:
-    headers = ["dataset", "target", "concept", "measure", "layer", "mean", "95% CI", "p",
-               "adjusted p", "significant", "pairs", "skipped", "share", "test"]
+    headers = ["dataset", "target", "concept", "measure", "layer", "mean", "95% CI", "δ",
+               "p (|effect| > δ)", "adjusted p", "verdict", "pairs", "skipped", "share", "test"]
+
+    def verdict(r: pd.Series) -> str:
+        v = row_verdict(r)
+        n = r.get("n_needed")
+        return v + (f" (~{int(n)} pairs)" if v == INCONCLUSIVE and pd.notna(n) else "")
     rows = [[r["dataset"], r["target"], r["concept"], MEASURE_WORDS.get(r["measure"], r["measure"]),
              "output" if r["layer"] < 0 else int(r["layer"]), f"{r['mean']:+.3f}",
-             f"{fmt(r['ci_low'])} to {fmt(r['ci_high'])}", fmt_p(r["p_value"]),
-             fmt_p(r["p_adjusted"]), "yes" if r["significant"] else "no", int(r["n_pairs"]),
+             f"{fmt(r['ci_low'])} to {fmt(r['ci_high'])}",
+             fmt(r.get("min_effect"), 3) if pd.notna(r.get("min_effect")) else "0",
+             fmt_p(r["p_value"]), fmt_p(r["p_adjusted"]), verdict(r), int(r["n_pairs"]),
              int(r["n_skipped"]), fmt(r["share"], 2), r["test"]]
             for _, r in effects.iterrows()]
     classes = ["sig" if s else "" for s in effects["significant"]]
@@ -213,8 +220,11 @@ def _effects_section(effects: pd.DataFrame) -> str:
             "example without the concept to the one with it (layer “output”). Patching: the "
             "share of that logit effect restored or removed by swapping one layer's activations "
             "between the two. CAV intervention: the mean change of the logit when each CAV is "
-            "added at a layer.</p>" +
-            table(headers, rows, numeric=(4, 5, 7, 8, 10, 11, 12), row_classes=classes,
+            "added at a layer, beyond the null CAVs'. Each is tested against the minimum "
+            "relevant effect δ in its own units: “relies” when it is shown to exceed δ, "
+            "“negligible” when shown to stay within ±δ, else “inconclusive” (with about how "
+            "many pairs would settle it). The p-value is that of |effect| > δ.</p>" +
+            table(headers, rows, numeric=(4, 5, 7, 8, 9, 11, 12, 13), row_classes=classes,
                   attrs={"class": "effects"}) + "</section>")
 
 

@@ -53,7 +53,7 @@ from attnxai.schema import INPUT_DETAIL, TABLES, migration
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEFAULT_LOCK_TIMEOUT_S = 60.0
 DEFAULT_CACHE_MAX_BYTES = 2 * 1024**3
 CACHE_MAX_BYTES_ENV = "ATTNXAI_CACHE_MAX_BYTES"
@@ -104,6 +104,12 @@ MIGRATIONS: list[list[str]] = [
     ],
     [*migration(4)],  # 3 -> 4: causal effects (effects, pair_effects), summary.null_cavs
     [*migration(5)],  # 4 -> 5: per-input statistics over each concept's CAVs (input_summary)
+    [  # 5 -> 6: effects tested against a minimum relevant effect; older ones were tested
+        # against 0 (δ = 0), where nothing can be shown negligible
+        *migration(6),
+        "UPDATE effects SET min_effect = 0, p_negligible = 1, verdict = CASE WHEN significant "
+        "THEN 'relies' ELSE 'inconclusive' END",
+    ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 assert all(t.since <= SCHEMA_VERSION for t in TABLES.values()), "a table needs its migration step"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from attnxai.audit.records import RunRecord
-from attnxai.stats import NULL_GROUP
+from attnxai.stats import INCONCLUSIVE, NEGLIGIBLE, NULL_GROUP, RELIES
 
 #: Words for each causal-effect measure (attnxai.effects.table), in reading order.
 MEASURE_WORDS = {
@@ -85,25 +85,66 @@ def tcav_verdict(rows: pd.DataFrame, alpha: float) -> str:
     return "; ".join(parts)
 
 
+def row_verdict(r: pd.Series) -> str:
+    """A stored effects row's verdict: relies, negligible or inconclusive. Rows of runs before
+    the minimum relevant effect were tested against 0: significant reads as relies, anything
+    else as inconclusive (nothing is shown negligible without a margin)."""
+    v = r.get("verdict")
+    if isinstance(v, str) and v:
+        return v
+    return RELIES if bool(r["significant"]) else INCONCLUSIVE
+
+
+def _delta(r: pd.Series) -> float:
+    d = r.get("min_effect")
+    return 0.0 if d is None or pd.isna(d) else float(d)
+
+
+def _settle(r: pd.Series) -> str:
+    n = r.get("n_needed")
+    return "" if n is None or pd.isna(n) else f"; about {int(n)} pairs would settle it"
+
+
+def _against(r: pd.Series) -> str:
+    """How one row stands against its minimum relevant effect δ, in words."""
+    verdict, delta = row_verdict(r), _delta(r)
+    if verdict == RELIES:
+        return (f"beyond δ = {delta:g}" if delta > 0 else "non-zero") + \
+            f" (adjusted p {fmt_p(r['p_adjusted'])})"
+    if verdict == NEGLIGIBLE:
+        return f"negligible: within ±{delta:g} (adjusted p {fmt_p(r.get('p_negligible'))})"
+    return ((f"inconclusive against δ = {delta:g}" if delta > 0 else "not significant")
+            + f" (adjusted p {fmt_p(r['p_adjusted'])}{_settle(r)})")
+
+
 def _effect_clause(measure: str, rows: pd.DataFrame) -> str:
     name = MEASURE_WORDS.get(measure, measure)
     if (rows["layer"] < 0).all():  # an output effect: one number per concept and target
         r = rows.iloc[0]
-        verdict = "significant" if r["significant"] else "not significant"
         return (f"{name} {r['mean']:+.3f} (95% CI {fmt(r['ci_low'])} to {fmt(r['ci_high'])}; "
-                f"adjusted p {fmt_p(r['p_adjusted'])}, {verdict}; {int(r['n_pairs'])} pairs)")
+                f"{_against(r)}; {int(r['n_pairs'])} pairs)")
     rows = rows.sort_values("layer")
-    sig = rows[rows["significant"]]
-    if sig.empty:
-        return (f"{name}: no significant layer (smallest adjusted p "
+    verdicts = rows.apply(row_verdict, axis=1)
+    relies = rows[verdicts == RELIES]
+    delta = _delta(rows.iloc[0])
+    if relies.empty:
+        negligible = rows[verdicts == NEGLIGIBLE]
+        bar = f"beyond δ = {delta:g}" if delta > 0 else "significant"
+        text = (f"{name}: no layer {bar} (smallest adjusted p "
                 f"{fmt_p(rows['p_adjusted'].min())})")
+        if len(negligible) == len(rows):
+            return text + f"; negligible at every layer (within ±{delta:g})"
+        if not negligible.empty:
+            return text + f"; negligible at {_layers(negligible['layer'])}"
+        return text
 
     def detail(r: pd.Series) -> str:
         share = r["share"]
         size = f"share {fmt(share, 2)}" if pd.notna(share) else f"mean {r['mean']:+.3f}"
         return f"{int(r['layer'])} ({size})"
-    return f"{name}: significant at layer{'s' if len(sig) > 1 else ''} " + ", ".join(
-        detail(r) for _, r in sig.iterrows())
+    bar = f"beyond δ = {delta:g}" if delta > 0 else "significant"
+    return f"{name}: {bar} at layer{'s' if len(relies) > 1 else ''} " + ", ".join(
+        detail(r) for _, r in relies.iterrows())
 
 
 def effect_verdict(rows: pd.DataFrame) -> str:
@@ -162,45 +203,91 @@ def statistics_paragraph(run: RunRecord, summary: pd.DataFrame,
                  "reports a mean with a 95% Student-t interval, tested by "
                  f"{' and '.join(tests)}, and their p-values are adjusted together across the "
                  "run's effect tests.")
+        effects_cfg = run.config.effects
+        if effects_cfg.min_effect > 0 or effects_cfg.min_logit_effect > 0:
+            text += (" Each effect is tested against a minimum relevant effect δ "
+                     f"({effects_cfg.min_effect:g} of probability, {effects_cfg.min_logit_effect:g} "
+                     "of logit): it relies when the test of |effect| > δ rejects (a two-sided "
+                     "minimum-effect test), it is negligible when the two one-sided tests of "
+                     "equivalence within ±δ reject, and it is inconclusive otherwise; the "
+                     "significance marks mean “relies”.")
     return text
+
+
+def _tcav_direction(rows: pd.DataFrame) -> str:
+    return ", ".join(dict.fromkeys(rows["direction"].astype(str)))
+
+
+def _effect_evidence(causal: pd.DataFrame, output: bool) -> tuple[str, float, str]:
+    """The causal rows' verdict (a concept relies when any layer does, is negligible when
+    every row is), the mean of the row that decides it, and that row in words."""
+    how = "its pairs' output effect" if output else "CAV intervention"
+    unit = " on the probability" if (causal["measure"] == "output_prob").all() else " on the logit"
+    verdicts = causal.apply(row_verdict, axis=1)
+    if (verdicts == RELIES).any():
+        rows, verdict = causal[verdicts == RELIES], RELIES
+        r = rows.loc[rows["p_adjusted"].idxmin()]
+    elif (verdicts == NEGLIGIBLE).all():
+        verdict = NEGLIGIBLE
+        r = causal.loc[causal["mean"].abs().idxmax()]
+    else:
+        verdict = INCONCLUSIVE
+        r = causal.loc[causal["p_adjusted"].idxmin()]
+    where = "" if output or pd.isna(r.get("layer")) else f" at layer {int(r['layer'])}"
+    return verdict, float(r["mean"]), f"{how} is {r['mean']:+.3f}{unit}{where}, {_against(r)}"
 
 
 def combined_verdict(concept: str, tcav_rows: pd.DataFrame, effect_rows: pd.DataFrame | None
                      ) -> str:
-    """One plain sentence on whether the class relies on ``concept``, from its TCAV rows (one
-    dataset, target and weighting) and its causal-effect rows (the same target), saying so
-    when the two disagree. The causal effect is the stronger evidence: it measures what the
-    concept does to the output, where TCAV measures a local gradient sensitivity."""
+    """One plain sentence on whether the class relies on ``concept``, which way, and how
+    strongly the evidence says so, from its TCAV rows (one dataset, target and weighting) and
+    its causal-effect rows (the same target), each tested against the run's minimum relevant
+    effect; it says so when the two disagree. The causal effect is the stronger evidence: it
+    measures what the concept does to the output, where TCAV measures a local gradient
+    sensitivity, which can be consistent and still far too small to matter."""
     tcav_sig = tcav_rows[tcav_rows["significant"]]
     tcav_says = not tcav_sig.empty
-    direction = ", ".join(dict.fromkeys(tcav_sig["direction"])) if tcav_says else ""
+    direction = _tcav_direction(tcav_sig) if tcav_says else ""
     if effect_rows is None or effect_rows.empty:
         return (f"TCAV finds {concept} significant ({direction}); no causal effect was measured."
                 if tcav_says else f"TCAV finds no significant layer for {concept}; no causal "
                 "effect was measured.")
     output = effect_rows[effect_rows["measure"] == "output_prob"]
-    causal = output if not output.empty else effect_rows[effect_rows["measure"] == "cav_intervention"]
-    how = "its pairs' output effect" if not output.empty else "CAV intervention"
-    sig = causal[causal["significant"]]
-    effect_says = not sig.empty
-    if effect_says:
-        r = sig.loc[sig["p_adjusted"].idxmin()]
-        size = f"{r['mean']:+.3f}" + (" on the probability" if not output.empty else " on the logit")
-        evidence = f"{how} is {size} (adjusted p {fmt_p(r['p_adjusted'])})"
-    else:
-        evidence = f"{how} is not significant"
-    if tcav_says and effect_says:
-        return f"Both agree that the class relies on {concept}: TCAV is significant ({direction}) and {evidence}."
-    if effect_says:
-        return (f"The causal test finds reliance on {concept} that TCAV misses: {evidence}, while "
+    if output.empty:  # an effects table of `attnxai effect` may hold the logit rows only
+        output = effect_rows[effect_rows["measure"] == "output_logit"]
+    has_output = not output.empty
+    causal = output if has_output else effect_rows[effect_rows["measure"] == "cav_intervention"]
+    if causal.empty:
+        return (f"TCAV finds {concept} significant ({direction}); no effect on the output was "
+                "measured." if tcav_says else f"TCAV finds no significant layer for {concept}; "
+                "no effect on the output was measured.")
+    verdict, mean, evidence = _effect_evidence(causal, has_output)
+    moves = "raises" if mean > 0 else "lowers"
+    if verdict == RELIES:
+        if tcav_says and direction in ("positive", "negative") and \
+                (direction == "positive") != (mean > 0):
+            return (f"The concept {concept} {moves} the class: {evidence}; TCAV's significant "
+                    f"direction ({direction}) points the other way, so trust the causal test.")
+        if tcav_says:
+            return (f"The concept {concept} {moves} the class, and both tests agree: TCAV is "
+                    f"significant ({direction}) and {evidence}.")
+        return (f"The concept {concept} {moves} the class, which TCAV misses: {evidence}, while "
                 "TCAV has no significant layer (it measures a local gradient, the shortcut acts "
                 "through a finite change).")
-    if tcav_says and not output.empty:
-        return (f"They disagree: TCAV is significant for {concept} ({direction}) but {evidence}; "
-                "the sensitivity does not show in the output, so treat the TCAV flag with care.")
+    if verdict == NEGLIGIBLE:
+        if tcav_says:
+            return (f"The class does not rely on {concept} enough to matter: {evidence}, though "
+                    f"TCAV is significant ({direction}); the sensitivity TCAV finds is real but "
+                    "too small to move the output, so do not read the TCAV flag as reliance.")
+        return (f"The class does not rely on {concept}: {evidence}, and TCAV has no significant "
+                "layer.")
+    if tcav_says and has_output:
+        return (f"Inconclusive: TCAV is significant for {concept} ({direction}) but {evidence}; "
+                "until the output effect settles it, treat the TCAV flag with care.")
     if tcav_says:
         # Measured on shapes-vit without its pairs: the planted concept found in 1 of 5 seeds.
         return (f"TCAV is significant for {concept} ({direction}) but {evidence}; without "
                 "matched pairs that test has little power (README), so this does not contradict "
                 "TCAV: pairs of examples with and without the concept would settle it.")
-    return f"No evidence that the class relies on {concept}: neither TCAV nor {how} is significant."
+    return (f"No evidence that the class relies on {concept}: TCAV has no significant layer and "
+            f"{evidence}.")

@@ -57,6 +57,10 @@ EFFECTS_OPTIONS = {
     "patch_tokens": "patch the aligned tokens where a pair differs, or every aligned token",
     "intervention_null": "null CAVs each CAV intervention is tested against",
     "intervention_inputs": "at most this many target inputs per CAV intervention",
+    "min_effect": "minimum relevant change of the target's probability: effects are tested "
+                  "against it (relies / negligible / inconclusive)",
+    "min_logit_effect": "minimum relevant change of the target's logit (logit effects, "
+                        "patching, CAV interventions)",
 }
 #: Options whose flag is not their field's name.
 _FLAGS = {"level": "--effects"}

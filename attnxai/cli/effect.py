@@ -32,15 +32,20 @@ def _layers(text: str) -> list[int] | None:
 
 
 def format_effects(frame: pd.DataFrame) -> str:
-    """The effects table as aligned text: one line per (target, concept, layer, measure)."""
-    lines = [f"{'dataset':<10} {'target':<14} {'concept':<18} {'layer':>5} {'measure':<14} {'mean':>9} "
-             f"{'95% interval':>21} {'p':>8} {'p adj':>8} {'sig':>3} {'share':>6} {'pairs':>5}"]
+    """The effects table as aligned text: one line per (target, concept, layer, measure), with
+    the minimum relevant effect δ it was tested against and its verdict."""
+    lines = [f"{'dataset':<10} {'target':<14} {'concept':<18} {'layer':>5} {'measure':<16} "
+             f"{'mean':>9} {'95% interval':>21} {'δ':>6} {'p adj':>8} {'verdict':<26} "
+             f"{'share':>6} {'pairs':>5}"]
     for r in frame.itertuples(index=False):
         share = "" if pd.isna(r.share) else f"{r.share:.2f}"
         layer = "out" if r.layer < 0 else str(r.layer)
-        lines.append(f"{r.dataset:<10} {r.target:<14} {r.concept:<18} {layer:>5} {r.measure:<14} {r.mean:>9.4f} "
-                     f"[{r.ci_low:>9.4f}, {r.ci_high:>9.4f}] {r.p_value:>8.2g} {r.p_adjusted:>8.2g} "
-                     f"{'*' if r.significant else '':>3} {share:>6} {r.n_pairs:>5}")
+        verdict = r.verdict if isinstance(r.verdict, str) else ""
+        if verdict == "inconclusive" and pd.notna(r.n_needed):
+            verdict += f" (~{int(r.n_needed)} pairs)"
+        lines.append(f"{r.dataset:<10} {r.target:<14} {r.concept:<18} {layer:>5} {r.measure:<16} "
+                     f"{r.mean:>9.4f} [{r.ci_low:>9.4f}, {r.ci_high:>9.4f}] {r.min_effect:>6.3g} "
+                     f"{r.p_adjusted:>8.2g} {verdict:<26} {share:>6} {r.n_pairs:>5}")
     return "\n".join(lines)
 
 
@@ -64,7 +69,9 @@ def cmd_effect(args: argparse.Namespace) -> int:
     for c in concepts:
         check_pairs(adapter, c, layers)
     cfg = EffectsConfig(level="layers" if args.effects == "all" else args.effects,
-                        paired_test=args.test, patch_tokens=args.tokens).validate()
+                        paired_test=args.test, patch_tokens=args.tokens,
+                        min_effect=args.min_effect,
+                        min_logit_effect=args.min_logit_effect).validate()
     rows = []
     for c in concepts:
         print(f"{c.name}: {len(c.examples)} pairs ...", file=sys.stderr)
@@ -100,6 +107,13 @@ def register(sub: Any) -> None:
                    help="multiple-testing correction over the table's tests (families for "
                         "the two-level one: each concept's measures and layers)")
     p.add_argument("--alpha", type=float, default=0.05)
+    effects = defaults(EffectsConfig)
+    p.add_argument("--min-effect", type=float, default=effects["min_effect"], metavar="DP",
+                   help="minimum relevant change of the target's probability (default "
+                        f"{effects['min_effect']:g}); 0 tests only whether an effect is non-zero")
+    p.add_argument("--min-logit-effect", type=float, default=effects["min_logit_effect"],
+                   metavar="DL", help="the same for the logit and patching rows (default "
+                                      f"{effects['min_logit_effect']:g})")
     p.add_argument("--seed", type=int, default=0, help="seed of the sign-flip resampling")
     p.add_argument("--concept-dir", default=None, help="folder of concept sets")
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")

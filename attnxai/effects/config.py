@@ -19,6 +19,14 @@ class EffectsConfig:
     pair differs, or every aligned token. A CAV intervention uses the first
     ``intervention_null`` of the run's null CAVs and at most ``intervention_inputs`` target
     inputs. The sign-flip test's resampling is seeded by the caller (an audit: its seed).
+
+    ``min_effect`` and ``min_logit_effect``: the minimum relevant effect δ (docs/method.md §8),
+    a change of the target's probability (output effects on the probability) and of its logit
+    (output effects on the logit, patching, CAV interventions). Every effect is tested against
+    it: "relies" when its size is shown to exceed δ, "negligible" when shown to stay below it
+    (an equivalence test), else "inconclusive". 0 asks the classic question "is it non-zero?".
+    The defaults are set a priori (two percentage points of probability; a tenth of a logit,
+    about the same near p = 0.5), not chosen on any model: a ground-truth zoo is to choose them.
     """
 
     level: EffectsLevel = "all"
@@ -26,6 +34,8 @@ class EffectsConfig:
     patch_tokens: PatchTokens = "differing"
     intervention_null: int = 40
     intervention_inputs: int = 64
+    min_effect: float = 0.02
+    min_logit_effect: float = 0.1
 
     @property
     def patching(self) -> bool:
@@ -36,6 +46,10 @@ class EffectsConfig:
     def interventions(self) -> bool:
         """Whether CAV interventions run for concepts without pairs."""
         return self.level == "all"
+
+    def delta(self, measure: str) -> float:
+        """The minimum relevant effect of an effects ``measure``, in its own units."""
+        return self.min_effect if measure == "output_prob" else self.min_logit_effect
 
     def validate(self) -> EffectsConfig:
         """Raise UserInputError on the first field outside its constraints; return the config."""

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from attnxai.models.base import ModelAdapter
-from attnxai.stats import mean_interval, paired_p_values
+from attnxai.stats import mean_interval, min_effect_p_values, paired_p_values
 
 
 @dataclass
@@ -52,18 +52,24 @@ def pair_outputs(adapter: ModelAdapter, with_items: Sequence[Any], without_items
 
 @dataclass
 class PairedSummary:
-    """Mean, 95% interval and two-sided p-value of paired differences, per column."""
+    """Per column of paired differences: mean, 95% interval, and the
+    p-values of the minimum-effect test (``p_value``: |E| > δ; with δ = 0 the two-sided test of
+    E = 0) and of the equivalence test (``p_negligible``: |E| < δ)."""
 
     mean: np.ndarray
     ci_low: np.ndarray
     ci_high: np.ndarray
     p_value: np.ndarray
+    p_negligible: np.ndarray
     n: int
 
 
 def summarise_pairs(deltas: np.ndarray | torch.Tensor, test: str = "sign_flip", seed: int = 0,
-                    level: float = 0.95) -> PairedSummary:
-    """Summary of paired differences ``deltas`` [n, ...] over their first axis."""
+                    level: float = 0.95, min_effect: np.ndarray | float = 0.0) -> PairedSummary:
+    """Summary of paired differences ``deltas`` [n, ...] over their first axis, tested against
+    the minimum relevant effect ``min_effect`` (per column, or one for all)."""
     d = np.asarray(deltas, dtype=float)
     mean, lo, hi = mean_interval(d, level)
-    return PairedSummary(mean, lo, hi, paired_p_values(d, test, seed), d.shape[0])
+    p, p_negligible = min_effect_p_values(d, min_effect,
+                                          lambda x: paired_p_values(x, test, seed))
+    return PairedSummary(mean, lo, hi, p, p_negligible, d.shape[0])

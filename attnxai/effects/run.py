@@ -22,7 +22,7 @@ from attnxai.effects.patching import PairProgress, PatchingResult, patch_pairs
 from attnxai.errors import UserInputError
 from attnxai.io.concepts import ConceptSet
 from attnxai.models.base import ModelAdapter
-from attnxai.stats import NULL_GROUP, mean_interval, p_value
+from attnxai.stats import NULL_GROUP, mean_interval, min_effect_p_values, p_value
 
 @dataclass
 class PairEffects:
@@ -64,8 +64,10 @@ def _rows(dataset: str, target: str, concept: str, columns: list[tuple[int, str]
           deltas: np.ndarray, cfg: EffectsConfig, seed: int, share_of: float | None = None,
           skipped: int = 0) -> list[dict[str, Any]]:
     """Effects rows of the paired differences ``deltas`` [n, len(columns)], one per
-    (layer, measure) column, all tested in one batched call."""
-    s = summarise_pairs(deltas, cfg.paired_test, seed)
+    (layer, measure) column, all tested in one batched call against each measure's minimum
+    relevant effect."""
+    delta = np.array([cfg.delta(measure) for _, measure in columns])
+    s = summarise_pairs(deltas, cfg.paired_test, seed, min_effect=delta)
     return [{"dataset": dataset, "target": target, "concept": concept, "layer": layer,
              "measure": measure, "mean": float(s.mean[j]), "ci_low": float(s.ci_low[j]),
              "ci_high": float(s.ci_high[j]), "p_value": float(s.p_value[j]),
@@ -73,7 +75,8 @@ def _rows(dataset: str, target: str, concept: str, columns: list[tuple[int, str]
              "n_skipped": skipped,
              "share": (float(s.mean[j]) / share_of if share_of not in (None, 0.0)
                        else float("nan")),
-             "test": cfg.paired_test}
+             "test": cfg.paired_test, "min_effect": float(delta[j]),
+             "p_negligible": float(s.p_negligible[j])}
             for j, (layer, measure) in enumerate(columns)]
 
 
@@ -153,7 +156,7 @@ def intervention_rows(adapter: ModelAdapter, inputs: Sequence[Any], target: str,
                                                   directions[j, own], gaps[j, own],
                                                   directions[j, null], cfg, batch_size)
         rows.append(intervention_row(values, null_values, target, concept, layer, n,
-                                     dataset=dataset))
+                                     dataset=dataset, min_effect=cfg.min_logit_effect))
     return rows
 
 
@@ -172,16 +175,24 @@ def whole_groups(available: int, wanted: int) -> slice:
 
 def intervention_row(concept_values: np.ndarray, null_values: np.ndarray, target: str,
                      concept: str, layer: int, n_inputs: int, shared: str = "positives",
-                     dataset: str = "") -> dict[str, Any]:
+                     dataset: str = "", min_effect: float = 0.0) -> dict[str, Any]:
     """One ``cav_intervention`` row: the mean over the concept's CAVs of their intervention
-    values, tested against the null CAVs' values with the grouped test (as TCAV is)."""
+    values, tested against the null CAVs' values with the grouped test (as TCAV is): by how
+    much it exceeds the null's mean, against the minimum relevant effect ``min_effect``
+    (logit)."""
     # The interval is over the concept's CAVs (their spread), the test against the null CAVs.
-    mean, lo, hi = mean_interval(concept_values)
+    values = np.asarray(concept_values, dtype=float)
+    mean, lo, hi = mean_interval(values)
     # center=None: a finite step need not act oppositely along v and -v, so the null CAVs'
-    # values need not be centred on 0; their own mean is used.
-    p = p_value(concept_values, null_values, "grouped", center=None, shared=shared)
+    # values need not be centred on 0; their own mean is used. The margins move the concept's
+    # values, so the test's own null variance is used at each margin.
+    p, p_negligible = min_effect_p_values(
+        values, min_effect, lambda x: np.asarray(p_value(x, null_values, "grouped", center=None,
+                                                         shared=shared)),
+        center=float(np.mean(null_values)))
     return {"dataset": dataset, "target": target, "concept": concept, "layer": layer,
             "measure": "cav_intervention", "mean": float(mean), "ci_low": float(lo),
-            "ci_high": float(hi), "p_value": p, "p_adjusted": float("nan"),
+            "ci_high": float(hi), "p_value": float(p), "p_adjusted": float("nan"),
             "significant": False, "n_pairs": n_inputs, "n_skipped": 0,
-            "share": float("nan"), "test": "grouped"}
+            "share": float("nan"), "test": "grouped", "min_effect": float(min_effect),
+            "p_negligible": float(p_negligible)}

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from attnxai.schema import TABLES
-from attnxai.stats import adjust_frame
+from attnxai.stats import INCONCLUSIVE, RELIES, adjust_frame, n_to_settle, relevance_verdicts
 
 MEASURES = ("output_logit", "output_prob", "patch_restore", "patch_remove", "cav_intervention")
 #: Column order of the effects table (and of ``OUT.effects.csv``): the results schema's.
@@ -33,12 +34,31 @@ def effect_frame(rows: list[dict]) -> pd.DataFrame:
 
 def correct_effects(frame: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
     """Adjust the p-values of every test in ``frame`` together (families for the hierarchical
-    correction: one concept's measures and layers per dataset and target) and mark
-    significance."""
+    correction: one concept's measures and layers per dataset and target), the relevance tests'
+    (``p_value``) and, separately, the equivalence tests' (``p_negligible``), and give each row
+    its verdict (:func:`attnxai.stats.relevance_verdicts`): ``significant`` is "relies". An
+    inconclusive paired row says about how many pairs would settle it (``n_needed``)."""
     out = frame.copy()
     tested = out["p_value"].notna().to_numpy()
     adjusted = np.full(len(out), np.nan)
+    negligible = np.full(len(out), np.nan)
     adjusted[tested] = adjust_frame(out[tested], correction)
-    out["p_adjusted"] = adjusted
-    out["significant"] = tested & (np.nan_to_num(adjusted, nan=1.0) < alpha)
+    negligible[tested] = adjust_frame(out[tested].assign(p_value=out["p_negligible"][tested]),
+                                      correction)
+    out["p_adjusted"], out["p_negligible"] = adjusted, negligible
+    out["verdict"] = np.where(tested, relevance_verdicts(adjusted, negligible, alpha), None)
+    out["significant"] = (out["verdict"] == RELIES).to_numpy()
+    out["n_needed"] = np.where((out["verdict"] == INCONCLUSIVE)
+                               & (out["measure"] != "cav_intervention"),
+                               n_to_settle(out["mean"], _pair_sd(out), out["min_effect"], alpha),
+                               np.nan)
     return out
+
+
+def _pair_sd(frame: pd.DataFrame) -> np.ndarray:
+    """The standard deviation of the paired differences behind each row, from its 95%
+    Student-t interval (``ci_high - ci_low = 2 t sd / sqrt(n)``)."""
+    n = frame["n_pairs"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = stats.t.ppf(0.975, df=np.where(n > 1, n - 1, np.nan))
+        return (frame["ci_high"] - frame["ci_low"]).to_numpy(dtype=float) / 2 / t * np.sqrt(n)

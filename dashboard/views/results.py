@@ -195,10 +195,16 @@ with tabs[4]:
         st.info("This run measured no causal effects (effects “none”, or no concept with matched "
                 "pairs and no CAV interventions).")
     else:
+        st.caption("Each effect is tested against the minimum relevant effect δ "
+                   "(`min_effect`, in its measure's units): **relies** when shown to exceed δ "
+                   "(`p_adjusted`), **negligible** when shown to stay within ±δ "
+                   "(`p_negligible`), else **inconclusive** (`n_needed`: about how many pairs "
+                   "would settle it).")
         st.dataframe(mine, hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.4f")
                                     for c in ("mean", "ci_low", "ci_high", "p_value",
-                                              "p_adjusted", "share")})
+                                              "p_adjusted", "share", "min_effect",
+                                              "p_negligible")})
 
 # -- export -------------------------------------------------------------------------------------
 st.subheader("Export")

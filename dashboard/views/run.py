@@ -70,7 +70,7 @@ FORM_KEYS = ("w_run_concepts", "w_run_targets", "w_run_layers", "w_run_limit", "
              "w_run_null", "w_run_correction", "w_run_alpha", "w_run_min_accuracy",
              "w_run_negatives", "w_run_pair_rows", "w_run_l2", "w_run_holdout", "w_run_pooling",
              "w_run_cav", "w_run_matched_null", "w_run_effects", "w_run_paired_test",
-             "w_run_patch_tokens")
+             "w_run_patch_tokens", "w_run_min_effect", "w_run_min_logit_effect")
 #: How often the progress panel refreshes while an audit runs (seconds).
 REFRESH_S = 2.0
 
@@ -248,6 +248,19 @@ with st.container(border=True):
                                       key="w_run_patch_tokens",
                                       help="Layer patching replaces the tokens where a pair "
                                            "differs (default), or every aligned token.")
+        d = st.columns(3)
+        min_effect = options.number(d[0], "min_effect", "Minimum relevant Δ probability",
+                                    step=0.01, format="%.3f", key="w_run_min_effect",
+                                    help="An effect counts as reliance only when it is shown to "
+                                         "exceed this change of the class probability, and as "
+                                         "negligible when shown to stay below it; 0 tests "
+                                         "only whether it is non-zero.")
+        min_logit_effect = options.number(d[1], "min_logit_effect", "Minimum relevant Δ logit",
+                                          most=100.0, step=0.05, format="%.3f",
+                                          key="w_run_min_logit_effect",
+                                          help="The same for effects measured on the logit: "
+                                               "output effects on the logit, patching and CAV "
+                                               "interventions.")
     submitted = st.button("Start audit", type="primary", disabled=running,
                           icon=":material/play_arrow:")
 ss[FORM] = {k: ss[k] for k in FORM_KEYS if k in ss}
@@ -271,7 +284,8 @@ elif submitted:
             l2=float(l2), holdout=float(holdout), pooling=pooling, seed=int(seed), cav=cav,
             matched_null=matched_null)
         effects = EffectsConfig(level=effects_level, paired_test=paired_test,
-                                patch_tokens=patch_tokens)
+                                patch_tokens=patch_tokens, min_effect=float(min_effect),
+                                min_logit_effect=float(min_logit_effect))
         config = AuditConfig(  # concept_dir None: your sets, then the shipped ones
             model=adapter.spec, datasets=(ss["data_ref"],), targets=tuple(targets),
             concepts=tuple(chosen), tcav=tcav, effects=effects, limit=int(limit),
