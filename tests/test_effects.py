@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import attnxai
-from attnxai.effects.intervention import cav_intervention
+from attnxai.effects.intervention import cav_intervention, first_order_intervention
 from attnxai.effects.output import pair_outputs, summarise_pairs
 from attnxai.effects.patching import patch_pairs
 from attnxai.models.pairs import _text_alignment, batch_alignment
@@ -99,8 +99,9 @@ def test_alpha_zero_changes_nothing_and_small_alpha_matches_the_derivative(pairs
                                 layer, v, torch.zeros(3))
         assert zero.abs().max() < 1e-5
         cap = adapter.capture(list(a), target=0)
-        derivative = torch.einsum("btd,kd,bt->bk", cap.grad_activations[layer], v,
-                                  cap.valid_mask.float())
+        # The library's first-order prediction with a unit step: TCAV's token derivatives summed.
+        derivative = first_order_intervention(cap.grad_activations[layer], cap.valid_mask, v,
+                                              torch.ones(3))
         # Relative error over all (input, direction) values, for a step of 1% of the layer's
         # mean token norm: small against the activations, clear of float32 rounding.
         def rel(estimate):
@@ -253,6 +254,10 @@ def test_text_trigger_pairs_are_significant_and_control_pairs_are_not(trigger_mo
         out = pair_outputs(trigger_model, with_items, filler)
         s = summarise_pairs(out.delta_prob[:, k].numpy())
         assert (s.p_value < 0.01 and s.mean > 0.3) if expect else (s.p_value > 0.05), (word, s)
+        # Against a minimum relevant effect of 0.02: the trigger is shown beyond it, the control
+        # is not.
+        relevant = summarise_pairs(out.delta_prob[:, k].numpy(), min_effect=0.02)
+        assert (relevant.p_value < 0.01) if expect else (relevant.p_value > 0.05), word
     # Patching the trigger's token at layer 0 restores most of its effect.
     with_items = [f.replace("city", TRIGGER, 1) for f in filler]
     res = patch_pairs(trigger_model, with_items, filler)

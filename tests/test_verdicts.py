@@ -34,6 +34,8 @@ def _effect(measure: str, verdict: str, mean: float = 0.2, p: float = 0.01,
     # An unpaired concept's intervention has little measured power: no contradiction claimed.
     (True, "cav_intervention", "inconclusive", 0.05, "does not contradict TCAV"),
     (False, "cav_intervention", "inconclusive", 0.05, "No evidence that the class relies"),
+    # A negligible push along the CAVs is not evidence that the concept itself does not matter.
+    (True, "cav_intervention", "negligible", 0.004, "does not show the class ignores stripes"),
 ])
 def test_combined_verdict_says_what_each_test_found(tcav, measure, verdict, mean, expected):
     text = combined_verdict("stripes", _tcav(tcav), _effect(measure, verdict, mean))
@@ -43,6 +45,7 @@ def test_combined_verdict_says_what_each_test_found(tcav, measure, verdict, mean
         assert "beyond δ = " in text and "0.01" in text
     if verdict == "negligible":
         assert "within ±" in text and "relies on stripes:" not in text
+        assert ("does not rely" in text) == (measure == "output_prob")
     if measure == "cav_intervention" and tcav:
         assert "care" not in text
 

@@ -123,6 +123,18 @@ def cmd_bench_intervention(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_bridge(args: argparse.Namespace) -> int:
+    """`attnxai bench bridge`: TCAV's derivative times the concept's step against the measured
+    CAV intervention, and the pairs' output effect beside them."""
+    from attnxai.bench.bridge import bench_bridge, format_bridge
+
+    result = bench_bridge(args.model, args.target, tuple(args.concepts.split(",")),
+                          tuple(args.layers) if args.layers else None, args.inputs,
+                          seed=args.seed, device=args.device)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else format_bridge(result))
+    return 0
+
+
 def cmd_bench_scale(args: argparse.Namespace) -> int:
     """`attnxai bench scale`: audits of N generated inputs: time, peak RSS, database per input."""
     from attnxai.bench.scale import bench_scale, format_scale_table
@@ -234,3 +246,15 @@ def register(sub: Any) -> None:
     b.add_argument("--device", default=None)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_intervention)
+    b = bench_sub.add_parser("bridge", help="TCAV's derivative times the concept's step (first "
+                                            "order) against the measured CAV intervention")
+    b.add_argument("--model", default="builtin:shapes-vit")
+    b.add_argument("--target", default="triangle")
+    b.add_argument("--concepts", default="striped-objects,red-objects",
+                   help="comma-separated concept sets (paired ones also get their pairs' effect)")
+    b.add_argument("--layers", type=int, nargs="+", default=None, help="default: every layer")
+    b.add_argument("--inputs", type=int, default=32, help="target inputs of the demo data")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--device", default=None)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_bridge)

@@ -57,3 +57,14 @@ def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Targe
         if progress is not None:
             progress(min(start + bs, n), n)
     return torch.cat(out)
+
+
+def first_order_intervention(grad_activations: torch.Tensor, valid_mask: torch.Tensor,
+                             directions: torch.Tensor, alphas: torch.Tensor) -> torch.Tensor:
+    """[N, K] the first-order prediction of :func:`cav_intervention` from one backward pass:
+    ``alphas[k] * Σ_t ∇_{h_t} f_k · directions[k]`` over each input's player tokens, i.e.
+    TCAV's unweighted token derivatives summed and put in output units by the step.
+    ``grad_activations`` [N, T, d] of the layer (a capture with gradients of the target),
+    ``valid_mask`` [N, T] its players."""
+    s = torch.einsum("ntd,kd->nkt", grad_activations.float(), directions.float())
+    return (s * valid_mask[:, None, :].float()).sum(-1) * alphas.float()[None, :]
