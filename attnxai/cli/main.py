@@ -112,9 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed command line. `train-shapes` hands everything after its name to the
+    trainer's own parser: argparse's REMAINDER would refuse a leading option (``--out``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train-shapes"]:
+        return argparse.Namespace(command="train-shapes", func=cmd_train_shapes, rest=argv[1:])
+    return build_parser().parse_args(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `attnxai` console script."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     quiet_libraries()
     try:
         return int(args.func(args) or 0)

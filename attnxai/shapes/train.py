@@ -281,9 +281,10 @@ def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, thr
     return card
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: ``python -m attnxai.shapes.train --out DIR --seed 0``."""
-    parser = argparse.ArgumentParser(description="Train the built-in shapes-vit with its planted shortcut.")
+def build_parser() -> argparse.ArgumentParser:
+    """The trainer's arguments (``attnxai train-shapes`` hands it everything after its name)."""
+    parser = argparse.ArgumentParser(prog="attnxai train-shapes",
+                                     description="Train the built-in shapes-vit with its planted shortcut.")
     parser.add_argument("--out", type=Path, required=True, help="folder for model.safetensors and card.json")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (results depend on it)")
@@ -291,7 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Recipe()
     for name, value in asdict(defaults).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: ``python -m attnxai.shapes.train --out DIR --seed 0``."""
+    defaults = Recipe()
+    args = build_parser().parse_args(argv)
     recipe = Recipe(**{name: getattr(args, name) for name in asdict(defaults)})
     train_shapes(args.out, seed=args.seed, recipe=recipe, threads=args.threads, device=args.device)
     return 0
