@@ -21,6 +21,7 @@ import torch
 from attnxai.errors import UserInputError
 from attnxai.models.base import Batch, ModelAdapter, Target
 from attnxai.models.capture import Capture
+from attnxai.models.readouts import readout_rows
 from attnxai.explain.shapley import (
     GAMES,
     SOURCES,
@@ -198,7 +199,7 @@ def attention_shapley(adapter: ModelAdapter, inputs: Sequence[Any], target: Targ
         raise UserInputError(f"Unknown game {game!r}; use one of: {', '.join(GAMES)}.")
     cap = adapter.capture(inputs, target=target, grads=source == "grad_attention",
                           batch_size=len(inputs))
-    g = aggregate_attention(cap, source, layers, heads)
+    g = aggregate_attention(cap, source, layers, heads, readout=adapter.pooling)
     return _from_capture("attention-shapley", adapter, cap, g.shapley(game), g.positions,
                          g.player_mask)
 
@@ -206,15 +207,17 @@ def attention_shapley(adapter: ModelAdapter, inputs: Sequence[Any], target: Targ
 def raw_attention(adapter: ModelAdapter, inputs: Sequence[Any], target: Target = None,
                   source: str = "attention", layers: Sequence[int] | None = None,
                   heads: Sequence[int] | None = None) -> Attribution:
-    """The [CLS] query row of the aggregated attention (equal to the `cls` game's values)."""
+    """The query row the head reads of the aggregated attention (equal to the `cls` game's
+    values): [CLS], or the last token of a decoder-only classifier, or the mean row."""
     cap = adapter.capture(inputs, target=target, grads=source == "grad_attention",
                           batch_size=len(inputs))
-    g = aggregate_attention(cap, source, layers, heads)
+    g = aggregate_attention(cap, source, layers, heads, readout=adapter.pooling)
     return _from_capture("raw-attention", adapter, cap, g.cls_row, g.positions, g.player_mask)
 
 
 def rollout(adapter: ModelAdapter, inputs: Sequence[Any], target: Target = None) -> Attribution:
-    """Attention rollout (Abnar & Zuidema): ∏_l rownorm(½·mean_h A^l + ½·I), read at [CLS]."""
+    """Attention rollout (Abnar & Zuidema): ∏_l rownorm(½·mean_h A^l + ½·I), read at the
+    row the head reads ([CLS], the last token, or the mean row)."""
     cap = adapter.capture(inputs, target=target, grads=False, batch_size=len(inputs))
     B, _, T, _ = cap.attentions[0].shape
     eye = torch.eye(T, dtype=torch.float64)
@@ -224,7 +227,8 @@ def rollout(adapter: ModelAdapter, inputs: Sequence[Any], target: Target = None)
         step = step / step.sum(-1, keepdim=True)
         joint = step @ joint  # later layers multiply from the left (queries of the top block)
     positions, player_mask = player_positions(cap.valid_mask)
-    return _from_capture("rollout", adapter, cap, _token_scores(joint[:, 0, :], positions),
+    read = readout_rows(joint, cap.token_mask, adapter.pooling)
+    return _from_capture("rollout", adapter, cap, _token_scores(read, positions),
                          positions, player_mask)
 
 

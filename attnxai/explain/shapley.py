@@ -22,6 +22,7 @@ import torch
 
 from attnxai.errors import UserInputError
 from attnxai.models.capture import Capture
+from attnxai.models.readouts import readout_rows
 
 GAMES = ("cls", "mutual", "max_mutual")
 SOURCES = ("attention", "grad_attention")
@@ -103,13 +104,16 @@ def select_indices(values: Sequence[int] | None, count: int, what: str) -> list[
 
 def aggregate_attention(capture: Capture, source: str = "attention",
                         layers: Sequence[int] | None = None,
-                        heads: Sequence[int] | None = None) -> AttentionGame:
+                        heads: Sequence[int] | None = None, readout: str = "cls"
+                        ) -> AttentionGame:
     """Build M from a capture: mean over the selected heads and layers, restricted to players.
 
     ``source="attention"``: mean of the attention probabilities A. ``"grad_attention"``
     (Grad-SAM style): mean of ``A ⊙ ReLU(∂y_k/∂A)``, k = the capture's target class; the
-    capture must have been taken with ``grads=True``. The [CLS] row is the query row of token
-    0, whatever the model's pooling (docs/method.md §1: the `cls` game reads the [CLS] row).
+    capture must have been taken with ``grads=True``. The `cls` game's row is the row the
+    model's head reads (``readout``, :mod:`attnxai.models.readouts`): token 0 for [CLS]-read
+    models, the last real token for decoder-only classifiers, the mean row for mean-pooled
+    ones (docs/method.md §1 and §8).
     """
     if source not in SOURCES:
         raise UserInputError(f"Unknown attention source {source!r}; use one of: {', '.join(SOURCES)}.")
@@ -133,7 +137,7 @@ def aggregate_attention(capture: Capture, source: str = "attention",
     full = total / (len(layer_idx) * len(head_idx))  # [B, T, T]
     positions, player_mask = player_positions(capture.valid_mask)
     matrix = _players_matrix(full, positions)
-    cls_row = _players_vector(full[:, 0, :], positions)
+    cls_row = _players_vector(readout_rows(full, capture.token_mask, readout), positions)
     return AttentionGame(matrix=matrix, cls_row=cls_row, player_mask=player_mask,
                          positions=positions, source=source, layers=layer_idx, heads=head_idx)
 

@@ -13,6 +13,7 @@ import torch
 
 from attnxai.errors import ModelLoadError
 from attnxai.models.base import ModelAdapter
+from attnxai.models.readouts import UNSUPPORTED_MODEL_TYPES
 from attnxai.models.text import HFTextClassifier, ZeroShotEncoder
 from attnxai.models.vision import HFImageClassifier, TimmViT
 
@@ -175,6 +176,11 @@ def load_hf(spec: str, trust_remote_code: bool = False, **kw: Any) -> ModelAdapt
             "attnxai never downloads by itself. Download it once with network access "
             f"(`huggingface-cli download {spec}`) or pass the path of a local model folder."
         ) from e
+    if config.model_type in UNSUPPORTED_MODEL_TYPES:
+        raise ModelLoadError(f"{spec} is a {config.model_type!r} model, which attnxai cannot "
+                             f"audit: {UNSUPPORTED_MODEL_TYPES[config.model_type]}. attnxai "
+                             "audits transformer classifiers with token × token attention "
+                             "(BERT-style and decoder-only text models, ViT-family images).")
     if is_local and not any(path.glob("*.safetensors")) and any(path.glob("*.bin")):
         raise ModelLoadError(
             f"{spec} holds only pickle weights (*.bin), which attnxai does not load for safety. "

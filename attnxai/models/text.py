@@ -8,8 +8,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from attnxai.errors import UserInputError
+from attnxai.errors import ModelLoadError, UserInputError
 from attnxai.models.base import Batch, ModelAdapter, Recorded
+from attnxai.models.readouts import READOUT_WORDS, hf_text_readout
 
 
 class TextAdapter(ModelAdapter):
@@ -42,20 +43,37 @@ class TextAdapter(ModelAdapter):
 
 
 class HFTextClassifier(TextAdapter):
-    """Any ``AutoModelForSequenceClassification`` with eager attention."""
-
-    pooling = "cls"
+    """Any ``AutoModelForSequenceClassification`` with eager attention: BERT-style encoders
+    read [CLS]; decoder-only language models read their last non-padding token
+    (:mod:`attnxai.models.readouts`), padded on the right with the end-of-sequence token when
+    their tokenizer has no padding token (as GPT-2's and Llama's have none)."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, spec: str, **kw: Any) -> None:
         super().__init__(tokenizer, **kw)
         self.spec = spec
         self.model = model.to(self.device).eval()
         cfg = model.config
+        self.pooling = hf_text_readout(cfg.model_type)
         self.labels = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
         self.num_layers = cfg.num_hidden_layers
         self.num_heads = cfg.num_attention_heads
         self.card = {"name": spec, "kind": "huggingface", "architecture": type(model).__name__,
-                     "model_type": cfg.model_type}
+                     "model_type": cfg.model_type, "readout": READOUT_WORDS[self.pooling]}
+        if tokenizer.pad_token is None:
+            if tokenizer.eos_token is None:
+                raise ModelLoadError(f"{spec}: its tokenizer has neither a padding token nor an "
+                                     "end-of-sequence token to pad with; set tokenizer.pad_token "
+                                     "and save the model again.")
+            tokenizer.pad_token = tokenizer.eos_token
+            self.card["padding"] = (f"with the end-of-sequence token {tokenizer.eos_token!r} "
+                                    "(the tokenizer has no padding token)")
+        if self.pooling == "last":
+            # The head finds the last token by its position before the first padding token
+            # (or the last non-padding one); right padding also keeps the positions of the
+            # real tokens at 0..n-1 for rotary and learned position embeddings.
+            tokenizer.padding_side = "right"
+        if getattr(cfg, "pad_token_id", None) is None:
+            cfg.pad_token_id = tokenizer.pad_token_id
 
     def forward_logits(self, batch: Batch) -> torch.Tensor:
         return self.model(**batch.model_inputs).logits

@@ -3,7 +3,8 @@
 For an input x of the target class k, at layer l, with CAV v:
 
     s_t  = grad_{h_t} y_k . v                      (all layers x all CAVs: one contraction)
-    a_t  = mean over heads of A[q, t]              (q = [CLS] row, or mean over query rows)
+    a_t  = mean over heads of A[q, t]              (q = the row the head reads: [CLS], the
+                                                    mean over query rows, or the last token)
     s'_t = a_t * s_t * |a| / (|s| + eps)           (norms over the input's tokens)
     S(x) = mean of s'_t over the input's players   (valid tokens: no specials, no padding)
 
@@ -20,26 +21,19 @@ import torch
 
 from attnxai.models.base import ModelAdapter
 from attnxai.models.capture import Capture
+from attnxai.models.readouts import readout_rows
 
 WEIGHTINGS = ("attention", "plain")
 EPS = 1e-12
 
 
 def token_weights(attention: torch.Tensor, token_mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """a_t for one layer: [B, H, T, T] attention -> [B, T], zero on padding.
-
-    ``cls``: the [CLS] query row (position 0); ``mean``: the mean over the real query rows,
-    for mean-pooled models whose read-out looks at every token.
-    """
+    """a_t for one layer: [B, H, T, T] attention -> [B, T], zero on padding: the mean over
+    heads of the attention of the query row(s) the head reads (``pooling``, a readout of
+    :mod:`attnxai.models.readouts`: the first token, every real token alike, or the last real
+    token)."""
     A = attention.mean(1)  # [B, T, T], mean over heads
-    m = token_mask.to(A.dtype)
-    if pooling == "cls":
-        a = A[:, 0, :]
-    elif pooling == "mean":
-        a = (A * m[:, :, None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
-    else:
-        raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
-    return a * m
+    return readout_rows(A, token_mask, pooling) * token_mask.to(A.dtype)
 
 
 def directional_derivatives(grad_activations: torch.Tensor, cavs: torch.Tensor) -> torch.Tensor:

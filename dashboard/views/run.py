@@ -61,7 +61,8 @@ EFFECTS_HELP = ("What the matched pairs' causal effects include. **output**: the
                 "**all**: also CAV interventions for concepts without pairs.")
 PAIRED_TESTS = {"sign_flip": "sign-flip permutation (default)", "wilcoxon": "Wilcoxon signed-rank"}
 PATCH_TOKENS = {"differing": "differing tokens (default)", "all": "every aligned token"}
-POOLING = {None: "the model's own", "cls": "the [CLS] row", "mean": "mean over rows"}
+POOLING = {None: "the model's own", "cls": "the [CLS] row", "mean": "mean over rows",
+           "last": "the last token's row"}
 #: The settings' widget keys. Streamlit drops a widget's value when another page shows, so the
 #: values are also kept under FORM (a plain session key) and put back when this page returns.
 FORM = "run_form"

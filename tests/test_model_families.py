@@ -1,0 +1,127 @@
+"""Model families: decoder-only sequence classifiers (GPT-2, Llama, Qwen2) load from folders
+whose tokenizer has no padding token, pad on the right with the end-of-sequence token, and are
+read at their last non-padding token everywhere attention is read; families without token ×
+token attention are refused in one sentence. Tiny models built from configs, loaded through the
+real local-path code."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import attnxai
+from attnxai.errors import ModelLoadError
+from attnxai.explain.baselines import explain
+from attnxai.models.readouts import readout_weights
+from attnxai.tcav.scores import token_weights
+
+WORDS = "<unk> <s> </s> the a team won lost match market stocks rose fell rain not good bad".split()
+TEXTS = ["the team won", "stocks rose not good bad the market", "rain fell"]
+LABELS = {"id2label": {0: "negative", 1: "neutral", 2: "positive"},
+          "label2id": {"negative": 0, "neutral": 1, "positive": 2}}
+
+
+def _tokenizer():
+    """A word-level fast tokenizer with BOS and EOS tokens but, as GPT-2's and Llama's, no
+    padding token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
+                                   eos_token="</s>")
+
+
+def _decoder(kind: str):
+    import transformers as tf
+
+    common = dict(num_labels=3, **LABELS)
+    if kind == "gpt2":
+        return tf.GPT2ForSequenceClassification(tf.GPT2Config(
+            vocab_size=len(WORDS), n_embd=32, n_layer=2, n_head=4, n_positions=64, **common))
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
+                 **common)
+    if kind == "llama":
+        return tf.LlamaForSequenceClassification(tf.LlamaConfig(vocab_size=len(WORDS), **small))
+    # Qwen2's own tokenizer class re-reads the vocabulary and may add tokens: room for them.
+    return tf.Qwen2ForSequenceClassification(tf.Qwen2Config(vocab_size=len(WORDS) + 8, **small))
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama", "qwen2"])
+def decoder(request, tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp(request.param)
+    _decoder(request.param).save_pretrained(folder)
+    _tokenizer().save_pretrained(folder)
+    return attnxai.load_model(str(folder), device="cpu")
+
+
+def test_decoder_only_classifier_is_read_at_its_last_token(decoder):
+    assert decoder.pooling == "last"
+    assert decoder.card["readout"] == "the last non-padding token"
+    if decoder.card["model_type"] in ("gpt2", "llama"):  # their saved tokenizer has no pad
+        assert "end-of-sequence" in decoder.card["padding"]
+        assert decoder.tokenizer.pad_token == "</s>"
+    batch = decoder.prepare(TEXTS)
+    assert batch.token_mask.sum(1).tolist() != [batch.token_mask.shape[1]] * 3  # it padded
+    recorded = decoder.forward_recording(batch)
+    # The proof of the readout: the head applied to the last block at the readout token
+    # reproduces the model's own logits, input by input.
+    last = readout_weights(batch.token_mask, "last").argmax(1)
+    assert (last == batch.token_mask.sum(1) - 1).all()  # right padding
+    head = decoder.model.score(recorded.activations[-1][torch.arange(len(TEXTS)), last])
+    torch.testing.assert_close(head, recorded.logits, atol=1e-5, rtol=1e-5)
+    # Padding changes nothing: each text alone gives the logits it gets in the batch.
+    alone = torch.cat([decoder.forward_logits(decoder.prepare([t])) for t in TEXTS])
+    torch.testing.assert_close(alone, recorded.logits.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_is_read_from_the_last_tokens_row(decoder):
+    cap = decoder.capture(TEXTS, target="positive")
+    last = cap.token_mask.sum(1) - 1
+    rows = torch.arange(len(TEXTS))
+    for layer in range(decoder.num_layers):
+        expected = cap.attentions[layer].mean(1)[rows, last] * cap.token_mask
+        torch.testing.assert_close(token_weights(cap.attentions[layer], cap.token_mask, "last"),
+                                   expected)
+    # The raw-attention baseline (the `cls` game's row) is the last token's row, at the players.
+    raw = explain(decoder, TEXTS, "raw-attention")
+    full = torch.stack([a.double().mean(1) for a in cap.attentions]).mean(0)[rows, last]
+    for b in range(len(TEXTS)):
+        players = cap.valid_mask[b].nonzero().flatten()
+        values = [r["value"] for r in raw.records(b)]
+        torch.testing.assert_close(torch.tensor(values, dtype=torch.float64),
+                                   full[b, players], atol=1e-6, rtol=1e-6)
+
+
+def test_readout_weights_on_either_padding_side():
+    right = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    left = right.flip(1)
+    assert readout_weights(right, "last").argmax(1).tolist() == [2, 3]
+    assert readout_weights(left, "last").argmax(1).tolist() == [3, 3]
+    assert readout_weights(right, "cls").argmax(1).tolist() == [0, 0]
+    torch.testing.assert_close(readout_weights(right, "mean")[0], torch.tensor([1 / 3] * 3 + [0]))
+    with pytest.raises(ValueError, match="readout"):
+        readout_weights(right, "pooler")
+
+
+@pytest.mark.parametrize("config, words", [
+    ("SwinConfig", "windowed"), ("ConvNextConfig", "convolutional network without attention")])
+def test_families_without_token_attention_are_refused_in_one_sentence(config, words, tmp_path,
+                                                                     capsys):
+    import transformers as tf
+
+    from attnxai.cli.main import main
+
+    getattr(tf, config)(num_labels=3).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match=words) as info:
+        attnxai.load_model(str(tmp_path))
+    assert "cannot audit" in str(info.value) and "AttributeError" not in str(info.value)
+    assert main(["info", "--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and json.loads(
+        (tmp_path / "config.json").read_text())["model_type"] in err
