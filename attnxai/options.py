@@ -24,7 +24,7 @@ Statistic = Literal["derivative", "tcav", "magnitude"]
 Correction = Literal["hierarchical", "bh", "bonferroni", "none"]
 Negatives = Literal["auto", "random", "relative", "matched"]
 PairRows = Literal["differing", "all"]
-Pooling = Literal["cls", "mean", "last"]
+Pooling = Literal["cls", "mean", "last", "patches", "cls+patches", "cls+dist"]
 CAVKind = Literal["logistic", "pattern"]
 #: The null a matched-pair concept is tested against: sign-flip CAVs of its own pairs, or the
 #: random-vs-random CAVs of its pool.

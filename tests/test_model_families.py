@@ -125,3 +125,49 @@ def test_families_without_token_attention_are_refused_in_one_sentence(config, wo
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and json.loads(
         (tmp_path / "config.json").read_text())["model_type"] in err
+
+
+# -- every readout, proven by the gradient -----------------------------------------------------
+def _vision(kind: str, folder) -> None:
+    import transformers as tf
+
+    small = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                 num_attention_heads=2, intermediate_size=64, num_labels=3, **LABELS)
+    model = {
+        "vit": lambda: tf.ViTForImageClassification(tf.ViTConfig(**small)),
+        "deit-distilled": lambda: tf.DeiTForImageClassificationWithTeacher(tf.DeiTConfig(**small)),
+        "beit": lambda: tf.BeitForImageClassification(tf.BeitConfig(**small,
+                                                                     use_mean_pooling=True)),
+        "dinov2": lambda: tf.Dinov2ForImageClassification(tf.Dinov2Config(**small)),
+    }[kind]()
+    model.save_pretrained(folder)
+    tf.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+
+
+@pytest.mark.parametrize("kind, readout, prefix", [
+    ("vit", "cls", 1), ("deit-distilled", "cls+dist", 2), ("beit", "patches", 1),
+    ("dinov2", "cls+patches", 1)])
+def test_every_vit_readout_is_where_the_gradient_reaches_the_last_block(kind, readout, prefix,
+                                                                       tmp_path, images):
+    torch.manual_seed(0)
+    _vision(kind, tmp_path)
+    adapter = attnxai.load_model(str(tmp_path), device="cpu")
+    assert adapter.pooling == readout and adapter.num_prefix_tokens == prefix
+    _assert_readout_is_the_gradients_support(adapter, images[:3])
+
+
+def test_text_readouts_are_where_the_gradient_reaches_the_last_block(decoder, tiny_bert_dir):
+    _assert_readout_is_the_gradients_support(decoder, TEXTS)
+    bert = attnxai.load_model(str(tiny_bert_dir), device="cpu")
+    assert bert.pooling == "cls"
+    _assert_readout_is_the_gradients_support(bert, TEXTS)
+
+
+def _assert_readout_is_the_gradients_support(adapter, inputs) -> None:
+    """The head reads exactly the tokens where the logit's gradient reaches the last block's
+    output (every later step is per token, then the readout): the readout's support."""
+    cap = adapter.capture(list(inputs), target=0)
+    grad = cap.grad_activations[-1].norm(dim=-1)  # [B, T]
+    reached = grad > 1e-6 * grad.max()
+    read = readout_weights(cap.token_mask, adapter.pooling, cap.valid_mask) > 0
+    assert torch.equal(reached, read), (adapter.pooling, reached.int(), read.int())

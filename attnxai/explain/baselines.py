@@ -227,7 +227,7 @@ def rollout(adapter: ModelAdapter, inputs: Sequence[Any], target: Target = None)
         step = step / step.sum(-1, keepdim=True)
         joint = step @ joint  # later layers multiply from the left (queries of the top block)
     positions, player_mask = player_positions(cap.valid_mask)
-    read = readout_rows(joint, cap.token_mask, adapter.pooling)
+    read = readout_rows(joint, cap.token_mask, adapter.pooling, cap.valid_mask)
     return _from_capture("rollout", adapter, cap, _token_scores(read, positions),
                          positions, player_mask)
 

@@ -137,7 +137,8 @@ def aggregate_attention(capture: Capture, source: str = "attention",
     full = total / (len(layer_idx) * len(head_idx))  # [B, T, T]
     positions, player_mask = player_positions(capture.valid_mask)
     matrix = _players_matrix(full, positions)
-    cls_row = _players_vector(readout_rows(full, capture.token_mask, readout), positions)
+    cls_row = _players_vector(readout_rows(full, capture.token_mask, readout,
+                                           capture.valid_mask), positions)
     return AttentionGame(matrix=matrix, cls_row=cls_row, player_mask=player_mask,
                          positions=positions, source=source, layers=layer_idx, heads=head_idx)
 

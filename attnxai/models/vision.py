@@ -10,6 +10,7 @@ import torch
 
 from attnxai.errors import ModelLoadError
 from attnxai.models.base import Batch, ModelAdapter, Recorded
+from attnxai.models.readouts import READOUT_WORDS, hf_image_readout
 
 
 class ImageAdapter(ModelAdapter):
@@ -38,9 +39,8 @@ class ImageAdapter(ModelAdapter):
 
 
 class HFImageClassifier(ImageAdapter):
-    """An ``AutoModelForImageClassification`` of the ViT family ([CLS] + patch tokens)."""
-
-    pooling = "cls"
+    """An ``AutoModelForImageClassification`` of the ViT family (prefix tokens + patch tokens),
+    read as its head reads (:func:`attnxai.models.readouts.hf_image_readout`)."""
 
     def __init__(self, model: torch.nn.Module, processor: Any, spec: str, **kw: Any) -> None:
         super().__init__(**kw)
@@ -54,10 +54,12 @@ class HFImageClassifier(ImageAdapter):
         size = cfg.image_size if isinstance(cfg.image_size, int) else cfg.image_size[0]
         patch = cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0]
         self.grid = (size // patch, size // patch)
-        # ViT has one [CLS]; DeiT-distilled adds a distillation token.
-        self.num_prefix_tokens = 2 if "distill" in type(model).__name__.lower() else 1
+        self.pooling = hf_image_readout(model)
+        # One [CLS]; DeiT-distilled adds a distillation token, DINOv2 may add register tokens.
+        self.num_prefix_tokens = (1 + (self.pooling == "cls+dist")
+                                  + int(getattr(cfg, "num_register_tokens", 0) or 0))
         self.card = {"name": spec, "kind": "huggingface", "architecture": type(model).__name__,
-                     "model_type": cfg.model_type}
+                     "model_type": cfg.model_type, "readout": READOUT_WORDS[self.pooling]}
 
     def pixel_values(self, images: list[Any]) -> torch.Tensor:
         return self.processor(images=images, return_tensors="pt")["pixel_values"]
@@ -91,13 +93,16 @@ class TimmViT(ImageAdapter):
         self.num_heads = blocks[0].attn.num_heads
         self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 1))
         self.grid = tuple(model.patch_embed.grid_size)
-        self.pooling = "cls" if getattr(model, "global_pool", "token") in ("token", "") else "mean"
+        # timm's average pooling leaves the prefix tokens out: the patches' mean.
+        self.pooling = ("cls" if getattr(model, "global_pool", "token") in ("token", "")
+                        else "patches")
         self.labels = list(labels) if labels else _timm_labels(model)
         if len(self.labels) != model.num_classes:
             raise ModelLoadError(f"{len(self.labels)} labels given for a model with "
                                  f"{model.num_classes} classes.")
         self._transform = transform or _timm_transform(model)
-        self.card = {"name": spec, "kind": "timm", "architecture": type(model).__name__}
+        self.card = {"name": spec, "kind": "timm", "architecture": type(model).__name__,
+                     "readout": READOUT_WORDS[self.pooling]}
 
     def block_modules(self) -> list[torch.nn.Module]:
         return self.blocks

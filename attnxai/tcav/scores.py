@@ -27,13 +27,14 @@ WEIGHTINGS = ("attention", "plain")
 EPS = 1e-12
 
 
-def token_weights(attention: torch.Tensor, token_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+def token_weights(attention: torch.Tensor, token_mask: torch.Tensor, pooling: str,
+                  valid_mask: torch.Tensor | None = None) -> torch.Tensor:
     """a_t for one layer: [B, H, T, T] attention -> [B, T], zero on padding: the mean over
     heads of the attention of the query row(s) the head reads (``pooling``, a readout of
-    :mod:`attnxai.models.readouts`: the first token, every real token alike, or the last real
-    token)."""
+    :mod:`attnxai.models.readouts`; ``valid_mask`` marks the patch tokens of the readouts that
+    read them)."""
     A = attention.mean(1)  # [B, T, T], mean over heads
-    return readout_rows(A, token_mask, pooling) * token_mask.to(A.dtype)
+    return readout_rows(A, token_mask, pooling, valid_mask) * token_mask.to(A.dtype)
 
 
 def directional_derivatives(grad_activations: torch.Tensor, cavs: torch.Tensor) -> torch.Tensor:
@@ -97,8 +98,8 @@ def capture_scores(cap: Capture, cavs: torch.Tensor, layers: list[int], pooling:
         a = None
     elif weighting == "attention":
         # a: [L, 1, B, T], shared by the K CAVs of each layer.
-        a = torch.stack([token_weights(cap.attentions[l], cap.token_mask, pooling)
-                         for l in layers])[:, None]
+        a = torch.stack([token_weights(cap.attentions[l], cap.token_mask, pooling,
+                                       cap.valid_mask) for l in layers])[:, None]
     else:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
     # Players only, like the CAVs' training rows: a [CLS]-read model's last block passes no
@@ -125,7 +126,8 @@ def concept_heatmap(adapter: ModelAdapter, x: Any, cavs: torch.Tensor, layer: in
     s = directional_derivatives(cap.grad_activations[layer][None], cavs[None].float())[0]  # [R,1,T]
     a = None
     if weighting == "attention":
-        a = token_weights(cap.attentions[layer], cap.token_mask, pooling or adapter.pooling)
+        a = token_weights(cap.attentions[layer], cap.token_mask, pooling or adapter.pooling,
+                          cap.valid_mask)
     elif weighting != "plain":
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
     per_token = weighted_token_scores(s, a, cap.valid_mask).mean(0)[0]  # [T], 0 off the players

@@ -62,7 +62,8 @@ EFFECTS_HELP = ("What the matched pairs' causal effects include. **output**: the
 PAIRED_TESTS = {"sign_flip": "sign-flip permutation (default)", "wilcoxon": "Wilcoxon signed-rank"}
 PATCH_TOKENS = {"differing": "differing tokens (default)", "all": "every aligned token"}
 POOLING = {None: "the model's own", "cls": "the [CLS] row", "mean": "mean over rows",
-           "last": "the last token's row"}
+           "last": "the last token's row", "patches": "mean over the patches' rows",
+           "cls+patches": "[CLS] and the patches' mean", "cls+dist": "[CLS] and distillation"}
 #: The settings' widget keys. Streamlit drops a widget's value when another page shows, so the
 #: values are also kept under FORM (a plain session key) and put back when this page returns.
 FORM = "run_form"
