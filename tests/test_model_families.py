@@ -163,6 +163,23 @@ def test_text_readouts_are_where_the_gradient_reaches_the_last_block(decoder, ti
     _assert_readout_is_the_gradients_support(bert, TEXTS)
 
 
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_modernbert_is_read_as_its_classifier_pooling_says(pooling, tmp_path):
+    import transformers as tf
+
+    from conftest import VOCAB
+
+    tf.ModernBertForSequenceClassification(tf.ModernBertConfig(
+        vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=64, classifier_pooling=pooling,
+        pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3,
+        num_labels=3, **LABELS)).save_pretrained(tmp_path)
+    tf.BertTokenizer(vocab={w: i for i, w in enumerate(VOCAB)}).save_pretrained(tmp_path)
+    adapter = attnxai.load_model(str(tmp_path), device="cpu")
+    assert adapter.pooling == pooling
+    _assert_readout_is_the_gradients_support(adapter, ["the team won the cup", "stocks fell"])
+
+
 def _assert_readout_is_the_gradients_support(adapter, inputs) -> None:
     """The head reads exactly the tokens where the logit's gradient reaches the last block's
     output (every later step is per token, then the readout): the readout's support."""

@@ -20,6 +20,8 @@ which Hugging Face ``model_type`` reads how, and which families attnxai refuses 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 READOUTS = ("cls", "mean", "last", "patches", "cls+patches", "cls+dist")
@@ -61,9 +63,13 @@ UNSUPPORTED_MODEL_TYPES = {
 }
 
 
-def hf_text_readout(model_type: str) -> str:
-    """The readout of a Hugging Face sequence classifier of ``model_type``."""
-    return "last" if model_type in LAST_TOKEN_MODEL_TYPES else "cls"
+def hf_text_readout(config: Any) -> str:
+    """The readout of a Hugging Face sequence classifier with this config: decoder-only
+    families read their last token; a ``classifier_pooling`` of ``mean`` (ModernBERT) reads
+    every token; the rest read [CLS]."""
+    if config.model_type in LAST_TOKEN_MODEL_TYPES:
+        return "last"
+    return "mean" if getattr(config, "classifier_pooling", "cls") == "mean" else "cls"
 
 
 def hf_image_readout(model: torch.nn.Module) -> str:

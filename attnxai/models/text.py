@@ -53,7 +53,7 @@ class HFTextClassifier(TextAdapter):
         self.spec = spec
         self.model = model.to(self.device).eval()
         cfg = model.config
-        self.pooling = hf_text_readout(cfg.model_type)
+        self.pooling = hf_text_readout(cfg)
         self.labels = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
         self.num_layers = cfg.num_hidden_layers
         self.num_heads = cfg.num_attention_heads
