@@ -110,7 +110,8 @@ def test_readout_weights_on_either_padding_side():
 
 
 @pytest.mark.parametrize("config, words", [
-    ("SwinConfig", "windowed"), ("ConvNextConfig", "convolutional network without attention")])
+    ("SwinConfig", "windowed"), ("ConvNextConfig", "convolutional network without attention"),
+    ("LevitConfig", "without one stack of attention layers")])
 def test_families_without_token_attention_are_refused_in_one_sentence(config, words, tmp_path,
                                                                      capsys):
     import transformers as tf
@@ -188,3 +189,20 @@ def _assert_readout_is_the_gradients_support(adapter, inputs) -> None:
     reached = grad > 1e-6 * grad.max()
     read = readout_weights(cap.token_mask, adapter.pooling, cap.valid_mask) > 0
     assert torch.equal(reached, read), (adapter.pooling, reached.int(), read.int())
+
+
+def test_a_family_whose_attention_is_not_over_all_tokens_is_refused_by_its_shapes(
+        tmp_path, monkeypatch):
+    """Without its entry in the table of refused families, Swin (windowed attention over
+    shrinking grids) still fails the load-time check of one blank image's attention shapes."""
+    import transformers as tf
+
+    from attnxai.models import loading
+
+    monkeypatch.setattr(loading, "UNSUPPORTED_MODEL_TYPES", {})
+    tf.SwinForImageClassification(tf.SwinConfig(
+        image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[1, 2],
+        window_size=2, num_labels=3)).save_pretrained(tmp_path)
+    tf.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+    with pytest.raises(ModelLoadError, match="attention is not over all its"):
+        attnxai.load_model(str(tmp_path), device="cpu")

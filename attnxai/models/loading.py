@@ -181,6 +181,11 @@ def load_hf(spec: str, trust_remote_code: bool = False, **kw: Any) -> ModelAdapt
                              f"audit: {UNSUPPORTED_MODEL_TYPES[config.model_type]}. attnxai "
                              "audits transformer classifiers with token × token attention "
                              "(BERT-style and decoder-only text models, ViT-family images).")
+    missing = [a for a in ("num_hidden_layers", "num_attention_heads") if not hasattr(config, a)]
+    if missing:
+        raise ModelLoadError(f"{spec} is a {config.model_type!r} model without one stack of "
+                             "attention layers over its tokens (its config has no "
+                             f"{' or '.join(missing)}), which attnxai cannot audit.")
     if is_local and not any(path.glob("*.safetensors")) and any(path.glob("*.bin")):
         raise ModelLoadError(
             f"{spec} holds only pickle weights (*.bin), which attnxai does not load for safety. "
@@ -202,7 +207,9 @@ def load_hf(spec: str, trust_remote_code: bool = False, **kw: Any) -> ModelAdapt
             if not hasattr(model.config, "patch_size"):
                 raise ModelLoadError(f"{spec} is an image classifier without patch tokens "
                                      f"({config.model_type}); attnxai supports ViT-family models.")
-            return HFImageClassifier(model, processor, spec, **kw)
+            adapter = HFImageClassifier(model, processor, spec, **kw)
+            adapter.check_token_attention()
+            return adapter
     except ModelLoadError:
         raise
     except Exception as e:  # noqa: BLE001 - corrupt weights (SafetensorError), tokenizer or

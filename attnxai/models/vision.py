@@ -52,8 +52,7 @@ class HFImageClassifier(ImageAdapter):
         self.num_layers = cfg.num_hidden_layers
         self.num_heads = cfg.num_attention_heads
         size = cfg.image_size if isinstance(cfg.image_size, int) else cfg.image_size[0]
-        patch = cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0]
-        self.grid = (size // patch, size // patch)
+        self.grid = (size // _patch(cfg), size // _patch(cfg))
         self.pooling = hf_image_readout(model)
         # One [CLS]; DeiT-distilled adds a distillation token, DINOv2 may add register tokens.
         self.num_prefix_tokens = (1 + (self.pooling == "cls+dist")
@@ -63,6 +62,32 @@ class HFImageClassifier(ImageAdapter):
 
     def pixel_values(self, images: list[Any]) -> torch.Tensor:
         return self.processor(images=images, return_tensors="pt")["pixel_values"]
+
+    @torch.no_grad()
+    def check_token_attention(self) -> None:
+        """ModelLoadError unless one forward pass of a blank image gives, per block, attention
+        over all tokens ([B, H, T, T]) and outputs for every token, T = prefix + patches: the
+        one structure every attention score here reads (windowed or hierarchical attention
+        is refused, whatever the family is called)."""
+        from PIL import Image
+
+        side = self.grid[0] * _patch(self.model.config)
+        batch = self.prepare([Image.new("RGB", (side, side))])
+        try:
+            recorded = self.forward_recording(batch)
+        except Exception as exc:  # noqa: BLE001 - any failure means the layout is not ViT's
+            raise ModelLoadError(f"{self.spec} could not be run as a ViT-family model "
+                                 f"({type(exc).__name__}: {str(exc)[:200]}).") from exc
+        T = batch.token_mask.shape[1]
+        shapes = {tuple(a.shape[-2:]) for a in recorded.attentions}
+        tokens = {h.shape[1] for h in recorded.activations}
+        if (len(recorded.attentions) != self.num_layers or shapes != {(T, T)}
+                or tokens != {T}):
+            raise ModelLoadError(
+                f"{self.spec} is a {self.model.config.model_type!r} model whose attention is "
+                f"not over all its {T} tokens ([CLS] and {self.grid[0]}x{self.grid[1]} patches) "
+                f"in every block (attention shapes {sorted(shapes)}), which attnxai cannot "
+                "audit.")
 
     def forward_logits(self, batch: Batch) -> torch.Tensor:
         return self.model(**batch.model_inputs).logits
@@ -126,6 +151,10 @@ class TimmViT(ImageAdapter):
             for h in handles:
                 h.remove()
         return Recorded(logits, acts, attns)
+
+
+def _patch(cfg: Any) -> int:
+    return cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0]
 
 
 def _timm_transform(model: torch.nn.Module) -> Callable[[list[Any]], torch.Tensor]:
