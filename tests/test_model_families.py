@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import attnxai
-from attnxai.errors import ModelLoadError
+from attnxai.errors import ModelLoadError, UserInputError
 from attnxai.explain.baselines import explain
 from attnxai.models.readouts import readout_weights
 from attnxai.tcav.scores import token_weights
@@ -35,6 +35,24 @@ def _tokenizer():
                                    eos_token="</s>")
 
 
+QWEN_VOCAB = 300
+
+
+def _byte_level_tokenizer():
+    """A byte-level BPE tokenizer trained here on the test's words: Qwen2's own tokenizer class
+    (which AutoTokenizer picks for a qwen2 folder) re-reads the vocabulary byte-level."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=QWEN_VOCAB, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator([" ".join(WORDS[3:])] * 50, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+
+
 def _decoder(kind: str):
     import transformers as tf
 
@@ -47,16 +65,14 @@ def _decoder(kind: str):
                  **common)
     if kind == "llama":
         return tf.LlamaForSequenceClassification(tf.LlamaConfig(vocab_size=len(WORDS), **small))
-    # Qwen2's own tokenizer class re-reads the vocabulary and may add tokens: room for them.
-    return tf.Qwen2ForSequenceClassification(tf.Qwen2Config(vocab_size=len(WORDS) + 8, **small))
+    return tf.Qwen2ForSequenceClassification(tf.Qwen2Config(vocab_size=QWEN_VOCAB, **small))
 
 
 @pytest.fixture(scope="module", params=["gpt2", "llama", "qwen2"])
 def decoder(request, tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp(request.param)
-    _decoder(request.param).save_pretrained(folder)
-    _tokenizer().save_pretrained(folder)
+    _save(request.param, folder)
     return attnxai.load_model(str(folder), device="cpu")
 
 
@@ -140,6 +156,14 @@ def _vision(kind: str, folder) -> None:
         "beit": lambda: tf.BeitForImageClassification(tf.BeitConfig(**small,
                                                                      use_mean_pooling=True)),
         "dinov2": lambda: tf.Dinov2ForImageClassification(tf.Dinov2Config(**small)),
+        "dinov2-registers": lambda: tf.Dinov2WithRegistersForImageClassification(
+            tf.Dinov2WithRegistersConfig(**small, num_register_tokens=2)),
+        "clip": lambda: tf.CLIPForImageClassification(tf.CLIPConfig(
+            vision_config={k: v for k, v in small.items() if k not in ("num_labels", *LABELS)},
+            num_labels=3, **LABELS)),
+        "siglip": lambda: tf.SiglipForImageClassification(tf.SiglipConfig(
+            vision_config={k: v for k, v in small.items() if k not in ("num_labels", *LABELS)},
+            num_labels=3, **LABELS)),
     }[kind]()
     model.save_pretrained(folder)
     tf.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
@@ -147,7 +171,8 @@ def _vision(kind: str, folder) -> None:
 
 @pytest.mark.parametrize("kind, readout, prefix", [
     ("vit", "cls", 1), ("deit-distilled", "cls+dist", 2), ("beit", "patches", 1),
-    ("dinov2", "cls+patches", 1)])
+    ("dinov2", "cls+patches", 1), ("dinov2-registers", "cls+patches", 3),
+    ("clip", "patches", 1), ("siglip", "patches", 0)])
 def test_every_vit_readout_is_where_the_gradient_reaches_the_last_block(kind, readout, prefix,
                                                                        tmp_path, images):
     torch.manual_seed(0)
@@ -206,3 +231,155 @@ def test_a_family_whose_attention_is_not_over_all_tokens_is_refused_by_its_shape
     tf.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match="attention is not over all its"):
         attnxai.load_model(str(tmp_path), device="cpu")
+
+
+# -- the compatibility matrix: load, audit with effects, attention-Shapley, drill-down -------------
+def _encoder(kind: str):
+    import transformers as tf
+
+    from conftest import VOCAB
+
+    common = dict(num_labels=3, **LABELS)
+    small = dict(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2,
+                 num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                 **common)
+    return {
+        "bert": lambda: tf.BertForSequenceClassification(tf.BertConfig(**small)),
+        "distilbert": lambda: tf.DistilBertForSequenceClassification(tf.DistilBertConfig(
+            vocab_size=len(VOCAB), dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+            max_position_embeddings=64, **common)),
+        "roberta": lambda: tf.RobertaForSequenceClassification(tf.RobertaConfig(
+            **{**small, "max_position_embeddings": 70}, pad_token_id=0)),
+        "electra": lambda: tf.ElectraForSequenceClassification(tf.ElectraConfig(
+            **small, embedding_size=32)),
+        "albert": lambda: tf.AlbertForSequenceClassification(tf.AlbertConfig(
+            **small, embedding_size=16)),
+        "deberta-v2": lambda: tf.DebertaV2ForSequenceClassification(tf.DebertaV2Config(**small)),
+        "modernbert": lambda: tf.ModernBertForSequenceClassification(tf.ModernBertConfig(
+            **small, pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2,
+            eos_token_id=3)),
+    }[kind]()
+
+
+TEXT_ARCHS = ("bert", "distilbert", "roberta", "electra", "albert", "deberta-v2", "modernbert",
+              "gpt2", "llama", "qwen2")
+IMAGE_ARCHS = ("vit", "deit-distilled", "beit", "dinov2", "dinov2-registers", "clip", "siglip")
+
+
+def _save(kind: str, folder) -> None:
+    import transformers as tf
+
+    from conftest import VOCAB
+
+    torch.manual_seed(0)
+    if kind in IMAGE_ARCHS:
+        _vision(kind, folder)
+    elif kind in ("gpt2", "llama", "qwen2"):
+        _decoder(kind).save_pretrained(folder)
+        (_byte_level_tokenizer() if kind == "qwen2" else _tokenizer()).save_pretrained(folder)
+    else:
+        _encoder(kind).save_pretrained(folder)
+        tf.BertTokenizer(vocab={w: i for i, w in enumerate(VOCAB)}).save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    """Concept sets (a pool, a concept without pairs, a paired concept) and a labelled dataset,
+    for text and for images."""
+    import numpy as np
+    from PIL import Image
+
+    from attnxai.io.concepts import ConceptSet, save_concept_set
+
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp("matrix")
+    words = WORDS[3:]
+
+    def sent() -> list[str]:
+        return list(rng.choice(words, int(rng.integers(3, 6))))
+
+    text = root / "text"
+    save_concept_set(ConceptSet("pool", "text", [" ".join(sent()) for _ in range(100)],
+                                kind="random_pool"), text)
+    save_concept_set(ConceptSet("plain", "text", [" ".join(sent() + ["rain"]) for _ in range(12)],
+                                default_pool="pool"), text)
+    base = [sent() for _ in range(12)]
+    save_concept_set(ConceptSet("won", "text", [" ".join(b + ["won"]) for b in base],
+                                counterexamples=[" ".join(b + ["lost"]) for b in base],
+                                paired=True, default_pool="pool"), text)
+    data = root / "data.csv"
+    data.write_text("text,label\n" + "".join(f"{' '.join(sent())},{label}\n"
+                                             for label in ["positive"] * 8 + ["negative"] * 2))
+
+    def picture(square: bool = False) -> Image.Image:
+        arr = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+        if square:
+            arr[8:16, 8:16] = 255
+        return Image.fromarray(arr)
+
+    images = root / "images"
+    save_concept_set(ConceptSet("pics", "image", [picture() for _ in range(100)],
+                                kind="random_pool"), images)
+    save_concept_set(ConceptSet("red", "image", [Image.new("RGB", (32, 32), (200 + i, 0, 0))
+                                                 for i in range(12)],
+                                default_pool="pics"), images)
+    bases = [picture() for _ in range(12)]
+    squares = []
+    for b in bases:
+        s = b.copy()
+        s.paste((255, 255, 255), (8, 8, 16, 16))
+        squares.append(s)
+    save_concept_set(ConceptSet("square", "image", squares, counterexamples=bases, paired=True,
+                                default_pool="pics"), images)
+    for label, n in (("positive", 8), ("negative", 2)):
+        folder = root / "imgs" / label
+        folder.mkdir(parents=True)
+        for i in range(n):
+            picture().save(folder / f"{i}.png")
+    return {"text": (text, str(data), ("plain", "won")),
+            "image": (images, str(root / "imgs"), ("red", "square"))}
+
+
+@pytest.mark.parametrize("kind", TEXT_ARCHS + IMAGE_ARCHS)
+def test_compatibility_matrix(kind, worlds, tmp_path):
+    """Each architecture, saved and loaded through the folder path: its readout proven by the
+    gradient, an audit with every causal effect, attention-Shapley and a drill-down heatmap."""
+    from attnxai.audit.config import AuditConfig
+    from attnxai.audit.runner import run_audit
+    from attnxai.audit.store import Store
+    from attnxai.effects.config import EffectsConfig
+    from attnxai.tcav.config import TCAVConfig
+    from attnxai.tcav.scores import concept_heatmap
+
+    _save(kind, tmp_path / "model")
+    adapter = attnxai.load_model(str(tmp_path / "model"), device="cpu")
+    concepts, data, names = worlds[adapter.modality]
+    store = Store(tmp_path / "a.duckdb")
+
+    def audit(level: str) -> str:
+        return run_audit(AuditConfig(
+            model=str(tmp_path / "model"), datasets=(data,), targets=("positive",),
+            concepts=names, concept_dir=str(concepts), device="cpu",
+            tcav=TCAVConfig(layers=(0, 1), num_cavs=3, num_random=2, num_null=20),
+            effects=EffectsConfig(level=level, intervention_null=20)), store, adapter=adapter)
+    measures = {"output_logit", "output_prob", "patch_restore", "patch_remove",
+                "cav_intervention"}
+    if kind == "albert":  # one block shared by every layer: no layer-by-layer edit
+        with pytest.raises(UserInputError, match="shares blocks across its layers"):
+            audit("all")
+        assert store.list_runs().empty
+        run_id, measures = audit("output"), {"output_logit", "output_prob"}
+    else:
+        run_id = audit("all")
+    summary, effects = store.summary(run_id), store.results("effects", run_id)
+    assert len(summary) == 2 * 2 * 2 and summary["p_value"].between(0, 1).all()
+    assert set(effects["measure"]) == measures
+    assert effects["mean"].notna().all()
+    items = store.inputs(run_id)["input"].tolist()[:3]
+    attribution = explain(adapter, items, "attention-shapley")
+    assert len(attribution.records(0)) > 0
+    cavs = torch.nn.functional.normalize(torch.randn(3, adapter.capture(
+        items[:1], grads=False).activations[0].shape[-1]), dim=-1)
+    heat = concept_heatmap(adapter, items[0], cavs, layer=0, target="positive")
+    assert torch.isfinite(heat.values).all() and heat.valid.any()
+    _assert_readout_is_the_gradients_support(adapter, items)

@@ -129,6 +129,8 @@ def validate_audit(config: AuditConfig, adapter: ModelAdapter | None = None,
     if bad:
         raise UserInputError(f"Unknown layer(s) {bad}: this model has layers "
                              f"0..{adapter.num_layers - 1}.")
+    if config.effects.patching or config.effects.interventions:
+        adapter.block_modules()  # layer by layer edits need separate blocks: fail before work
     # Resolved against the model, so the stored config says exactly what ran.
     tcav = replace(config.tcav, layers=tuple(layers),
                    pooling=config.tcav.pooling or adapter.pooling)

@@ -207,11 +207,15 @@ class ModelAdapter(ABC):
 
 
 def find_blocks(model: torch.nn.Module, num_layers: int) -> list[torch.nn.Module]:
-    """The first ModuleList of exactly `num_layers` modules: the encoder's blocks."""
+    """The first ModuleList of exactly `num_layers` modules: the encoder's blocks. A model
+    that runs one shared block for several layers (ALBERT) has none: UserInputError, since its
+    layers cannot be patched or moved one at a time."""
     for _, module in model.named_modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == num_layers:
             return list(module)
-    raise ValueError(f"No list of {num_layers} blocks found in {type(model).__name__}.")
+    raise UserInputError(f"{type(model).__name__} has no {num_layers} separate blocks (it shares "
+                         "blocks across its layers, as ALBERT does), so its layers cannot be "
+                         "patched or intervened on one at a time; use --effects output or none.")
 
 
 def _cpu(t: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 
 from attnxai.errors import ModelLoadError
 from attnxai.models.base import ModelAdapter
-from attnxai.models.readouts import UNSUPPORTED_MODEL_TYPES
+from attnxai.models.readouts import UNSUPPORTED_MODEL_TYPES, vision_config
 from attnxai.models.text import HFTextClassifier, ZeroShotEncoder
 from attnxai.models.vision import HFImageClassifier, TimmViT
 
@@ -181,7 +181,8 @@ def load_hf(spec: str, trust_remote_code: bool = False, **kw: Any) -> ModelAdapt
                              f"audit: {UNSUPPORTED_MODEL_TYPES[config.model_type]}. attnxai "
                              "audits transformer classifiers with token × token attention "
                              "(BERT-style and decoder-only text models, ViT-family images).")
-    missing = [a for a in ("num_hidden_layers", "num_attention_heads") if not hasattr(config, a)]
+    missing = [a for a in ("num_hidden_layers", "num_attention_heads")
+               if not hasattr(vision_config(config), a)]
     if missing:
         raise ModelLoadError(f"{spec} is a {config.model_type!r} model without one stack of "
                              "attention layers over its tokens (its config has no "
@@ -204,7 +205,7 @@ def load_hf(spec: str, trust_remote_code: bool = False, **kw: Any) -> ModelAdapt
 
             model = AutoModelForImageClassification.from_pretrained(source, **load)
             processor = AutoImageProcessor.from_pretrained(source, **common)
-            if not hasattr(model.config, "patch_size"):
+            if not hasattr(vision_config(model.config), "patch_size"):
                 raise ModelLoadError(f"{spec} is an image classifier without patch tokens "
                                      f"({config.model_type}); attnxai supports ViT-family models.")
             adapter = HFImageClassifier(model, processor, spec, **kw)

@@ -30,10 +30,13 @@ READOUT_WORDS = {"cls": "the first token ([CLS])", "mean": "the mean over all to
                  "last": "the last non-padding token", "patches": "the mean of the patch tokens",
                  "cls+patches": "[CLS] and the mean of the patch tokens",
                  "cls+dist": "[CLS] and the distillation token"}
-#: Hugging Face image model types whose head reads the mean of the patch tokens (when their
-#: config says ``use_mean_pooling``), and those that read [CLS] beside the patch mean.
-PATCH_MEAN_MODEL_TYPES = frozenset({"beit", "data2vec-vision"})
+#: Hugging Face image model types whose head reads the mean of the patch tokens (BEiT and
+#: Data2Vec-vision when their config says ``use_mean_pooling``; the CLIP and SigLIP image
+#: classifiers always), and those that read [CLS] beside the patch mean.
+PATCH_MEAN_MODEL_TYPES = frozenset({"beit", "data2vec-vision", "clip", "siglip"})
 CLS_AND_PATCHES_MODEL_TYPES = frozenset({"dinov2", "dinov2_with_registers"})
+#: Image model types without a [CLS] token: every token is a patch.
+NO_CLS_MODEL_TYPES = frozenset({"siglip"})
 
 #: Decoder-only language models whose ``*ForSequenceClassification`` head reads the last
 #: non-padding token.
@@ -70,6 +73,21 @@ def hf_text_readout(config: Any) -> str:
     if config.model_type in LAST_TOKEN_MODEL_TYPES:
         return "last"
     return "mean" if getattr(config, "classifier_pooling", "cls") == "mean" else "cls"
+
+
+def vision_config(config: Any) -> Any:
+    """The config that describes the image encoder: CLIP's and SigLIP's nest it."""
+    return getattr(config, "vision_config", None) or config
+
+
+def num_prefix_tokens(model: torch.nn.Module) -> int:
+    """Tokens before the patches: [CLS] (none for SigLIP), DeiT-distilled's distillation
+    token, DINOv2's register tokens."""
+    cfg = model.config
+    if cfg.model_type in NO_CLS_MODEL_TYPES:
+        return 0
+    registers = int(getattr(vision_config(cfg), "num_register_tokens", 0) or 0)
+    return 1 + (hf_image_readout(model) == "cls+dist") + registers
 
 
 def hf_image_readout(model: torch.nn.Module) -> str:

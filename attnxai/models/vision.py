@@ -10,7 +10,8 @@ import torch
 
 from attnxai.errors import ModelLoadError
 from attnxai.models.base import Batch, ModelAdapter, Recorded
-from attnxai.models.readouts import READOUT_WORDS, hf_image_readout
+from attnxai.models.readouts import (READOUT_WORDS, hf_image_readout, num_prefix_tokens,
+                                     vision_config)
 
 
 class ImageAdapter(ModelAdapter):
@@ -48,15 +49,14 @@ class HFImageClassifier(ImageAdapter):
         self.model = model.to(self.device).eval()
         self.processor = processor
         cfg = model.config
+        vision = vision_config(cfg)
         self.labels = [str(cfg.id2label[i]) for i in range(cfg.num_labels)]
-        self.num_layers = cfg.num_hidden_layers
-        self.num_heads = cfg.num_attention_heads
-        size = cfg.image_size if isinstance(cfg.image_size, int) else cfg.image_size[0]
-        self.grid = (size // _patch(cfg), size // _patch(cfg))
+        self.num_layers = vision.num_hidden_layers
+        self.num_heads = vision.num_attention_heads
+        size = vision.image_size if isinstance(vision.image_size, int) else vision.image_size[0]
+        self.grid = (size // _patch(vision), size // _patch(vision))
         self.pooling = hf_image_readout(model)
-        # One [CLS]; DeiT-distilled adds a distillation token, DINOv2 may add register tokens.
-        self.num_prefix_tokens = (1 + (self.pooling == "cls+dist")
-                                  + int(getattr(cfg, "num_register_tokens", 0) or 0))
+        self.num_prefix_tokens = num_prefix_tokens(model)
         self.card = {"name": spec, "kind": "huggingface", "architecture": type(model).__name__,
                      "model_type": cfg.model_type, "readout": READOUT_WORDS[self.pooling]}
 
@@ -71,7 +71,7 @@ class HFImageClassifier(ImageAdapter):
         is refused, whatever the family is called)."""
         from PIL import Image
 
-        side = self.grid[0] * _patch(self.model.config)
+        side = self.grid[0] * _patch(vision_config(self.model.config))
         batch = self.prepare([Image.new("RGB", (side, side))])
         try:
             recorded = self.forward_recording(batch)
