@@ -24,6 +24,7 @@ Statistic = Literal["derivative", "tcav", "magnitude"]
 Correction = Literal["hierarchical", "bh", "bonferroni", "none"]
 Negatives = Literal["auto", "random", "relative", "matched"]
 PairRows = Literal["differing", "all"]
+Dtype = Literal["float32", "bfloat16", "float16"]
 Pooling = Literal["cls", "mean", "last", "patches", "cls+patches", "cls+dist"]
 CAVKind = Literal["logistic", "pattern"]
 #: The null a matched-pair concept is tested against: sign-flip CAVs of its own pairs, or the
@@ -175,6 +176,7 @@ CONSTRAINTS: dict[str, tuple[Constraint, ...]] = {
     "min_logit_effect": (Interval(float, 0),),
     # AuditConfig
     "limit": (Interval(int, 0),),  # 0 = every input
+    "dtype": (Choice.of(Dtype),),  # the precision the model runs in
     # The engine that runs an audit (`attnxai audit --engine`, run_audit's engine)
     "engine": (Choice.of(EngineKind),),
     "num_gpus": (Interval(float, 0),),  # GPUs per Ray worker (fractions share a GPU)

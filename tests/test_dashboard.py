@@ -443,3 +443,39 @@ def test_eta_is_said_in_words_and_only_once_stable(monkeypatch):
     assert at(30, 0.40) is None  # 45 s left where 70 s were expected: not stable yet
     assert at(40, 0.50) == pytest.approx(40.0)  # agrees with the last one: shown from now on
     assert at(41, 0.49) is not None
+
+
+def test_decoder_only_classifier_audit_through_the_ui(env, tmp_path):
+    """A GPT-2 sequence classifier folder (its tokenizer without a padding token) audited from
+    Run audit: the audit weights by the last real token's attention, and Results shows it."""
+    import attnxai
+    from attnxai.io.datasets import demo_dataset
+    from test_model_families import _save
+
+    folder = tmp_path / "gpt2"
+    _save("gpt2", folder)
+    adapter = attnxai.load_model(str(folder), device="cpu")
+    predicted = adapter.predict(demo_dataset("text").items).argmax(1)
+    target = adapter.labels[int(predicted.mode().values)]  # the class most inputs get
+    at = _app()
+    at.session_state["spec"] = str(folder)
+    at.run()
+    assert not _problems(at)
+    at.switch_page("views/run.py").run()
+    assert not _problems(at)
+    at.multiselect(key="w_run_targets").set_value([target])
+    at.multiselect(key="w_run_concepts").set_value(["sports-words"])
+    at.multiselect(key="w_run_layers").set_value([0, 1])
+    at.number_input(key="w_run_cavs").set_value(3)
+    at.number_input(key="w_run_random").set_value(2)
+    at.number_input(key="w_run_null").set_value(20)
+    at.number_input(key="w_run_limit").set_value(6)
+    job = _run_to_the_end(at)
+    from attnxai.audit.store import Store
+
+    assert job.adapter.pooling == "last"
+    assert Store().get_run(job.run_id).config.tcav.pooling == "last"  # as the run resolved it
+    at.switch_page("views/results.py").run()
+    assert not _problems(at)
+    assert at.session_state["run_id"] == job.run_id
+    assert len(at.get("vega_lite_chart")) >= 2

@@ -7,6 +7,7 @@ real local-path code."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -383,3 +384,51 @@ def test_compatibility_matrix(kind, worlds, tmp_path):
     heat = concept_heatmap(adapter, items[0], cavs, layer=0, target="positive")
     assert torch.isfinite(heat.values).all() and heat.valid.any()
     _assert_readout_is_the_gradients_support(adapter, items)
+
+
+# -- half precision (for GPUs; checked here on the CPU) -------------------------------------------
+@pytest.mark.parametrize("kind", ["gpt2", "vit"])
+def test_bfloat16_models_stay_close_to_float32(kind, worlds, tmp_path):
+    """--dtype bfloat16: the same logits within bfloat16's precision, and a whole audit with
+    effects, whose results come back in float32."""
+    from attnxai.audit.config import AuditConfig
+    from attnxai.audit.runner import run_audit
+    from attnxai.audit.store import Store
+    from attnxai.effects.config import EffectsConfig
+    from attnxai.tcav.config import TCAVConfig
+
+    _save(kind, tmp_path / "model")
+    full = attnxai.load_model(str(tmp_path / "model"), device="cpu")
+    half = attnxai.load_model(str(tmp_path / "model"), device="cpu", dtype="bfloat16")
+    assert half.card["dtype"] == "bfloat16" and "dtype" not in full.card
+    concepts, data, names = worlds[full.modality]
+    items = (TEXTS if full.modality == "text"
+             else sorted((Path(data) / "positive").glob("*.png"))[:3])
+    a, b = full.capture(items, target="positive"), half.capture(items, target="positive")
+    assert b.activations[0].dtype == torch.float32  # gathered in float32
+    torch.testing.assert_close(b.logits, a.logits, atol=0.05, rtol=0.05)
+    store = Store(tmp_path / "a.duckdb")
+    run_id = run_audit(AuditConfig(
+        model=str(tmp_path / "model"), datasets=(data,), targets=("positive",), concepts=names,
+        concept_dir=str(concepts), device="cpu", dtype="bfloat16",
+        tcav=TCAVConfig(layers=(0, 1), num_cavs=3, num_random=2, num_null=20),
+        effects=EffectsConfig(level="all", intervention_null=20)), store)
+    assert store.get_run(run_id).config.dtype == "bfloat16"
+    assert store.results("effects", run_id)["mean"].notna().all()
+
+
+def test_decoder_only_audit_with_effects_through_the_cli(worlds, tmp_path):
+    from attnxai.cli.main import main
+    from attnxai.audit.report import effects_path
+
+    _save("gpt2", tmp_path / "model")
+    concepts, data, names = worlds["text"]
+    out = tmp_path / "audit.csv"
+    assert main(["audit", "--model", str(tmp_path / "model"), "--device", "cpu", "--data", data,
+                 "--target", "positive", "--concepts", ",".join(names), "--concept-dir",
+                 str(concepts), "--layers", "0,1", "--num-cavs", "3", "--num-random", "2",
+                 "--num-null", "20", "--intervention-null", "20", "--csv", str(out)]) == 0
+    import pandas as pd
+
+    assert len(pd.read_csv(out)) == 8
+    assert {"patch_restore", "cav_intervention"} <= set(pd.read_csv(effects_path(out))["measure"])

@@ -16,7 +16,7 @@ from typing import Any
 from attnxai.effects.config import EffectsConfig
 from attnxai.errors import UserInputError
 from attnxai.tcav.config import TCAVConfig
-from attnxai.options import check
+from attnxai.options import Dtype, check
 
 DEMO = "demo"
 _NAME_LISTS = ("targets", "concepts", "datasets")
@@ -36,7 +36,8 @@ class AuditConfig:
     (default: the shipped/configured root); ``tcav``: the statistics settings (layers, CAVs,
     test, seed, batch size, ...); ``effects``: the causal-effects settings; ``limit``: at most this many inputs per dataset and target
     (0 = all); ``labels``: label -> description(s), for a model that takes label descriptions
-    (``ModelAdapter.takes_label_descriptions``); ``device``; ``trust_remote_code``.
+    (``ModelAdapter.takes_label_descriptions``); ``device``; ``trust_remote_code``; ``dtype``:
+    the precision the model runs in (``float32``; ``bfloat16`` or ``float16`` on GPUs).
 
     Frozen, with its name lists kept as tuples: derive another with :func:`dataclasses.replace`.
     """
@@ -52,6 +53,7 @@ class AuditConfig:
     labels: dict[str, str | list[str]] | None = None
     device: str | None = None
     trust_remote_code: bool = False
+    dtype: Dtype = "float32"
 
     def __post_init__(self) -> None:
         for name in _NAME_LISTS:  # tuples, so the frozen config holds no mutable list
@@ -70,6 +72,7 @@ class AuditConfig:
             if dupes:
                 raise UserInputError(f"{what} lists {', '.join(dupes)} more than once.")
         check("limit", self.limit)
+        check("dtype", self.dtype)
         if not isinstance(self.tcav, TCAVConfig):
             raise TypeError(f"tcav must be a TCAVConfig, not {type(self.tcav).__name__}")
         self.tcav.validate()

@@ -116,7 +116,7 @@ def validate_audit(config: AuditConfig, adapter: ModelAdapter | None = None,
     if adapter is None:
         adapter = load_model(config.model, device=config.device, labels=config.labels,
                              batch_size=32 if batch_size is None else batch_size,
-                             trust_remote_code=config.trust_remote_code)
+                             trust_remote_code=config.trust_remote_code, dtype=config.dtype)
     if config.labels is not None and not adapter.takes_label_descriptions:
         raise UserInputError(f"{adapter.spec} does not take label descriptions; leave labels "
                              "out for it.")
@@ -537,7 +537,7 @@ def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | No
                          prep.concepts, [(ds.data, ds.selected) for ds in prep.datasets]))
         engine = engine or LocalEngine()
         engine.bind(adapter, ModelRef(adapter.spec, adapter.batch_size, prep.config.labels,
-                                      prep.config.trust_remote_code))
+                                      prep.config.trust_remote_code, prep.config.dtype))
         acts = CachedActivations(store if use_cache else None, adapter, mhash,
                                  prep.config.tcav.batch_size, progress=steps,
                                  compute=engine.example_tables())

@@ -130,7 +130,8 @@ def audit_config(args: argparse.Namespace) -> AuditConfig:
                        effects=effects,
                        limit=args.limit,
                        concept_dir=str(args.concept_dir) if args.concept_dir else None,
-                       device=args.device, trust_remote_code=args.trust_remote_code)
+                       device=args.device, trust_remote_code=args.trust_remote_code,
+                       dtype=args.dtype)
 
 
 def add_config_options(p: argparse.ArgumentParser, options: dict[str, str], config: type) -> None:

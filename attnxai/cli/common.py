@@ -46,7 +46,8 @@ def load_model_from_args(args: argparse.Namespace) -> ModelAdapter:
     from attnxai.models import load_model
 
     return load_model(args.model, device=args.device, batch_size=args.batch_size,
-                      trust_remote_code=getattr(args, "trust_remote_code", False))
+                      trust_remote_code=getattr(args, "trust_remote_code", False),
+                      dtype=getattr(args, "dtype", "float32"))
 
 
 def add_model_arguments(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -59,6 +60,9 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool = True) -> No
                    help="inputs per forward pass (at least 1; default 32)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow a Hugging Face model's own code to run (off by default)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="precision the model runs in (half precision is for GPUs; default "
+                        "float32)")
 
 
 def write_csv_atomic(path: Path, rows: list[dict[str, Any]] | pd.DataFrame) -> None:

@@ -153,7 +153,7 @@ class PlayerMasker:
         ph, pw = self.patch
         m = present.view(-1, 1, grid_rows, grid_cols)
         m = m.repeat_interleave(ph, dim=2).repeat_interleave(pw, dim=3)
-        fill = self.fill[items][:, :, None, None]
+        fill = self.fill[items][:, :, None, None].to(inputs["pixel_values"].dtype)
         inputs["pixel_values"] = torch.where(m, inputs["pixel_values"], fill)
         return inputs
 

@@ -7,11 +7,12 @@ import json
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
 from attnxai.errors import ModelLoadError
+from attnxai.options import Dtype
 from attnxai.models.base import ModelAdapter
 from attnxai.models.readouts import UNSUPPORTED_MODEL_TYPES, vision_config
 from attnxai.models.text import HFTextClassifier, ZeroShotEncoder
@@ -46,15 +47,31 @@ WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 def load_model(spec: str, *, device: str | torch.device | None = None, batch_size: int = 32,
                trust_remote_code: bool = False,
-               labels: dict[str, str | Sequence[str]] | None = None) -> ModelAdapter:
+               labels: dict[str, str | Sequence[str]] | None = None,
+               dtype: str = "float32") -> ModelAdapter:
     """Load a model by spec and wrap it in an adapter.
 
     Specs: ``builtin:minilm-zeroshot``, ``builtin:shapes-vit``, a local folder or a Hugging Face
     model id (sequence or image classifier; the hub is never contacted, the id must already be in
     the local cache), ``timm:<name>`` (cached pretrained weights) or
     ``timm:<name>@<checkpoint.safetensors>``. ``labels`` maps label -> description(s) for the
-    zero-shot built-in. Raises :class:`ModelLoadError` with what to do on any failure.
+    zero-shot built-in. ``dtype`` (``float32``, ``bfloat16`` or ``float16``) is the precision
+    the model runs in (half precision is for GPUs; every result is gathered in float32).
+    Raises :class:`ModelLoadError` with what to do on any failure.
     """
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}.")
+    adapter = _load(spec, device=device, batch_size=batch_size,
+                    trust_remote_code=trust_remote_code, labels=labels)
+    if dtype != "float32":
+        adapter.model.to(DTYPES[dtype])
+        adapter.card["dtype"] = dtype
+    return adapter
+
+
+def _load(spec: str, *, device: str | torch.device | None, batch_size: int,
+          trust_remote_code: bool, labels: dict[str, str | Sequence[str]] | None
+          ) -> ModelAdapter:
     spec = (spec or "").strip()
     if not spec:
         raise ModelLoadError("No model given. Use builtin:minilm-zeroshot, builtin:shapes-vit, "
@@ -71,6 +88,11 @@ def load_model(spec: str, *, device: str | torch.device | None = None, batch_siz
     if spec.startswith("timm:"):
         return load_timm(spec, **kw)
     return load_hf(spec, trust_remote_code=trust_remote_code, **kw)
+
+
+#: Precisions a model can run in.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+assert set(DTYPES) == set(get_args(Dtype))
 
 
 # -- built-ins ---------------------------------------------------------------------------------

@@ -135,7 +135,7 @@ class ZeroShotEncoder(TextAdapter):
 
     def _logits(self, hidden: torch.Tensor, batch: Batch) -> torch.Tensor:
         emb = self._pool(hidden, batch.model_inputs["attention_mask"])
-        return self.scale * emb @ self.prototypes.T
+        return self.scale * emb @ self.prototypes.T.to(emb.dtype)
 
     def forward_logits(self, batch: Batch) -> torch.Tensor:
         return self._logits(self.model(**batch.model_inputs).last_hidden_state, batch)

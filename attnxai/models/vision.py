@@ -29,7 +29,8 @@ class ImageAdapter(ModelAdapter):
         from attnxai.io.datasets import load_image
 
         images = [load_image(x) for x in inputs]
-        pixels = self.pixel_values(images).to(self.device)
+        # In the model's precision (bfloat16 or float16 when it was loaded so).
+        pixels = self.pixel_values(images).to(self.device, next(self.model.parameters()).dtype)
         B = len(images)
         T = self.num_prefix_tokens + self.grid[0] * self.grid[1]
         token_mask = torch.ones(B, T, dtype=torch.bool)

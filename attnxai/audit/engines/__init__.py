@@ -29,13 +29,15 @@ class ModelRef:
     batch_size: int
     labels: dict[str, Any] | None = None
     trust_remote_code: bool = False
+    dtype: str = "float32"
 
     def load(self, device: str | None = None) -> ModelAdapter:
         """The adapter, loaded on this machine."""
         from attnxai.models import load_model
 
         return load_model(self.spec, device=device, batch_size=self.batch_size,
-                          labels=self.labels, trust_remote_code=self.trust_remote_code)
+                          labels=self.labels, trust_remote_code=self.trust_remote_code,
+                          dtype=self.dtype)
 
 
 #: Computes examples' token activations, as :func:`attnxai.tcav.run.example_tables` does
