@@ -236,3 +236,26 @@ def test_cli_writes_the_report_and_refuses_unknown_or_unfinished_runs(text_run, 
     with pytest.raises(UserInputError, match="is a folder"):
         write_report(store, run_id, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.duckdb", "report.html"]
+
+
+def test_effect_chart_names_measures_in_words_and_stars_what_relies():
+    from attnxai.audit.charts import effect_chart
+
+    rows = pd.DataFrame({
+        "concept": ["c"] * 4, "layer": [-1, 0, 0, 1],
+        "measure": ["output_logit", "patch_restore", "patch_remove", "cav_intervention"],
+        "mean": [1.0, 0.8, 0.1, 0.05], "ci_low": [0.8, 0.6, -0.1, 0.0],
+        "ci_high": [1.2, 1.0, 0.3, 0.1], "share": [np.nan, 0.8, 0.1, np.nan],
+        "p_adjusted": [0.001, 0.001, 0.6, 0.3], "significant": [True, True, False, False],
+        "verdict": ["relies", "relies", "inconclusive", "negligible"],
+        "min_effect": [0.1] * 4})
+    spec = effect_chart(rows).to_dict()
+    layer = spec["spec"]["layer"]
+    legend = next(l["encoding"]["color"] for l in layer if "color" in l.get("encoding", {}))
+    assert legend["scale"]["domain"] == ["patching restores", "patching removes",
+                                         "CAV intervention"]
+    stars = next(l for l in layer
+                 if isinstance(l["mark"], dict) and l["mark"].get("text") == "★")
+    assert stars["transform"] == [{"filter": "datum.significant"}]
+    data = pd.DataFrame(spec["datasets"][spec["data"]["name"]])
+    assert data.loc[data["significant"], "verdict"].tolist() == ["relies"]

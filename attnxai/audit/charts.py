@@ -184,25 +184,37 @@ def weighting_chart(summary: pd.DataFrame, concepts: list[str] | None = None) ->
         facet=alt.Facet("concept:N", title=None, sort=domain), columns=3)
 
 
+#: The layer-wise effect measures as the effects chart's legend says them.
+EFFECT_LABELS = {"patch_restore": "patching restores", "patch_remove": "patching removes",
+                 "cav_intervention": "CAV intervention"}
+
+
 def effect_chart(effects: pd.DataFrame, concepts: list[str] | None = None) -> alt.FacetChart:
     """Layer-wise causal effects per concept (docs/method.md §6): the logit effect restored
     and removed by activation patching, or the CAV intervention's mean change, with 95%
-    intervals, ★ where significant, and the output effect as a dashed reference line."""
+    intervals, ★ where the effect relies (shown beyond the minimum relevant effect δ), and the
+    output effect as a dashed reference line. The legend names the measures in words."""
     df = effects[effects["layer"] >= 0].copy()
+    df["effect"] = df["measure"].map(EFFECT_LABELS).fillna(df["measure"])
+    if "verdict" not in df:  # runs before the verdict: tested against 0
+        df["verdict"] = np.where(df["significant"], "relies", "inconclusive")
     total = effects[effects["measure"] == "output_logit"][["concept", "mean"]].rename(
         columns={"mean": "total"})
     df = df.merge(total, on="concept", how="left")
     df["star_y"] = df["ci_high"] + 0.08 * (df["ci_high"] - df["ci_low"]).abs().max()
     domain = concepts or sorted(df["concept"].unique())
-    color = alt.Color("measure:N", scale=alt.Scale(
-        domain=["patch_restore", "patch_remove", "cav_intervention"],
-        range=[PALETTE[0], PALETTE[1], PALETTE[2]]), legend=alt.Legend(title=None, orient="top"))
+    color = alt.Color("effect:N", scale=alt.Scale(
+        domain=list(EFFECT_LABELS.values()), range=[PALETTE[0], PALETTE[1], PALETTE[2]]),
+        legend=alt.Legend(title=None, orient="top", columns=1, labelLimit=0))
     x = alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0))
-    tooltip = ["concept:N", "layer:O", "measure:N", alt.Tooltip("mean:Q", format=".3f"),
+    tooltip = ["concept:N", "layer:O", "effect:N", "verdict:N",
+               alt.Tooltip("mean:Q", format=".3f"),
                alt.Tooltip("ci_low:Q", title="95% low", format=".3f"),
                alt.Tooltip("ci_high:Q", title="95% high", format=".3f"),
                alt.Tooltip("share:Q", format=".2f"),
                alt.Tooltip("p_adjusted:Q", title="p adjusted", format=".4f")]
+    if "min_effect" in df:
+        tooltip.append(alt.Tooltip("min_effect:Q", title="δ", format=".3g"))
     base = alt.Chart()
     zero = base.mark_rule(color="#9aa3ab").encode(y=alt.datum(0))
     ref = base.mark_rule(color="#555", strokeDash=[4, 3]).encode(y="total:Q")
