@@ -21,7 +21,7 @@ if "ui.common" not in sys.modules:
 
 # `streamlit run` puts this file's folder on sys.path, so `ui` and `views` import as packages.
 from ui.common import check_server_settings, data_label, esc, init_state  # noqa: E402
-from ui.jobs import current_job, fmt_eta  # noqa: E402
+from ui.jobs import current_job, fmt_eta, open_finished_run  # noqa: E402
 from ui.pages import RUN, SECTIONS  # noqa: E402
 
 if _boot is not None:
@@ -30,6 +30,7 @@ init_state()
 check_server_settings()
 
 page = st.navigation(SECTIONS)
+open_finished_run()  # before the page runs, so Results opens the run that just finished
 
 
 def _job_status() -> None:

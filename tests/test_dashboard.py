@@ -479,3 +479,40 @@ def test_decoder_only_classifier_audit_through_the_ui(env, tmp_path):
     assert not _problems(at)
     assert at.session_state["run_id"] == job.run_id
     assert len(at.get("vega_lite_chart")) >= 2
+
+
+def test_results_open_the_run_that_finished_while_the_user_was_elsewhere(env):
+    """An audit finishes while the user reads another page: Results then opens that run, not
+    the one the session showed before; a run picked afterwards is kept."""
+    from attnxai.audit.config import DEMO_EFFECTS, AuditConfig
+    from attnxai.audit.runner import run_audit
+    from attnxai.audit.store import Store
+    from attnxai.tcav.config import TCAVConfig
+
+    small = TCAVConfig(layers=(5,), num_cavs=3, num_random=2, num_null=20)
+    old = run_audit(AuditConfig(model="builtin:minilm-zeroshot", targets=("sports",),
+                                concepts=("sports-words",), tcav=small, effects=DEMO_EFFECTS,
+                                limit=6), Store())
+    at = _app()
+    at.session_state["run_id"] = old  # the run the session was showing
+    at.run()
+    at.switch_page("views/run.py").run()
+    at.multiselect(key="w_run_concepts").set_value(["finance-words"])
+    at.multiselect(key="w_run_layers").set_value([5])
+    at.number_input(key="w_run_cavs").set_value(3)
+    at.number_input(key="w_run_random").set_value(2)
+    at.number_input(key="w_run_null").set_value(20)
+    at.number_input(key="w_run_limit").set_value(6)
+    [b for b in at.button if b.label == "Start audit"][0].click().run()
+    job = at.session_state["audit_job"]
+    at.switch_page("views/concepts.py").run()  # elsewhere while it runs
+    job.wait(240)
+    assert job.status == "done", job.error
+    at.run()
+    at.switch_page("views/results.py").run()
+    assert not _problems(at)
+    assert at.session_state["run_id"] == job.run_id != old
+    at.selectbox(key="w_results_run").set_value(old).run()  # the user picks the older run ...
+    at.switch_page("views/run.py").run()
+    at.switch_page("views/results.py").run()
+    assert at.session_state["run_id"] == old  # ... and it stays picked

@@ -45,6 +45,7 @@ class AuditJob:
     started: float = field(default_factory=time.time)
     finished: float | None = None
     announced: bool = False  # the page has shown the outcome once
+    opened: bool = False  # its run has been made the one Results shows
     adapter: Any = None  # the loaded model the audit uses (None: run_audit loads it)
     lock: Any = None  # that model's lock, held while the audit runs
     cancel_requested: float | None = None
@@ -137,6 +138,15 @@ def start_audit(config: Any, description: str, store_path: str, adapter: Any = N
 
 def current_job() -> AuditJob | None:
     return st.session_state.get("audit_job")
+
+
+def open_finished_run() -> None:
+    """Once a finished audit is seen, on whatever page, make its run the one Results and the
+    drill-down show; only once, so a run the user picks afterwards is kept."""
+    job = current_job()
+    if job is not None and job.status == "done" and job.run_id and not job.opened:
+        st.session_state["run_id"] = job.run_id
+        job.opened = True
 
 
 def fmt_seconds(s: float | None) -> str:

@@ -110,7 +110,6 @@ def _progress_panel() -> None:
         elif job.status == "done":
             st.success(f"Finished in {fmt_seconds(job.elapsed())}: run {job.run_id}.",
                        icon=":material/check_circle:")
-            ss["run_id"] = job.run_id
             st.page_link(pages.RESULTS, label="Open the results", icon=":material/monitoring:")
         elif job.status == "cancelled":
             latency = job.cancel_latency()
