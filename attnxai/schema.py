@@ -102,7 +102,9 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         "num_random INTEGER, num_null INTEGER, negatives VARCHAR, random_pool VARCHAR, "
         "test VARCHAR, statistic VARCHAR, correction VARCHAR")
         # Which CAVs formed the null: "random:<pool>" or "signflip:<concept>" (matched pairs).
-        + (Column("null_cavs", "VARCHAR", since=4),)),
+        + (Column("null_cavs", "VARCHAR", since=4),)
+        # False where no gradient reaches the players (every derivative exactly 0).
+        + (Column("testable", "BOOLEAN", since=6),)),
     # One row per dataset x target x CAV (concept and random) x layer x weighting.
     Table("cav_scores", 1, columns(
         "dataset VARCHAR, target VARCHAR, cav_name VARCHAR, rep INTEGER, kind VARCHAR, "

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 import pytest
 import torch
 
@@ -432,3 +434,38 @@ def test_decoder_only_audit_with_effects_through_the_cli(worlds, tmp_path):
 
     assert len(pd.read_csv(out)) == 8
     assert {"patch_restore", "cav_intervention"} <= set(pd.read_csv(effects_path(out))["measure"])
+
+
+def test_the_last_block_of_a_cls_read_vit_is_not_testable_and_looks_it(worlds, tmp_path):
+    """No gradient reaches a [CLS]-read ViT's patch tokens at its last block: that layer is
+    stored as not testable, never significant, drawn without a score, and said so."""
+    from attnxai.audit.charts import heatmap, layer_chart
+    from attnxai.audit.config import AuditConfig
+    from attnxai.audit.runner import run_audit
+    from attnxai.audit.store import Store
+    from attnxai.audit.verdicts import tcav_verdict
+    from attnxai.cli.audit import format_summary
+    from attnxai.effects.config import EffectsConfig
+    from attnxai.tcav.config import TCAVConfig
+
+    _save("vit", tmp_path / "model")
+    concepts, data, names = worlds["image"]
+    store = Store(tmp_path / "a.duckdb")
+    run_id = run_audit(AuditConfig(
+        model=str(tmp_path / "model"), datasets=(data,), targets=("positive",),
+        concepts=names[:1], concept_dir=str(concepts), device="cpu",
+        tcav=TCAVConfig(layers=(0, 1), num_cavs=3, num_random=2, num_null=20, alpha=0.99),
+        effects=EffectsConfig(level="none")), store)
+    summary = store.summary(run_id)
+    last = summary[summary["layer"] == 1]
+    assert (~last["testable"]).all() and (~last["significant"]).all()
+    assert summary[summary["layer"] == 0]["testable"].all()
+    assert (store.results("cav_scores", run_id).query("layer == 1")["derivative"] == 0).all()
+    attention = summary[summary["weighting"] == "attention"]
+    assert "not testable at layer 1" in tcav_verdict(attention, 0.99)
+    assert "not testable" in format_summary(summary.assign(dataset="d"))
+    cells = pd.DataFrame(heatmap(attention).to_dict()["datasets"].popitem()[1])
+    assert cells.set_index("layer")["label"][1] == "n/t"
+    points = pd.DataFrame(layer_chart(attention).to_dict()["datasets"].popitem()[1])
+    assert points.query("layer == 1")["score"].isna().all()
+    assert set(points.query("layer == 1")["status"]) == {"not testable"}

@@ -31,7 +31,8 @@ def significance_caption(summary: pd.DataFrame, alpha: float | None) -> str:
     a = f" at α = {alpha:g}" if alpha is not None else ""
     return (f"★ = significant{a}: {test_name} test{on} against random concepts, {corr_name} "
             "correction across all tests of the run. Grey points: unreliable layers (CAV accuracy "
-            "below the threshold, never significant). Shaded band: random concepts, mean ± std.")
+            "below the threshold, never significant); grey crosses, n/t: layers not testable (no "
+            "gradient reaches their tokens). Shaded band: random concepts, mean ± std.")
 
 
 def _long_scores(df: pd.DataFrame) -> pd.DataFrame:
@@ -51,6 +52,7 @@ def _long_scores(df: pd.DataFrame) -> pd.DataFrame:
             "significant": df["significant"].astype(bool), "reliable": df["reliable"].astype(bool),
             "p_value": _col(df, "p_value"), "p_adjusted": _col(df, "p_adjusted"),
             "cav_accuracy": _col(df, "cav_accuracy"),
+            "testable": _col(df, "testable", True).fillna(True).astype(bool),
         })
         # The sign-count band's spread stands in where no magnitude spread is reported.
         part["random_sd"] = part["random_sd"].fillna(_col(df, "random_std", 0.0)).fillna(0.0)
@@ -63,12 +65,18 @@ def _long_scores(df: pd.DataFrame) -> pd.DataFrame:
     out["star_y"] = (out["hi"] + 0.07).clip(upper=1.08)
     out["status"] = np.where(out["significant"], "significant",
                              np.where(out["reliable"], "not significant", "unreliable CAVs"))
+    # A layer no gradient reaches has no score to show: a grey cross on the 0.5 line says so.
+    untestable = ~out["testable"]
+    out.loc[untestable, ["score", "lo", "hi"]] = np.nan
+    out["status"] = np.where(untestable, "not testable", out["status"])
+    out["untestable_y"] = np.where(untestable, 0.5, np.nan)
     return out
 
 
 def layer_chart(summary: pd.DataFrame, concepts: list[str] | None = None) -> alt.FacetChart:
     """Layer-wise scores per concept: sign-count TCAV beside magnitude, ± std error bars, the
-    random-concept band, ★ for significant layers, unreliable layers greyed."""
+    random-concept band, ★ for significant layers, unreliable layers greyed, layers no gradient
+    reaches shown as a grey cross without a score."""
     df = _long_scores(summary)
     domain = concepts or sorted(df["concept"].unique())
     color = alt.Color("concept:N", scale=alt.Scale(domain=domain, range=PALETTE), legend=None)
@@ -95,12 +103,17 @@ def layer_chart(summary: pd.DataFrame, concepts: list[str] | None = None) -> alt
         x=x, y=alt.Y("score:Q", scale=y_scale),
         color=alt.condition("datum.reliable", color, alt.value(GREY)),
         shape=alt.Shape("status:N", scale=alt.Scale(
-            domain=["significant", "not significant", "unreliable CAVs"],
-            range=["diamond", "circle", "square"]), legend=alt.Legend(title=None, orient="top")),
+            domain=["significant", "not significant", "unreliable CAVs", "not testable"],
+            range=["diamond", "circle", "square", "cross"]),
+            legend=alt.Legend(title=None, orient="top")),
         tooltip=tooltip)
+    untestable = base.mark_point(shape="cross", size=70, color=GREY, filled=True).encode(
+        x=x, y=alt.Y("untestable_y:Q", scale=y_scale), tooltip=["concept:N", "layer:O",
+                                                                 "status:N"]
+    ).transform_filter("!datum.testable")
     stars = base.mark_text(text="★", fontSize=15, color="#c0392b").encode(
         x=x, y=alt.Y("star_y:Q", scale=y_scale)).transform_filter("datum.significant")
-    layered = alt.layer(band, band_line, half, line, bars, points, stars, data=df)
+    layered = alt.layer(band, band_line, half, line, bars, points, untestable, stars, data=df)
     return layered.properties(width=320, height=170).facet(
         row=alt.Row("concept:N", title=None, sort=domain,
                     header=alt.Header(labelAngle=0, labelAlign="left", labelFontWeight="bold",
@@ -137,12 +150,15 @@ def accuracy_chart(accuracy: pd.DataFrame, threshold: float, concepts: list[str]
 
 def heatmap(summary: pd.DataFrame, concepts: list[str] | None = None) -> alt.LayerChart:
     """Concept × layer: mean sign-count TCAV (diverging around 0.5), ★ significant,
-    unreliable cells faded."""
+    unreliable cells faded, cells of layers no gradient reaches grey and marked "n/t"."""
     df = summary[["concept", "layer", "mean", "significant", "reliable"]].copy()
     for c in ("magnitude_mean", "p_adjusted", "cav_accuracy"):
         df[c] = _col(summary, c)
+    df["testable"] = _col(summary, "testable", True).fillna(True).astype(bool).to_numpy()
     df["layer"] = df["layer"].astype(int)
     df["label"] = df["mean"].map("{:.2f}".format) + np.where(df["significant"], " ★", "")
+    df.loc[~df["testable"], "label"] = "n/t"
+    df.loc[~df["testable"], "mean"] = np.nan  # no colour: not a score of 0
     domain = concepts or sorted(df["concept"].unique())
     base = alt.Chart(df).encode(
         x=alt.X("layer:O", title="layer", axis=alt.Axis(labelAngle=0)),
@@ -156,10 +172,14 @@ def heatmap(summary: pd.DataFrame, concepts: list[str] | None = None) -> alt.Lay
                  alt.Tooltip("p_adjusted:Q", title="p adjusted", format=".4f"),
                  alt.Tooltip("cav_accuracy:Q", title="CAV accuracy", format=".3f"),
                  "significant:N", "reliable:N"])
+    blank = base.mark_rect(stroke="white", strokeWidth=2, color="#e3e7ea").encode(
+        tooltip=["concept:N", "layer:O", alt.Tooltip("testable:N", title="testable")]
+    ).transform_filter("!datum.testable")
     text = base.mark_text(fontSize=12).encode(
         text="label:N",
-        color=alt.condition("abs(datum.mean - 0.5) > 0.3", alt.value("white"), alt.value("#24313a")))
-    return alt.layer(rect, text).properties(height=46 * len(domain) + 80)
+        color=alt.condition("datum.testable && abs(datum.mean - 0.5) > 0.3", alt.value("white"),
+                            alt.value("#24313a")))
+    return alt.layer(blank, rect, text).properties(height=46 * len(domain) + 80)
 
 
 def weighting_chart(summary: pd.DataFrame, concepts: list[str] | None = None) -> alt.FacetChart:

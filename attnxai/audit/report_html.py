@@ -27,7 +27,8 @@ from attnxai.audit.report import completed_run
 from attnxai.audit.report_style import CSS
 from attnxai.audit.store import Store
 from attnxai.audit.verdicts import (MEASURE_WORDS, combined_verdict, effect_verdict, fmt,
-                                    fmt_p, row_verdict, statistics_paragraph, tcav_verdict)
+                                    fmt_p, row_verdict, statistics_paragraph, tcav_verdict,
+                                    testable)
 from attnxai.errors import DataError, UserInputError
 from attnxai.io.concepts import default_concept_root
 from attnxai.io.datasets import load_image
@@ -171,6 +172,8 @@ def _charts(run: RunRecord, summary: pd.DataFrame, effects: pd.DataFrame | None,
 
 
 def _status(row: pd.Series) -> str:
+    if not testable(row):
+        return "not testable"
     if not row["reliable"]:
         return "unreliable CAVs"
     return f"significant ({row['direction']})" if row["significant"] else "not significant"
@@ -190,8 +193,8 @@ def _summary_tables(summary: pd.DataFrame) -> str:
                  fmt(r["magnitude_mean"]), fmt(r["random_mean"]), fmt_p(r["p_value"]),
                  fmt_p(r["p_adjusted"]), _status(r), fmt(r["cav_accuracy"]), int(r["n_inputs"])]
                 for _, r in part.iterrows()]
-        classes = ["sig" if r["significant"] else "" if r["reliable"] else "unreliable"
-                   for _, r in part.iterrows()]
+        classes = ["sig" if r["significant"] else "" if r["reliable"] and testable(r)
+                   else "unreliable" for _, r in part.iterrows()]
         out.append(f"<h3>“{esc(target)}” on {esc(dataset)}</h3>")
         out.append(table(headers, rows, numeric=(1, 3, 4, 5, 6, 7, 8, 10, 11),
                          row_classes=classes, attrs={"class": "summary", "data-dataset": dataset,

@@ -104,11 +104,14 @@ MIGRATIONS: list[list[str]] = [
     ],
     [*migration(4)],  # 3 -> 4: causal effects (effects, pair_effects), summary.null_cavs
     [*migration(5)],  # 4 -> 5: per-input statistics over each concept's CAVs (input_summary)
-    [  # 5 -> 6: effects tested against a minimum relevant effect; older ones were tested
-        # against 0 (δ = 0), where nothing can be shown negligible
+    [  # 5 -> 6: effects tested against a minimum relevant effect (older ones were tested
+        # against 0, δ = 0, where nothing can be shown negligible); layers that are not testable
         *migration(6),
         "UPDATE effects SET min_effect = 0, p_negligible = 1, verdict = CASE WHEN significant "
         "THEN 'relies' ELSE 'inconclusive' END",
+        # A layer of an older run is testable unless its derivatives were all exactly 0.
+        "UPDATE summary SET testable = COALESCE(derivative_mean <> 0 OR null_derivative_std <> 0, "
+        "true)",
     ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION

@@ -57,10 +57,21 @@ def _layers(values: Iterable[int]) -> str:
     return f"layer{'s' if len(values) > 1 else ''} {', '.join(values)}"
 
 
+def testable(row: pd.Series) -> bool:
+    """Whether a summary row's layer could be tested: some gradient reaches its players (rows
+    of runs before the column: yes)."""
+    value = row.get("testable")
+    return True if value is None or pd.isna(value) else bool(value)
+
+
 def tcav_verdict(rows: pd.DataFrame, alpha: float) -> str:
     """What one concept's summary rows for one dataset, target and weighting show, layer by
-    layer: the significant layers (direction, TCAV, adjusted p), the others, the unreliable."""
+    layer: the significant layers (direction, TCAV, adjusted p), the others, the unreliable
+    and those that cannot be tested (no gradient reaches their players)."""
     rows = rows.sort_values("layer")
+    can = rows.apply(testable, axis=1).astype(bool) if len(rows) else rows["reliable"]
+    untestable = rows[~can]
+    rows = rows[can]
     sig = rows[rows["significant"]]
     unreliable = rows[~rows["reliable"]]
     rest = rows[~rows["significant"] & rows["reliable"]]
@@ -82,6 +93,9 @@ def tcav_verdict(rows: pd.DataFrame, alpha: float) -> str:
     if not unreliable.empty:
         parts.append(f"CAVs unreliable at {_layers(unreliable['layer'])} (accuracy below the "
                      "threshold)")
+    if not untestable.empty:
+        parts.append(f"not testable at {_layers(untestable['layer'])} (no gradient reaches its "
+                     "tokens there)")
     return "; ".join(parts)
 
 

@@ -152,6 +152,12 @@ def add_config_options(p: argparse.ArgumentParser, options: dict[str, str], conf
                        help=f"{text} (default: {shown})", **kind)
 
 
+def _testable(row: Any) -> bool:
+    """Whether a summary row's layer could be tested (rows of old runs lack the column)."""
+    value = getattr(row, "testable", True)
+    return True if value is None or value != value else bool(value)
+
+
 def format_summary(summary: pd.DataFrame) -> str:
     """A readable per-layer table: TCAV mean ± std, magnitude, p-values and significance."""
     lines = []
@@ -164,6 +170,7 @@ def format_summary(summary: pd.DataFrame) -> str:
                      f"{'CAV acc':>7}  verdict")
         for r in g.itertuples():
             verdict = ("significant, " + r.direction) if r.significant else (
+                "not testable (no gradient reaches the players)" if not _testable(r) else
                 "unreliable CAVs" if not r.reliable else "-")
             lines.append(f"  {r.layer:>5} {r.mean:>6.3f} ± {r.std:<5.3f} {r.magnitude_mean:>9.3f} "
                          f"{r.p_value:>7.4f} {r.p_adjusted:>7.4f} {r.cav_accuracy:>7.3f}  {verdict}")

@@ -357,13 +357,14 @@ def _fit_key(concepts: Sequence[ConceptSet], pools: dict[str, ConceptSet], cfg: 
 def apply_correction(summary: pd.DataFrame, correction: str, alpha: float) -> pd.DataFrame:
     """Adjust p-values across every test in `summary` and mark significance.
 
-    Unreliable layers (CAV accuracy below the threshold) take part in the correction but are
-    never marked significant. Use this after concatenating several targets' summaries so the
-    correction spans the whole audit.
+    Unreliable layers (CAV accuracy below the threshold) and layers no gradient reaches (not
+    testable) take part in the correction but are never marked significant. Use this after
+    concatenating several targets' summaries so the correction spans the whole audit.
     """
     out = summary.copy()
     out["p_adjusted"] = adjust_frame(out, correction)
-    out["significant"] = out["reliable"] & (out["p_adjusted"] < alpha)
+    testable = out["testable"] if "testable" in out else True
+    out["significant"] = out["reliable"] & testable & (out["p_adjusted"] < alpha)
     out["correction"] = correction
     return out
 
@@ -454,6 +455,9 @@ def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], l
                     shared = "positives"
                 p = p_value(con[stat].to_numpy(), null.sort_values("rep")[stat].to_numpy(),
                             cfg.test, STATISTICS[stat], shared)
+                # No gradient reaches the players at this layer (the last block of a
+                # [CLS]-read ViT): every derivative is exactly 0 and nothing can be tested.
+                testable = bool((con.derivative != 0).any() or (null.derivative != 0).any())
                 rows.append({
                     "target": target, "concept": c.name, "layer": l, "weighting": w,
                     "mean": con.tcav.mean(), "std": con.tcav.std(ddof=1),
@@ -468,7 +472,8 @@ def _tables(target: str, concepts: Sequence[ConceptSet], specs: list[CAVSpec], l
                     "num_null": len(rnd) if cfg.test in NULL_TESTS else 0,
                     "negatives": modes[c.name], "random_pool": pool_of[c.name],
                     "null_cavs": null_of[c.name] if cfg.test in NULL_TESTS else rand_name,
-                    "test": cfg.test, "statistic": cfg.statistic, "correction": cfg.correction})
+                    "test": cfg.test, "statistic": cfg.statistic, "correction": cfg.correction,
+                    "testable": testable})
     summary = pd.DataFrame(rows)
     summary["reliable"] = summary["cav_accuracy"] >= cfg.min_accuracy
     summary["direction"] = np.where(summary["mean"] > 0.5, "positive",

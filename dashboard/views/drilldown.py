@@ -135,7 +135,13 @@ if run is not None:
                              if view.get("dataset") in datasets else 0)
     target = f[1].selectbox("Target class", targets, key="w_drill_target",
                             index=targets.index(view["target"]) if view.get("target") in targets else 0)
-    layer = f[2].selectbox("Scores at layer", layers, index=len(layers) - 1, key="w_drill_layer")
+    # Open on the last layer that could be tested: where no gradient reaches the tokens (the
+    # last block of a [CLS]-read ViT), every score is exactly 0.
+    live = [l for l in layers if (detail.loc[detail["layer"] == l, "score_mean"] != 0).any()]
+    layer = f[2].selectbox("Scores at layer", layers, index=layers.index((live or layers)[-1]),
+                           key="w_drill_layer",
+                           format_func=lambda l: f"{l}" if l in live or not live
+                           else f"{l} (not testable)")
     weighting = f[3].selectbox("Weighting", weightings, key="w_drill_weighting",
                                index=weightings.index("attention") if "attention" in weightings else 0)
     rows = inputs[(inputs["dataset"] == dataset) & (inputs["target"] == target)].copy()
