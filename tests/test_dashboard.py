@@ -105,6 +105,13 @@ def test_bad_dataset_upload_shows_an_error_and_stores_nothing(env):
     assert any("broken.jsonl" in _shown(e.value) and "line 1" in e.value for e in at.error)
     assert at.session_state["data_ref"] == "demo"
     assert not [p for p in (home / "uploads").rglob("*") if p.is_file()]
+    assert any("broken.jsonl was not used; still using" in _shown(c.value) for c in at.caption)
+    # A CSV whose quote is never closed is refused, not read as one glued text.
+    at.file_uploader(key="w_data_upload").set_value(
+        ("glued.csv", b'text,label\nfine,sports\n"open,sports\nmore,sports\n', "text/csv"))
+    at.run()
+    assert any("never closed" in _shown(e.value) for e in at.error)
+    assert at.session_state["data_ref"] == "demo"
 
 
 def test_good_dataset_upload_is_used(env):
@@ -210,6 +217,10 @@ def test_tiny_audit_from_run_page_to_results_csv_drilldown_history(env, monkeypa
     at.number_input(key="w_run_null").set_value(20)
     at.number_input(key="w_run_limit").set_value(6)
     job = _run_to_the_end(at)
+    # The outcome is shown under the Start button, where the user pressed it.
+    order = [getattr(e, "label", None) or getattr(e, "value", None) for e in at.main]
+    start = order.index("Start audit")
+    assert any(isinstance(v, str) and v.startswith("Finished") for v in order[start:])
 
     at.switch_page("views/results.py").run()
     assert not _problems(at)

@@ -392,3 +392,27 @@ def test_one_content_hash_for_an_image_file_and_its_pixels(tmp_path) -> None:
     ds1 = Dataset("x", "image", [tmp_path / "a.png"])
     ds2 = Dataset("y", "image", [img])
     assert ds1.content_hash() == ds2.content_hash()
+
+
+# -- malformed CSVs are refused, or read as their author meant (issue 22) -------------------------
+def test_semicolon_and_tab_separated_csvs_are_read_by_their_separator(tmp_path):
+    for sep in (";", "\t"):
+        path = tmp_path / "data.csv"
+        path.write_text(f"text{sep}label\nteam won, again{sep}sports\nstocks fell{sep}business\n")
+        ds = load_text_dataset(path)
+        assert ds.items == ["team won, again", "stocks fell"]
+        assert ds.labels == ["sports", "business"]
+
+
+def test_an_unclosed_quote_is_an_error_not_one_glued_text(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text('text,label\nfine,sports\n"never closed,sports\nthird,sports\nfourth,sports\n')
+    with pytest.raises(DataError, match="line 3 is never closed"):
+        load_text_dataset(path)
+
+
+def test_nul_bytes_are_an_error(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"text,label\nfine,sports\nbad\x00text,sports\n")
+    with pytest.raises(DataError, match="NUL byte \\(line 3\\)"):
+        load_text_dataset(path)

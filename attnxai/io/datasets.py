@@ -237,7 +237,15 @@ def _check_column(column: str, columns: list[str], where: str, role: str) -> Non
 def _parse_csv(
     text: str, name: str, text_column: str | None, label_column: str | None
 ) -> tuple[list[str], list[str] | None]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise DataError(f"{name} holds a NUL byte (line {line}): it is not a text CSV; re-save "
+                        "it as UTF-8 text.")
+    # strict: a quote left open runs to the end of the file, which is an error, not one text
+    # holding every line after it.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True,
+                        delimiter=_delimiter(text.split("\n", 1)[0]))
+    start = 1
     try:
         header = next(reader, None)
         records = []  # (first line of the record, fields)
@@ -247,6 +255,10 @@ def _parse_csv(
                 records.append((start, row))
             start = reader.line_num + 1
     except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise DataError(f"{name}: a quote opened in the record starting at line {start} is "
+                            "never closed; close it, or double a quote meant as text "
+                            '(""), and load the file again.') from None
         raise DataError(f"{name}: malformed CSV at line {reader.line_num}: {exc}.") from None
     if not header:
         raise DataError(f"{name} is empty (no header row).")
@@ -274,6 +286,17 @@ def _parse_csv(
         if label_idx is not None:
             labels.append(_nonempty(row[label_idx], name, line, label_column, "label"))
     return texts, (labels if label_idx is not None else None)
+
+
+def _delimiter(header: str) -> str:
+    """The CSV's field separator, from its header line: a comma, or a semicolon or tab where
+    the header has no comma but one of those (spreadsheets in many locales write ';')."""
+    if "," in header:
+        return ","
+    for other in (";", "\t"):
+        if other in header:
+            return other
+    return ","
 
 
 def _default_label_column(

@@ -15,7 +15,7 @@ from ui.common import (
     model_lock,
     store_path,
 )
-from ui.jobs import current_job, start_audit
+from ui.jobs import PANEL_BELOW, current_job, start_audit
 from ui import pages
 
 
@@ -30,6 +30,7 @@ def start_demo_audit() -> None:
     CAVs, the grouped test's least null; output effects only), so it answers in seconds."""
     spec = demo_spec()
     demo = DEMO_AUDITS[spec]
+    st.session_state[PANEL_BELOW] = False  # started from the offer at the top of the page
     config = AuditConfig(model=spec, datasets=(DEMO_REF,), targets=tuple(demo["targets"]),
                          concepts=tuple(demo["concepts"]),  # yours, then the shipped sets
                          tcav=DEMO_TCAV, effects=DEMO_EFFECTS)

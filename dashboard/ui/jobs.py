@@ -136,6 +136,11 @@ def start_audit(config: Any, description: str, store_path: str, adapter: Any = N
     return job
 
 
+#: Session key: the Run page's progress panel stands under the Start button (the audit was
+#: started there, at the foot of the form) rather than at the top.
+PANEL_BELOW = "_run_panel_below"
+
+
 def current_job() -> AuditJob | None:
     return st.session_state.get("audit_job")
 

@@ -19,7 +19,7 @@ from ui.common import (
     store_path,
 )
 from ui.demo import demo_offer
-from ui.jobs import current_job, fmt_eta, fmt_seconds, start_audit
+from ui.jobs import PANEL_BELOW, current_job, fmt_eta, fmt_seconds, start_audit
 from ui import pages
 
 ss = st.session_state
@@ -122,7 +122,12 @@ def _progress_panel() -> None:
 
 job = current_job()
 running = job is not None and job.running
-st.fragment(run_every=REFRESH_S if running else None)(_progress_panel)()
+# The panel goes where the user's eyes are: under the Start button when the audit was started
+# there (at the foot of a long form), else at the top (the demo offer starts it up there).
+panel = st.fragment(run_every=REFRESH_S if running else None)(_progress_panel)
+below = bool(ss.get(PANEL_BELOW)) and job is not None
+if not below:
+    panel()
 
 if not running:
     demo_offer("demo_run", switch=False)
@@ -266,6 +271,8 @@ with st.container(border=True):
                           icon=":material/play_arrow:")
 ss[FORM] = {k: ss[k] for k in FORM_KEYS if k in ss}
 
+if below:
+    panel()
 if running:
     st.caption("One audit at a time: wait for the running one, or cancel it.")
 elif submitted:
@@ -294,4 +301,5 @@ elif submitted:
         start_audit(config, f"{', '.join(chosen)} → {', '.join(targets)} on "
                             f"{adapter.spec} ({'demo data' if ss['data_ref'] == DEMO_REF else data_label()})",
                     store_path(), adapter=adapter, lock=model_lock())
+        ss[PANEL_BELOW] = True
         st.rerun()

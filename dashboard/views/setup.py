@@ -118,15 +118,19 @@ with dl:
         types = [e.lstrip(".") for e in TEXT_EXTENSIONS] if modality == "text" else ["zip"]
         up = st.file_uploader(f"Upload {kinds}", type=types, key="w_data_upload")
         if up is not None:
+            used = False
             with guard("reading the upload"):
                 ds = use_uploaded_dataset(up.name, up.getvalue())
                 if ds.modality != modality:
                     raise UserInputError(f"{up.name} holds {ds.modality} data but the model is a "
                                          f"{modality} model; pick another file or model.")
                 path = str(Path(ds.source))
+                used = True
                 if ss["data_ref"] != path:
                     ss["data_ref"] = path
                     st.rerun()
+            if not used:  # the preview beside still shows the data in use: say which
+                st.caption(f"{esc(up.name)} was not used; still using **{esc(data_label())}**.")
     else:
         path = st.text_input("Path on this machine", value="" if ss["data_ref"] == DEMO_REF
                              else ss["data_ref"], key="w_data_path",
