@@ -67,7 +67,7 @@ def _long_scores(df: pd.DataFrame) -> pd.DataFrame:
                              np.where(out["reliable"], "not significant", "unreliable CAVs"))
     # A layer no gradient reaches has no score to show: a grey cross on the 0.5 line says so.
     untestable = ~out["testable"]
-    out.loc[untestable, ["score", "lo", "hi"]] = np.nan
+    out.loc[untestable, ["score", "lo", "hi", "random", "random_lo", "random_hi"]] = np.nan
     out["status"] = np.where(untestable, "not testable", out["status"])
     out["untestable_y"] = np.where(untestable, 0.5, np.nan)
     return out

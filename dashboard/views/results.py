@@ -129,15 +129,15 @@ for c in concepts:
         verdict = "no significant layer"
     else:
         verdict = ", ".join(f"layer {int(r.layer)} ({r.direction})" for r in sig.itertuples())
+    sentence = combined_verdict(c, g, mine[mine["concept"] == c] if not mine.empty else None)
+    # The page's key sentence, whole: a table cell would cut it.
+    st.markdown(f"- **{esc(c)}**: {esc(sentence)}")
     rows.append({"concept": c,
-                 "verdict": combined_verdict(c, g, mine[mine["concept"] == c] if not mine.empty
-                                             else None),
                  "significant layers": verdict,
                  "max TCAV": g["mean"].max(), "max magnitude": g["magnitude_mean"].max(),
                  "min adjusted p": g["p_adjusted"].min(),
                  "unreliable layers": ", ".join(map(str, unreliable)) or "none"})
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-    "verdict": st.column_config.TextColumn(width="large"),
     "max TCAV": st.column_config.NumberColumn(format="%.3f"),
     "max magnitude": st.column_config.NumberColumn(format="%.3f"),
     "min adjusted p": st.column_config.NumberColumn(format="%.4f")})
@@ -147,25 +147,23 @@ st.subheader("Layer-wise TCAV")
 st.caption(significance_caption(view, tcav.alpha) +
            f" {weighting.capitalize()} token weighting; {int(view['n_inputs'].iloc[0])} inputs.")
 layered = mine[mine["layer"] >= 0] if not mine.empty else mine
-if layered.empty:
-    st.altair_chart(layer_chart(view, concepts), width="content")
-else:
-    left, right = st.columns([3, 2])
-    left.altair_chart(layer_chart(view, concepts), width="content")
-    with right:
-        st.markdown("**Layer-wise causal effect**")
-        st.caption("Logit effect (95% interval) that activation patching of the pairs' differing "
-                   "tokens restores or removes at each layer, or the CAV intervention's mean "
-                   "change; dashed: the pairs' whole output effect. ★ significant after the "
-                   "run's correction of its effect tests.")
-        shown = [c for c in concepts if c in set(layered["concept"])]
-        st.altair_chart(effect_chart(mine[mine["concept"].isin(shown)], shown), width="content")
+st.altair_chart(layer_chart(view, concepts), width="content")
+if not layered.empty:
+    # Below, not beside: the TCAV chart's two panels take the page's width at 1280 px.
+    st.subheader("Layer-wise causal effect")
+    st.caption("Logit effect (95% interval) that activation patching of the pairs' differing "
+               "tokens restores or removes at each layer, or the CAV intervention's mean "
+               "change; dashed: the pairs' whole output effect. ★: the effect relies, shown "
+               "beyond the minimum relevant effect δ after the run's correction of its effect "
+               "tests.")
+    shown = [c for c in concepts if c in set(layered["concept"])]
+    st.altair_chart(effect_chart(mine[mine["concept"].isin(shown)], shown), width="content")
 
 tabs = st.tabs(["Concept × layer", "CAV accuracy", "Weighted vs plain", "Summary table",
                 "Causal effects table"])
 with tabs[0]:
-    st.caption("Mean sign-count TCAV; 0.5 = no preference. ★ significant; faded cells: "
-               "unreliable CAVs.")
+    st.caption("Mean sign-count TCAV; 0.5 = no preference. ★ significant; n/t: not testable; "
+               "faded cells: unreliable CAVs.")
     st.altair_chart(heatmap(view, concepts), width="stretch")
 with tabs[1]:
     threshold = float(tcav.min_accuracy)
@@ -208,7 +206,7 @@ with tabs[4]:
 
 # -- export -------------------------------------------------------------------------------------
 st.subheader("Export")
-e1, e2, e3, e4 = st.columns([1, 1, 1, 2])
+e1, e2, e3 = st.columns(3)
 with guard("preparing the CSV"):
     download_button(e1, "Download summary CSV", _csv(str(store.path), run_id, False),
                     file_name=f"attnxai-{run_id}.csv", mime="text/csv", type="primary",
@@ -216,7 +214,7 @@ with guard("preparing the CSV"):
     download_button(e2, "Download per-input CSV", _csv(str(store.path), run_id, True),
                     file_name=f"attnxai-{run_id}.detail.csv", mime="text/csv", key="dl_detail")
 report_button(e3, str(store.path), run_id, key="dl_report")
-e4.caption("The summary CSV holds every dataset, target, concept, layer and weighting of the run "
+st.caption("The summary CSV holds every dataset, target, concept, layer and weighting of the run "
            "with its settings; the per-input CSV the score of each input; the HTML report the "
            "findings, charts and provenance in one file that opens offline.")
 st.page_link(pages.DRILLDOWN, label="Drill down into single inputs", icon=":material/zoom_in:")

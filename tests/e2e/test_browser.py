@@ -322,7 +322,44 @@ def test_demo_audit_results_drilldown_and_csv(server, browser, shots, pace):
     _nav(d, "History")
     _text(d, "Configuration and provenance", 60 * k)
     shots(d, "7-history", 900)
-    for name in ("1-setup", "4-results", "5-drilldown", "6-concepts", "7-history"):
+    # 8. A run with layer-wise causal effects: no chart of Results overlaps another.
+    _effects_run(home)
+    d.get(url + "/results")  # a new session opens the newest run
+    _text(d, "Layer-wise causal effect", 120 * k)
+    assert _charts(d, 4, 60 * k) >= 4
+    for width in (1280, 1440):
+        d.set_window_size(width, 2600)
+        _settle(d)
+        time.sleep(1.0)
+        assert not _overlaps(d), (width, _overlaps(d))
+    shots(d, "8-results-effects", 2600)
+    d.set_window_size(1280, 1000)
+    for name in ("1-setup", "4-results", "5-drilldown", "6-concepts", "7-history",
+                 "8-results-effects"):
         assert (shots.folder / f"{name}.png").stat().st_size > 10_000
     errors = d.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
     assert not errors, errors[0].text
+
+
+def _effects_run(home: Path) -> None:
+    """A small shapes-vit audit with layer-wise patching, into the dashboard's store."""
+    from attnxai.audit.config import AuditConfig
+    from attnxai.audit.runner import run_audit
+    from attnxai.audit.store import Store
+    from attnxai.effects.config import EffectsConfig
+    from attnxai.tcav.config import TCAVConfig
+
+    run_audit(AuditConfig(model="builtin:shapes-vit", targets=("triangle",),
+                          concepts=("striped-objects", "red-objects"), limit=12,
+                          tcav=TCAVConfig(num_cavs=3, num_null=20),
+                          effects=EffectsConfig(level="layers")), Store(home / "audits.duckdb"))
+
+
+def _overlaps(driver) -> list[tuple[list[float], list[float]]]:
+    """Pairs of charts whose boxes on the page intersect."""
+    boxes = [b for b in driver.execute_script(
+        "return Array.from(document.querySelectorAll('.vega-embed')).map(e => {"
+        "const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom];});")
+        if b[2] > b[0] and b[3] > b[1]]
+    return [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]
+            if min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1]
