@@ -93,6 +93,10 @@ def test_setup_switches_model_and_reports_a_bad_spec(env):
     at.text_input(key="w_model_custom").input("/no/such/model/folder").run()
     assert not at.exception
     assert any("No such model folder" in e.value for e in at.error)
+    # An id not in the local cache: the advice reads as text, without literal backticks.
+    at.text_input(key="w_model_custom").input("some-org/not-cached-model").run()
+    advice = [_shown(e.value) for e in at.error if "never downloads" in _shown(e.value)]
+    assert advice and "`" not in advice[0] and "“huggingface-cli download" in advice[0]
 
 
 def test_bad_dataset_upload_shows_an_error_and_stores_nothing(env):
@@ -328,6 +332,9 @@ def test_run_form_keeps_settings_across_pages_and_a_cancel(env):
     assert at.number_input(key="w_run_cavs").value == 3
     assert at.selectbox(key="w_run_test").value == "welch"
     assert at.selectbox(key="w_run_effects").value == "output"
+    # "The model's own" query row is still chosen, not "Choose an option" (a None in session).
+    assert at.selectbox(key="w_run_pooling").value == "(own)"
+    assert at.selectbox(key="w_run_pooling").format_func("(own)") == "the model's own"
     # Start records the run at once and uses the model the pages loaded.
     [b for b in at.button if b.label == "Start audit"][0].click().run()
     job = at.session_state["audit_job"]
@@ -342,6 +349,7 @@ def test_run_form_keeps_settings_across_pages_and_a_cancel(env):
     assert job.adapter is not None and job.adapter.spec == "builtin:minilm-zeroshot"
     assert (job.config.tcav.test, job.config.tcav.cav, job.config.tcav.matched_null) == (
         "welch", "pattern", "sign_flip")  # the form's choices reach the audit
+    assert job.config.tcav.pooling is None  # the model's own, as the library spells it
     assert (job.config.effects.level, job.config.effects.paired_test) == ("output", "wilcoxon")
     job.request_cancel()
     job.wait(240)

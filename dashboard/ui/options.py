@@ -17,18 +17,27 @@ DEFAULTS: dict[str, Any] = {**defaults(TCAVConfig), **defaults(EffectsConfig),
                             **defaults(AuditConfig)}
 
 
+#: Stands for None in a select box: Streamlit reads a session value of None as "nothing
+#: chosen" and shows "Choose an option" when the page is opened again.
+OWN = "(own)"
+
+
 def select(where: Any, name: str, label: str, labels: Mapping[Any, str] | None = None,
            **kw: Any) -> Any:
     """A select box of option ``name``'s choices at its default (None first when the option
-    takes None: its ``labels[None]`` says what None means)."""
+    takes None: its ``labels[None]`` says what None means); returns the chosen value (None
+    for that first entry)."""
     values: list[Any] = list(choices(name))
+    default = OWN if DEFAULTS[name] is None else DEFAULTS[name]
     if DEFAULTS[name] is None:
-        values.insert(0, None)
-    shown = labels or {}
+        values.insert(0, OWN)
+    shown = {OWN if k is None else k: v for k, v in (labels or {}).items()}
+    fmt = {"format_func": lambda v: shown.get(v, str(v))}
     if _kept(kw, values):  # the session holds the user's choice: it is shown, not the default
-        return where.selectbox(label, values, format_func=lambda v: shown.get(v, str(v)), **kw)
-    return where.selectbox(label, values, index=values.index(DEFAULTS[name]),
-                           format_func=lambda v: shown.get(v, str(v)), **kw)
+        value = where.selectbox(label, values, **fmt, **kw)
+    else:
+        value = where.selectbox(label, values, index=values.index(default), **fmt, **kw)
+    return None if value == OWN else value
 
 
 def _kept(kw: Mapping[str, Any], values: list[Any] | None = None) -> bool:
