@@ -360,7 +360,7 @@ def test_run_form_keeps_settings_across_pages_and_a_cancel(env):
         assert any("cancelled" in w.value for w in at.warning)
         assert not any("Cancelling" in c.value for c in at.caption)  # no stale running panel
         assert Store().list_runs()["status"][0] == "cancelled"
-    assert not any("No audit yet" in m.value for m in at.markdown)  # the demo offer stays away
+    assert not any("start with its demo" in m.value for m in at.markdown)  # no demo offer
     assert at.multiselect(key="w_run_concepts").value == ["finance-words"]
     assert at.number_input(key="w_run_cavs").value == 3
     assert not [b for b in at.button if b.label == "Start audit"][0].disabled
@@ -535,3 +535,26 @@ def test_results_open_the_run_that_finished_while_the_user_was_elsewhere(env):
     at.switch_page("views/run.py").run()
     at.switch_page("views/results.py").run()
     assert at.session_state["run_id"] == old  # ... and it stays picked
+
+
+def test_the_other_built_ins_demo_is_offered_after_a_run_of_one(env):
+    """A finished MiniLM run keeps MiniLM's demo offer away, not shapes-vit's."""
+    from attnxai.audit.config import DEMO_EFFECTS, AuditConfig
+    from attnxai.audit.runner import run_audit
+    from attnxai.audit.store import Store
+    from attnxai.tcav.config import TCAVConfig
+
+    run_audit(AuditConfig(model="builtin:minilm-zeroshot", targets=("sports",),
+                          concepts=("sports-words",), effects=DEMO_EFFECTS, limit=6,
+                          tcav=TCAVConfig(layers=(5,), num_cavs=3, num_random=2, num_null=20)),
+              Store())
+    offers = {}
+    for spec in ("builtin:minilm-zeroshot", "builtin:shapes-vit"):
+        at = _app()
+        at.session_state["spec"] = spec
+        at.run()
+        assert not _problems(at)
+        offers[spec] = [m.value for m in at.markdown if "start with its demo" in m.value]
+    assert offers["builtin:minilm-zeroshot"] == []
+    assert offers["builtin:shapes-vit"] == ["#### No audit of builtin:shapes-vit yet — start "
+                                            "with its demo"]

@@ -41,18 +41,22 @@ def start_demo_audit() -> None:
 
 
 def demo_offer(key: str, switch: bool = True) -> bool:
-    """If no run has finished yet and this session has started none, offer the demo audit;
-    True when the offer was shown. (After a cancelled or failed audit the user knows how to
-    start one: the offer does not come back.)"""
-    if current_job() is not None:
+    """If no run of the session's built-in (MiniLM for any other model) has finished and this
+    session has started no audit of it, offer its demo audit; True when the offer was shown.
+    So a user who ran the text demo is offered the image demo on switching to shapes-vit.
+    (After a cancelled or failed audit the user knows how to start one: the offer does not
+    come back.)"""
+    spec = demo_spec()
+    job = current_job()
+    if job is not None and (job.running or job.config.model == spec):
         return False
     with guard("reading the run history"):
-        if not completed_runs().empty:
+        runs = completed_runs()
+        if not runs.empty and (runs["model"] == spec).any():
             return False
-    spec = demo_spec()
     demo = DEMO_AUDITS[spec]
     with st.container(border=True):
-        st.markdown("#### No audit yet — start with the demo")
+        st.markdown(f"#### No audit of {spec} yet — start with its demo")
         st.write(f"Tests whether the class **{demo['targets'][0]}** of `{spec}` is sensitive to "
                  f"the concepts **{'** and **'.join(demo['concepts'])}** against random concepts "
                  f"at layers {' and '.join(map(str, DEMO_TCAV.layers))}, with the default test "

@@ -91,8 +91,12 @@ target = f[1].selectbox("Target class", targets, key="w_results_target") if len(
 weighting = f[2].selectbox("Weighting", weightings, key="w_results_weighting",
                            index=weightings.index("attention") if "attention" in weightings else 0)
 concepts_all = list(dict.fromkeys(summary["concept"]))
+# One widget per run: a choice made on another run's concepts would show as empty here.
 concepts = f[3].multiselect("Concepts", concepts_all, default=concepts_all,
-                            key="w_results_concepts") or concepts_all
+                            key=f"w_results_concepts_{run_id}")
+if not concepts:
+    f[3].caption("None picked: every concept is shown.")
+    concepts = concepts_all
 ss["results_view"] = {"run_id": run_id, "dataset": dataset, "target": target,
                       "weighting": weighting}
 
