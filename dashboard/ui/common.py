@@ -28,7 +28,7 @@ import pandas as pd
 import streamlit as st
 
 from attnxai.audit.config import DEMO
-from attnxai.io.datasets import Dataset, demo_dataset, load_dataset
+from attnxai.io.datasets import IMAGE_EXTENSIONS, Dataset, demo_dataset, load_dataset
 from attnxai.errors import UserInputError
 from attnxai.models import BUILTINS, load_model
 
@@ -441,6 +441,16 @@ def run_picker(runs: pd.DataFrame, key: str) -> str:
     ss["run_id"] = st.selectbox("Run", ids, index=ids.index(ss["run_id"]), format_func=labels.get,
                                 key=key)
     return ss["run_id"]
+
+
+def short_path(value: object) -> str:
+    """An image input as a table shows it: its folder and file name (a full path's start
+    would hide the name in a narrow column); anything else (a text) as it is."""
+    text = str(value)
+    path = Path(text)
+    if path.suffix.lower() in IMAGE_EXTENSIONS and len(path.parts) > 2:
+        return f"{path.parent.name}/{path.name}"
+    return text
 
 
 def concept_root() -> Path:

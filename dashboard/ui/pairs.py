@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from ui.common import esc, get_store, guard
+from ui.common import esc, get_store, guard, short_path
 from ui.render import thumbnail
 
 SHOWN = 8  # pairs shown with both members; the table lists every pair
@@ -49,7 +49,10 @@ def pairs_section(run_id: str) -> None:
         c3.caption(f"Each pair shows the same input with {esc(concept)} (example) and without it "
                    f"(counterexample); its effect is the change of P({esc(target)}) and of its logit "
                    "from the counterexample to the example. Sorted by effect, largest first.")
-        st.dataframe(sel[["pair", "delta_prob", "delta_logit", "example", "counterexample"]],
+        shown = sel[["pair", "delta_prob", "delta_logit", "example", "counterexample"]].copy()
+        for side in ("example", "counterexample"):  # image members: file names, not full paths
+            shown[side] = shown[side].map(short_path)
+        st.dataframe(shown,
                      hide_index=True, width="stretch", column_config={
                          "delta_prob": st.column_config.NumberColumn("Δ P", format="%+.4f"),
                          "delta_logit": st.column_config.NumberColumn("Δ logit", format="%+.3f")})

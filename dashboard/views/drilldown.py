@@ -26,6 +26,7 @@ from ui.common import (
     labels_key,
     model_lock,
     run_picker,
+    short_path,
 )
 from ui.pairs import pairs_section
 from ui.render import overlay
@@ -150,6 +151,8 @@ if run is not None:
     pivot = d.pivot_table(index="input_index", columns="concept", values="score_mean")
     pivot.columns = [f"S({c})" for c in pivot.columns]
     table = rows.set_index("input_index")[["input", "label", "prediction", "probability"]].join(pivot)
+    if adapter.modality == "image":  # the file's name, not a path whose start hides it
+        table["input"] = table["input"].map(short_path)
     st.caption(f"{len(table)} inputs of “{esc(target)}”. S(concept): mean attention-weighted "
                f"concept sensitivity over the concept's CAVs at layer {layer} (> 0: the concept "
                "pushes the class up). Click a column to sort, a row to open it.")

@@ -37,8 +37,10 @@ shown = runs[["run_id", "status", "created", "model", "datasets", "targets", "co
 st.dataframe(shown, hide_index=True, width="stretch", height=min(38 * len(shown) + 40, 420),
              column_config={
                  "created": st.column_config.DatetimeColumn("created (UTC)", format="YYYY-MM-DD HH:mm:ss"),
-                 "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
-                 "error": st.column_config.TextColumn(width="medium")})
+                 "concepts": st.column_config.TextColumn(width="medium"),
+                 "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f",
+                                                             width="small"),
+                 "error": st.column_config.TextColumn(width="small")})
 
 ids = list(runs["run_id"])
 labels = {r["run_id"]: f"{r['status']} · {run_label(r)}" for _, r in runs.iterrows()}

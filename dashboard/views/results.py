@@ -201,7 +201,10 @@ with tabs[4]:
                    "(`min_effect`, in its measure's units): **relies** when shown to exceed δ "
                    "(`p_adjusted`), **negligible** when shown to stay within ±δ "
                    "(`p_negligible`), else **inconclusive** (`n_needed`: about how many pairs "
-                   "would settle it).")
+                   "would settle it). Output effects and patching test the pairs' differences; "
+                   "a CAV intervention is tested against the null CAVs moved by the same step "
+                   "(so its interval, over the concept's CAVs, can exclude 0 while its p is "
+                   "large: the null moves the logit too).")
         st.dataframe(mine, hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.4f")
                                     for c in ("mean", "ci_low", "ci_high", "p_value",
