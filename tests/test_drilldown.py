@@ -101,3 +101,19 @@ def test_unknown_concept_and_layer_are_refused(stored):
         run_cavs(store, run_id, "weather", adapter)
     with pytest.raises(UserInputError, match="no layer"):
         run_cavs(store, run_id, "neg", adapter, layers=[1])
+
+
+def test_overlays_are_visible_beyond_the_strongest_patch():
+    """A patch at a quarter of the largest value is still clearly tinted (opacity by the
+    square root of |value|): red for positive, blue for negative, none for 0."""
+    import numpy as np
+    from PIL import Image
+
+    from ui.render import overlay
+
+    grey = Image.new("RGB", (4, 4), (128, 128, 128))
+    out = np.asarray(overlay(grey, np.array([[1.0, 0.25], [-0.25, 0.0]]), size=4)).astype(int)
+    quarter, negative, zero = out[0, 2], out[2, 0], out[2, 2]
+    assert quarter[0] - quarter[2] > 60  # red against blue: visibly red
+    assert negative[2] - negative[0] > 60
+    assert list(zero) == [128, 128, 128]

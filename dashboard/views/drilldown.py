@@ -29,7 +29,7 @@ from ui.common import (
     short_path,
 )
 from ui.pairs import pairs_section
-from ui.render import overlay
+from ui.render import OVERLAY_LEGEND, overlay
 
 ss = st.session_state
 DEFAULT_METHODS = ["attention-shapley", "raw-attention", "rollout", "grad-sam"]
@@ -315,3 +315,4 @@ with guard("computing concept sensitivity"):
         for k, l in enumerate(layer_ids):
             with cols[k % len(cols)]:
                 st.image(overlay(x, maps[l]["grid"], 160), caption=f"layer {l}", width=150)
+        st.caption(OVERLAY_LEGEND)
