@@ -39,11 +39,20 @@ DEMO_REF = DEMO
 #: The one-click demo audit of each built-in: small enough to finish in well under a minute
 #: on two CPU cores, real enough to show every chart.
 DEMO_AUDITS: dict[str, dict[str, Any]] = {
+    # `concepts` are also the Run page's defaults; `paired` joins them in the one-click demo,
+    # so that it measures an output effect (its matched pairs) beside TCAV.
     "builtin:minilm-zeroshot": {"targets": ["sports"], "modality": "text",
-                                "concepts": ["sports-words", "finance-words"]},
+                                "concepts": ["sports-words", "finance-words"],
+                                "paired": ["negation"]},
     "builtin:shapes-vit": {"targets": ["triangle"], "modality": "image",
                            "concepts": ["striped-objects", "red-objects"]},
 }
+
+
+def demo_concepts(spec: str) -> tuple[str, ...]:
+    """The concepts of ``spec``'s one-click demo: the Run page's defaults and a paired one."""
+    demo = DEMO_AUDITS[spec]
+    return (*demo["concepts"], *demo.get("paired", []))
 
 
 # -- session defaults --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from ui.common import (
     DEMO_AUDITS,
     DEMO_REF,
     completed_runs,
+    demo_concepts,
     get_adapter,
     guard,
     model_lock,
@@ -24,6 +25,14 @@ def demo_spec() -> str:
     return spec if spec in DEMO_AUDITS else DEFAULT_SPEC
 
 
+def is_demo(config: AuditConfig) -> bool:
+    """Whether a run's config is a one-click demo's (its small settings)."""
+    return (config.model in DEMO_AUDITS and config.tcav.num_cavs == DEMO_TCAV.num_cavs
+            and tuple(config.tcav.layers or ()) == DEMO_TCAV.layers
+            and config.tcav.num_null == DEMO_TCAV.num_null
+            and tuple(config.concepts) == demo_concepts(config.model))
+
+
 def start_demo_audit() -> None:
     """Start the demo audit of the session's built-in model (MiniLM for any other model) at
     the library's demo settings (:data:`attnxai.audit.config.DEMO_TCAV`: two layers, fewer
@@ -31,11 +40,12 @@ def start_demo_audit() -> None:
     spec = demo_spec()
     demo = DEMO_AUDITS[spec]
     st.session_state[PANEL_BELOW] = False  # started from the offer at the top of the page
+    concepts = demo_concepts(spec)
     config = AuditConfig(model=spec, datasets=(DEMO_REF,), targets=tuple(demo["targets"]),
-                         concepts=tuple(demo["concepts"]),  # yours, then the shipped sets
+                         concepts=concepts,  # yours, then the shipped sets
                          tcav=DEMO_TCAV, effects=DEMO_EFFECTS)
     # The model the pages loaded (without zero-shot labels: the demo uses the built-in's own).
-    start_audit(config, f"demo audit: {', '.join(demo['concepts'])} → "
+    start_audit(config, f"demo audit: {', '.join(concepts)} → "
                         f"{', '.join(demo['targets'])} on {spec}", store_path(),
                 adapter=get_adapter(spec, None), lock=model_lock(f"{spec}|"))
 
@@ -58,12 +68,13 @@ def demo_offer(key: str, switch: bool = True) -> bool:
     with st.container(border=True):
         st.markdown(f"#### No audit of {spec} yet — start with its demo")
         st.write(f"Tests whether the class **{demo['targets'][0]}** of `{spec}` is sensitive to "
-                 f"the concepts **{'** and **'.join(demo['concepts'])}** against random concepts "
+                 f"the concepts **{'** and **'.join(demo_concepts(spec))}** against random concepts "
                  f"at layers {' and '.join(map(str, DEMO_TCAV.layers))}, with the default test "
                  f"on fewer CAVs ({DEMO_TCAV.num_cavs} per concept and layer, "
-                 f"{DEMO_TCAV.num_null} random CAVs in the null) and output effects only, on "
-                 "the demo data. It answers in seconds; **Run audit** runs the full default "
-                 "audit (every layer, 20 CAVs per concept, 200 in the null).")
+                 f"{DEMO_TCAV.num_null} random CAVs in the null) and the output effect of the "
+                 "concepts with matched pairs, on the demo data. It answers in seconds, and is "
+                 "deliberately small: a layer it does not flag may be flagged by **Run audit**'s "
+                 "full default audit (every layer, 20 CAVs per concept, 200 in the null).")
         if st.button("Run the demo audit", type="primary", key=key, icon=":material/play_arrow:"):
             with guard("starting the demo audit"):
                 start_demo_audit()

@@ -8,9 +8,10 @@ import streamlit as st
 
 from attnxai.audit.charts import (accuracy_chart, effect_chart, heatmap, layer_chart,
                                   significance_caption, weighting_chart)
+from attnxai.audit.config import DEMO_TCAV
 from attnxai.audit.verdicts import combined_verdict
 from ui.common import completed_runs, download_button, esc, get_store, guard, run_picker
-from ui.demo import demo_offer
+from ui.demo import demo_offer, is_demo
 from ui.jobs import current_job
 from ui.report import report_button
 from ui import pages
@@ -78,6 +79,12 @@ st.caption(f"Model {esc(run.model)} · data {esc(', '.join(map(str, run.datasets
            f"{summary['test'].iloc[0]} test on the {summary['statistic'].iloc[0]}, "
            f"{summary['correction'].iloc[0]} correction, α = {tcav.alpha:g} · "
            f"{int(summary['num_null'].max())} random CAVs in the null · seed {run.seed}")
+
+if is_demo(run.config):
+    st.info("This is the one-click demo audit: deliberately small (two layers, "
+            f"{DEMO_TCAV.num_cavs} CAVs per concept, {DEMO_TCAV.num_null} in the null), so its "
+            "tests have little power and a layer it does not flag is no finding. **Run audit** "
+            "runs the full default audit.", icon=":material/science:")
 
 # -- filters ------------------------------------------------------------------------------------
 f = st.columns([1, 1, 1, 3])
