@@ -109,7 +109,7 @@ def test_bad_dataset_upload_shows_an_error_and_stores_nothing(env):
     assert any("broken.jsonl" in _shown(e.value) and "line 1" in e.value for e in at.error)
     assert at.session_state["data_ref"] == "demo"
     assert not [p for p in (home / "uploads").rglob("*") if p.is_file()]
-    assert any("broken.jsonl was not used; still using" in _shown(c.value) for c in at.caption)
+    assert any("broken.jsonl is not used yet; still using" in _shown(c.value) for c in at.caption)
     # A CSV whose quote is never closed is refused, not read as one glued text.
     at.file_uploader(key="w_data_upload").set_value(
         ("glued.csv", b'text,label\nfine,sports\n"open,sports\nmore,sports\n', "text/csv"))
@@ -558,3 +558,25 @@ def test_the_other_built_ins_demo_is_offered_after_a_run_of_one(env):
     assert offers["builtin:minilm-zeroshot"] == []
     assert offers["builtin:shapes-vit"] == ["#### No audit of builtin:shapes-vit yet — start "
                                             "with its demo"]
+
+
+def test_a_csv_without_a_text_column_gets_a_column_picker(env):
+    """Two text-like columns and no `text`: the page asks which holds the texts, and the
+    chosen column (with the labels) becomes the data."""
+    at = _app().run()
+    at.radio(key="w_data_source").set_value("Upload a file").run()
+    csv = "title,body,label\n" + "".join(f"Title {i},the team won match {i},sports\n"
+                                         for i in range(6))
+    at.file_uploader(key="w_data_upload").set_value(("news.csv", csv.encode(), "text/csv"))
+    at.run()
+    assert not at.exception and not at.error
+    assert any("pick the one that does" in _shown(w.value) for w in at.warning)
+    assert at.selectbox(key="w_data_text_column").options == ["title", "body", "label"]
+    assert at.session_state["data_ref"] == "demo"  # nothing used until a column is picked
+    at.selectbox(key="w_data_text_column").set_value("body").run()
+    [b for b in at.button if b.label == "Use this column"][0].click().run()
+    assert not at.exception and not at.error
+    from attnxai.io.datasets import load_dataset
+
+    ds = load_dataset(at.session_state["data_ref"])
+    assert ds.items[0] == "the team won match 0" and ds.labels == ["sports"] * 6

@@ -216,15 +216,24 @@ def _looks_numeric(value: str) -> bool:
     return True
 
 
+class TextColumnError(DataError):
+    """A CSV or JSONL whose text column cannot be told: ``columns`` lists its columns, for a
+    caller that lets the user pick one (``text_column=``)."""
+
+    def __init__(self, message: str, columns: list[str]) -> None:
+        super().__init__(message)
+        self.columns = columns
+
+
 def _choose_text_column(columns: list[str], string_columns: list[str], where: str) -> str:
     if "text" in columns:
         return "text"
     if len(string_columns) == 1:
         return string_columns[0]
-    raise DataError(
+    raise TextColumnError(
         f"{where}: cannot tell which column holds the text (no 'text' column and "
-        f"{len(string_columns)} text-like columns); choose one of: {', '.join(columns)}."
-    )
+        f"{len(string_columns)} text-like columns); choose one of: {', '.join(columns)}.",
+        columns)
 
 
 def _check_column(column: str, columns: list[str], where: str, role: str) -> None:

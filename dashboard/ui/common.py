@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -398,6 +399,23 @@ def use_uploaded_dataset(name: str, data: bytes) -> Dataset:
                 path.parent.rmdir()
         raise
     return ds
+
+
+def use_uploaded_column(name: str, data: bytes, column: str) -> Dataset:
+    """The uploaded CSV or JSONL ``name`` read with its texts in ``column`` (and its ``label``
+    column, if any), kept as a two-column CSV beside the uploads, so that the audit and its
+    record read the very texts the user picked (a dataset is named by its file)."""
+    from attnxai.io.datasets import load_text_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / Path(name).name
+        source.write_bytes(data)
+        ds = load_text_dataset(source, text_column=column)
+    frame = pd.DataFrame({"text": ds.items, **({"label": ds.labels} if ds.labels else {})})
+    stem = Path(name).stem
+    # Written as it is read back: no formula neutralising, which would change the texts.
+    return use_uploaded_dataset(f"{stem}.{column}.csv",
+                                frame.to_csv(index=False).encode("utf-8"))
 
 
 # -- the store ---------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from attnxai.io.datasets import TEXT_EXTENSIONS, load_dataset, load_image, verify_image_bytes
+from attnxai.io.datasets import (TEXT_EXTENSIONS, TextColumnError, load_dataset, load_image,
+                                 verify_image_bytes)
 from attnxai.errors import UserInputError
 from attnxai.models import BUILTINS, NEWS_TOPICS
 from ui.charts import probability_chart
@@ -26,6 +27,7 @@ from ui.common import (
     guard,
     model_key,
     model_lock,
+    use_uploaded_column,
     use_uploaded_dataset,
 )
 from ui.demo import demo_offer
@@ -118,19 +120,33 @@ with dl:
         types = [e.lstrip(".") for e in TEXT_EXTENSIONS] if modality == "text" else ["zip"]
         up = st.file_uploader(f"Upload {kinds}", type=types, key="w_data_upload")
         if up is not None:
-            used = False
+            used, columns = False, None
             with guard("reading the upload"):
-                ds = use_uploaded_dataset(up.name, up.getvalue())
-                if ds.modality != modality:
-                    raise UserInputError(f"{up.name} holds {ds.modality} data but the model is a "
-                                         f"{modality} model; pick another file or model.")
-                path = str(Path(ds.source))
-                used = True
-                if ss["data_ref"] != path:
-                    ss["data_ref"] = path
-                    st.rerun()
+                try:
+                    ds = use_uploaded_dataset(up.name, up.getvalue())
+                except TextColumnError as exc:
+                    ds, columns = None, exc.columns  # the user picks the texts' column below
+                if ds is not None:
+                    if ds.modality != modality:
+                        raise UserInputError(f"{up.name} holds {ds.modality} data but the model "
+                                             f"is a {modality} model; pick another file or model.")
+                    path = str(Path(ds.source))
+                    used = True
+                    if ss["data_ref"] != path:
+                        ss["data_ref"] = path
+                        st.rerun()
+            if columns:
+                st.warning(f"{esc(up.name)} has no `text` column and several that could hold "
+                           "the texts: pick the one that does.", icon=":material/table:")
+                col = st.selectbox("Column with the texts", columns, key="w_data_text_column")
+                if st.button("Use this column", key="w_data_use_column"):
+                    with guard("reading the upload"):
+                        ds = use_uploaded_column(up.name, up.getvalue(), col)
+                        ss["data_ref"] = str(Path(ds.source))
+                        st.rerun()
             if not used:  # the preview beside still shows the data in use: say which
-                st.caption(f"{esc(up.name)} was not used; still using **{esc(data_label())}**.")
+                st.caption(f"{esc(up.name)} is not used yet; still using "
+                           f"**{esc(data_label())}**.")
     else:
         path = st.text_input("Path on this machine", value="" if ss["data_ref"] == DEMO_REF
                              else ss["data_ref"], key="w_data_path",
