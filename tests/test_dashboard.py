@@ -41,6 +41,16 @@ def _run_to_the_end(at):
     return job
 
 
+def _small_run(at, layers: list[int], random: int = 2) -> None:
+    """The Run page's form at a small audit: ``layers``, 3 CAVs per concept, ``random``
+    random CAVs, 20 in the null, at most 6 inputs per target."""
+    at.multiselect(key="w_run_layers").set_value(layers)
+    at.number_input(key="w_run_cavs").set_value(3)
+    at.number_input(key="w_run_random").set_value(random)
+    at.number_input(key="w_run_null").set_value(20)
+    at.number_input(key="w_run_limit").set_value(6)
+
+
 def _shown(markdown: str) -> str:
     """Markdown source as the page shows it: user text is backslash-escaped (``esc``)."""
     return re.sub(r"\\(.)", r"\1", markdown)
@@ -215,11 +225,7 @@ def test_tiny_audit_from_run_page_to_results_csv_drilldown_history(env, monkeypa
     assert not _problems(at)
     assert at.multiselect(key="w_run_targets").value == ["sports"]
     assert at.multiselect(key="w_run_concepts").value == ["sports-words", "finance-words"]
-    at.multiselect(key="w_run_layers").set_value([4, 5])
-    at.number_input(key="w_run_cavs").set_value(3)
-    at.number_input(key="w_run_random").set_value(3)
-    at.number_input(key="w_run_null").set_value(20)
-    at.number_input(key="w_run_limit").set_value(6)
+    _small_run(at, [4, 5], random=3)
     job = _run_to_the_end(at)
     # The outcome is shown under the Start button, where the user pressed it.
     order = [getattr(e, "label", None) or getattr(e, "value", None) for e in at.main]
@@ -420,11 +426,7 @@ def test_image_concept_set_audit_and_drilldown_through_the_ui(env):
     assert "my-stripes" in at.multiselect(key="w_run_concepts").options
     at.multiselect(key="w_run_concepts").set_value(["my-stripes"])
     at.multiselect(key="w_run_targets").set_value(["triangle"])
-    at.multiselect(key="w_run_layers").set_value([5])
-    at.number_input(key="w_run_cavs").set_value(3)
-    at.number_input(key="w_run_random").set_value(2)
-    at.number_input(key="w_run_null").set_value(20)
-    at.number_input(key="w_run_limit").set_value(6)
+    _small_run(at, [5], random=2)
     job = _run_to_the_end(at)
 
     at.switch_page("views/results.py").run()
@@ -484,11 +486,7 @@ def test_decoder_only_classifier_audit_through_the_ui(env, tmp_path):
     assert not _problems(at)
     at.multiselect(key="w_run_targets").set_value([target])
     at.multiselect(key="w_run_concepts").set_value(["sports-words"])
-    at.multiselect(key="w_run_layers").set_value([0, 1])
-    at.number_input(key="w_run_cavs").set_value(3)
-    at.number_input(key="w_run_random").set_value(2)
-    at.number_input(key="w_run_null").set_value(20)
-    at.number_input(key="w_run_limit").set_value(6)
+    _small_run(at, [0, 1], random=2)
     job = _run_to_the_end(at)
     from attnxai.audit.store import Store
 
@@ -517,11 +515,7 @@ def test_results_open_the_run_that_finished_while_the_user_was_elsewhere(env):
     at.run()
     at.switch_page("views/run.py").run()
     at.multiselect(key="w_run_concepts").set_value(["finance-words"])
-    at.multiselect(key="w_run_layers").set_value([5])
-    at.number_input(key="w_run_cavs").set_value(3)
-    at.number_input(key="w_run_random").set_value(2)
-    at.number_input(key="w_run_null").set_value(20)
-    at.number_input(key="w_run_limit").set_value(6)
+    _small_run(at, [5], random=2)
     [b for b in at.button if b.label == "Start audit"][0].click().run()
     job = at.session_state["audit_job"]
     at.switch_page("views/concepts.py").run()  # elsewhere while it runs

@@ -8,7 +8,8 @@ tables, so a sentence never claims more than a stored number shows.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -57,9 +58,9 @@ def _layers(values: Iterable[int]) -> str:
     return f"layer{'s' if len(values) > 1 else ''} {', '.join(values)}"
 
 
-def testable(row: pd.Series) -> bool:
-    """Whether a summary row's layer could be tested: some gradient reaches its players (rows
-    of runs before the column: yes)."""
+def testable(row: pd.Series | Mapping[str, Any]) -> bool:
+    """Whether a summary row (a Series or a mapping) could be tested: some gradient reaches
+    its layer's players (rows without the column: yes)."""
     value = row.get("testable")
     return True if value is None or pd.isna(value) else bool(value)
 

@@ -17,6 +17,7 @@ from attnxai.audit.engines import make_engine
 from attnxai.audit.report import (detail_path, effects_frame, effects_path, export_paths,
                                   export_run, summary_frame)
 from attnxai.audit.runner import run_audit
+from attnxai.audit.verdicts import testable
 from attnxai.audit.store import Store
 from attnxai.cli.common import add_model_arguments
 from attnxai.errors import UserInputError
@@ -152,12 +153,6 @@ def add_config_options(p: argparse.ArgumentParser, options: dict[str, str], conf
                        help=f"{text} (default: {shown})", **kind)
 
 
-def _testable(row: Any) -> bool:
-    """Whether a summary row's layer could be tested (rows of old runs lack the column)."""
-    value = getattr(row, "testable", True)
-    return True if value is None or value != value else bool(value)
-
-
 def format_summary(summary: pd.DataFrame) -> str:
     """A readable per-layer table: TCAV mean ± std, magnitude, p-values and significance."""
     lines = []
@@ -170,7 +165,7 @@ def format_summary(summary: pd.DataFrame) -> str:
                      f"{'CAV acc':>7}  verdict")
         for r in g.itertuples():
             verdict = ("significant, " + r.direction) if r.significant else (
-                "not testable (no gradient reaches the players)" if not _testable(r) else
+                "not testable (no gradient reaches the players)" if not testable(r._asdict()) else
                 "unreliable CAVs" if not r.reliable else "-")
             lines.append(f"  {r.layer:>5} {r.mean:>6.3f} ± {r.std:<5.3f} {r.magnitude_mean:>9.3f} "
                          f"{r.p_value:>7.4f} {r.p_adjusted:>7.4f} {r.cav_accuracy:>7.3f}  {verdict}")

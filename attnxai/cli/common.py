@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from attnxai.io.outputs import csv_bytes, write_atomic
+from attnxai.options import choices
 from attnxai.models.base import ModelAdapter
 
 EXIT_USER_ERROR = 2
@@ -60,7 +61,7 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool = True) -> No
                    help="inputs per forward pass (at least 1; default 32)")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow a Hugging Face model's own code to run (off by default)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+    p.add_argument("--dtype", choices=choices("dtype"), default="float32",
                    help="precision the model runs in (half precision is for GPUs; default "
                         "float32)")
 

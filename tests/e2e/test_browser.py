@@ -334,7 +334,8 @@ def test_demo_audit_results_drilldown_and_csv(server, browser, shots, pace):
         d.set_window_size(width, 2600)
         _settle(d)
         time.sleep(1.0)
-        assert not _overlaps(d), (width, _overlaps(d))
+        overlaps = _overlaps(d)
+        assert not overlaps, (width, overlaps)
     shots(d, "8-results-effects", 2600)
     d.set_window_size(1280, 1000)
     for name in ("1-setup", "4-results", "5-drilldown", "6-concepts", "7-history",
