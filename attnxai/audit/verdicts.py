@@ -252,6 +252,32 @@ def _effect_evidence(causal: pd.DataFrame, output: bool) -> tuple[str, float, st
     return verdict, float(r["mean"]), f"{how} is {r['mean']:+.3f}{unit}{where}, {_against(r)}"
 
 
+def _causal_rows(effect_rows: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """The rows a concept's causal verdict rests on: its pairs' output effect on the
+    probability (or on the logit, where only that was stored), else its CAV interventions; and
+    whether they are an output effect."""
+    output = effect_rows[effect_rows["measure"] == "output_prob"]
+    if output.empty:  # an effects table of `attnxai effect` may hold the logit rows only
+        output = effect_rows[effect_rows["measure"] == "output_logit"]
+    if not output.empty:
+        return output, True
+    return effect_rows[effect_rows["measure"] == "cav_intervention"], False
+
+
+def combined_label(tcav_rows: pd.DataFrame, effect_rows: pd.DataFrame | None) -> str:
+    """The verdict :func:`combined_verdict` words, as one of relies, negligible, inconclusive:
+    the causal evidence decides where there is some (a negligible CAV intervention is
+    inconclusive: it does not show the class ignores the concept), else TCAV's flag."""
+    tcav_says = bool(tcav_rows["significant"].any())
+    causal = _causal_rows(effect_rows)[0] if effect_rows is not None else pd.DataFrame()
+    if causal.empty:
+        return RELIES if tcav_says else INCONCLUSIVE
+    verdict = _effect_evidence(causal, True)[0]
+    if verdict == NEGLIGIBLE and not (causal["measure"] != "cav_intervention").all():
+        return INCONCLUSIVE
+    return verdict
+
+
 def combined_verdict(concept: str, tcav_rows: pd.DataFrame, effect_rows: pd.DataFrame | None
                      ) -> str:
     """One plain sentence on whether the class relies on ``concept``, which way, and how
@@ -267,11 +293,7 @@ def combined_verdict(concept: str, tcav_rows: pd.DataFrame, effect_rows: pd.Data
         return (f"TCAV finds {concept} significant ({direction}); no causal effect was measured."
                 if tcav_says else f"TCAV finds no significant layer for {concept}; no causal "
                 "effect was measured.")
-    output = effect_rows[effect_rows["measure"] == "output_prob"]
-    if output.empty:  # an effects table of `attnxai effect` may hold the logit rows only
-        output = effect_rows[effect_rows["measure"] == "output_logit"]
-    has_output = not output.empty
-    causal = output if has_output else effect_rows[effect_rows["measure"] == "cav_intervention"]
+    causal, has_output = _causal_rows(effect_rows)
     if causal.empty:
         return (f"TCAV finds {concept} significant ({direction}); no effect on the output was "
                 "measured." if tcav_says else f"TCAV finds no significant layer for {concept}; "

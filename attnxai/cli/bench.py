@@ -135,6 +135,25 @@ def cmd_bench_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_truth(args: argparse.Namespace) -> int:
+    """`attnxai bench truth`: every method's verdicts on the ground-truth zoo, δ chosen
+    leave-one-model-out."""
+    from attnxai.bench.truth import bench_truth, format_truth
+    from attnxai.errors import UserInputError
+    from attnxai.zoo.members import ZOO
+
+    names = {m.name: m for m in ZOO}
+    unknown = [n for n in args.models if n not in names]
+    if unknown:
+        raise UserInputError(f"No zoo model {unknown[0]!r}; the zoo has {', '.join(names)}.")
+    members = [names[n] for n in args.models] if args.models else list(ZOO)
+    if len(members) < 2:
+        raise UserInputError("Leave-one-model-out needs at least two zoo models.")
+    result = bench_truth(members, args.seeds, args.zoo_dir, log=_log)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else format_truth(result))
+    return 0
+
+
 def cmd_bench_scale(args: argparse.Namespace) -> int:
     """`attnxai bench scale`: audits of N generated inputs: time, peak RSS, database per input."""
     from attnxai.bench.scale import bench_scale, format_scale_table
@@ -258,3 +277,12 @@ def register(sub: Any) -> None:
     b.add_argument("--device", default=None)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_bridge)
+    b = bench_sub.add_parser("truth", help="every method's verdicts on the ground-truth zoo; the "
+                                           "minimum relevant effect chosen leave-one-model-out")
+    b.add_argument("--models", nargs="+", default=[], help="zoo models (default: all)")
+    b.add_argument("--seeds", type=int, default=3, help="audit seeds per model")
+    b.add_argument("--zoo-dir", default=None,
+                   help="cache of the zoo's trained models (default: $ATTNXAI_ZOO or "
+                        "~/.cache/attnxai/zoo)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_truth)

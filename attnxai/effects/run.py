@@ -100,11 +100,22 @@ def pair_effects(adapter: ModelAdapter, concept: str, with_items: Sequence[Any],
     else:
         outputs = pair_outputs(adapter, with_items, without_items, batch_size)
     result = PairEffects(concept, outputs, patching)
+    result.rows = pair_rows(result, adapter, targets, layers, cfg, dataset, seed)
+    return result
+
+
+def pair_rows(measured: PairEffects, adapter: ModelAdapter, targets: Sequence[str],
+              layers: Sequence[int], cfg: EffectsConfig, dataset: str = "pairs", seed: int = 0
+              ) -> list[dict[str, Any]]:
+    """The effects rows of measured pairs, tested against ``cfg``'s minimum relevant effects
+    (so other δ need no new forward pass)."""
+    outputs, patching, rows = measured.outputs, measured.patching, []
     for target in targets:
         k = adapter.label_index(target)
         total = outputs.delta_logit[:, k].numpy()
-        result.rows += _rows(dataset, target, concept, [(-1, "output_logit"), (-1, "output_prob")],
-                             np.stack([total, outputs.delta_prob[:, k].numpy()], axis=1), cfg, seed)
+        rows += _rows(dataset, target, measured.concept,
+                      [(-1, "output_logit"), (-1, "output_prob")],
+                      np.stack([total, outputs.delta_prob[:, k].numpy()], axis=1), cfg, seed)
         if patching is None:
             continue
         ok = patching.patched.numpy()
@@ -113,9 +124,9 @@ def pair_effects(adapter: ModelAdapter, concept: str, with_items: Sequence[Any],
         # Shares are of the output effect of the pairs that could be patched.
         columns = [(layer, name) for name in ("patch_restore", "patch_remove") for layer in layers]
         values = torch.cat([patching.restored(k), patching.removed(k)], dim=1)[ok].numpy()
-        result.rows += _rows(dataset, target, concept, columns, values, cfg, seed,
-                             float(total[ok].mean()), int((~ok).sum()))
-    return result
+        rows += _rows(dataset, target, measured.concept, columns, values, cfg, seed,
+                      float(total[ok].mean()), int((~ok).sum()))
+    return rows
 
 
 def intervention_values(adapter: ModelAdapter, inputs: Sequence[Any], target: str, layer: int,

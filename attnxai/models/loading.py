@@ -87,6 +87,8 @@ def _load(spec: str, *, device: str | torch.device | None, batch_size: int,
         raise ModelLoadError(f"Unknown built-in model {spec!r}. Built-ins: {', '.join(BUILTINS)}.")
     if spec.startswith("timm:"):
         return load_timm(spec, **kw)
+    if is_shapes_folder(Path(spec).expanduser()):
+        return load_shapes_vit(Path(spec).expanduser(), **kw)
     return load_hf(spec, trust_remote_code=trust_remote_code, **kw)
 
 
@@ -154,17 +156,30 @@ def load_minilm_zeroshot(labels: dict[str, str | Sequence[str]] | None = None,
     return adapter
 
 
-def load_shapes_vit(**kw: Any) -> TimmViT:
-    """The project's planted-shortcut ViT trained on generated shapes (see its card)."""
-    from attnxai.shapes.model import load_builtin, preprocess
+def is_shapes_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder written by ``attnxai train-shapes`` (its weights and card,
+    no Hugging Face config)."""
+    from attnxai.shapes.model import CARD_FILE, WEIGHTS_FILE
+
+    return (path.is_dir() and (path / CARD_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+            and not (path / "config.json").exists())
+
+
+def load_shapes_vit(folder: Path | None = None, **kw: Any) -> TimmViT:
+    """The project's planted-shortcut ViT trained on generated shapes (see its card): the
+    built-in, or the one ``attnxai train-shapes --out folder`` wrote."""
+    from attnxai.shapes.model import ASSET_DIR, load_builtin, preprocess
 
     try:
-        model, card = load_builtin()
-    except FileNotFoundError as e:
-        raise ModelLoadError(f"The shapes-vit weights are missing ({e}); "
-                             "retrain them with “attnxai train-shapes”.") from e
-    adapter = TimmViT(model, "builtin:shapes-vit", transform=preprocess, labels=card["labels"], **kw)
-    adapter.card = {"kind": "builtin", **card}
+        model, card = load_builtin(folder or ASSET_DIR)
+    except ModelLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a card or weights of another model raise anything
+        raise ModelLoadError(f"{folder} is not a folder written by “attnxai train-shapes”: "
+                             f"{_why(e)}.") from e
+    name = "builtin:shapes-vit" if folder is None else str(folder)
+    adapter = TimmViT(model, name, transform=preprocess, labels=card["labels"], **kw)
+    adapter.card = {"kind": "builtin" if folder is None else "shapes", **card}
     return adapter
 
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from attnxai.shapes.model import CARD_FILE, DEFAULT_ARCH, MEAN, STD, WEIGHTS_FILE, build_model, images_to_tensor
 from attnxai.shapes.render import (
@@ -166,9 +166,10 @@ def _lr_at(step: int, total: int, recipe: Recipe) -> float:
     return recipe.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _command(out_dir: Path, seed: int, threads: int, recipe: Recipe, device: str) -> str:
+def _command(out_dir: Path, seed: int, threads: int, recipe: Recipe, device: str,
+             init: Path | None = None) -> str:
     """The command line that reproduces a run (recipe fields only where they differ from the defaults)."""
-    args = [f"--out {out_dir}", f"--seed {seed}"]
+    args = [f"--out {out_dir}", f"--seed {seed}"] + ([f"--init {init}"] if init else [])
     if threads != 2:
         args.append(f"--threads {threads}")
     if device != "cpu":
@@ -179,8 +180,11 @@ def _command(out_dir: Path, seed: int, threads: int, recipe: Recipe, device: str
 
 
 def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, threads: int = 2,
-                 device: str = "cpu") -> dict[str, Any]:
+                 device: str = "cpu", init: Path | None = None) -> dict[str, Any]:
     """Train shapes-vit, evaluate it, write ``model.safetensors`` and ``card.json``; return the card.
+
+    ``init``: a folder with a shapes-vit (the built-in's, or one this wrote) to fine-tune
+    instead of training from scratch.
 
     Deterministic for a given seed and thread count on CPU. On CUDA the data order, flips and
     initialisation are the same, but floating-point reductions differ, so weights match a CPU
@@ -198,7 +202,10 @@ def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, thr
     y = torch.tensor(labels, dtype=torch.int64)
 
     arch = dict(DEFAULT_ARCH)
-    model = build_model(arch).to(device)  # initialised on the CPU, so the same on any device
+    model = build_model(arch)  # initialised on the CPU, so the same on any device
+    if init is not None:
+        model.load_state_dict(load_file(str(Path(init) / WEIGHTS_FILE), device="cpu"))
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = recipe.n_train // recipe.batch_size
@@ -267,7 +274,7 @@ def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, thr
             "steps": total,
             "seconds": round(elapsed, 1),
             "device": device,
-            "command": _command(out_dir, seed, threads, recipe, device),
+            "command": _command(out_dir, seed, threads, recipe, device, init),
             "torch": torch.__version__,
         },
         "intervention": effect,
@@ -289,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (results depend on it)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (cuda reproduces a run only approximately)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="a shapes-vit folder to fine-tune instead of training from scratch")
     defaults = Recipe()
     for name, value in asdict(defaults).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
@@ -300,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     defaults = Recipe()
     args = build_parser().parse_args(argv)
     recipe = Recipe(**{name: getattr(args, name) for name in asdict(defaults)})
-    train_shapes(args.out, seed=args.seed, recipe=recipe, threads=args.threads, device=args.device)
+    train_shapes(args.out, seed=args.seed, recipe=recipe, threads=args.threads, device=args.device,
+                 init=args.init)
     return 0
 
 

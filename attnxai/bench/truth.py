@@ -1,0 +1,244 @@
+"""`attnxai bench truth`: how often each method's verdict is right on the ground-truth zoo
+(:mod:`attnxai.zoo.members`), and the minimum relevant effect δ chosen leave-one-model-out.
+
+Every (model, audit seed) draws fresh concept pairs, target inputs and a random pool, and
+audits the planted concept and the control at the defaults:
+
+- ``tcav_logistic`` / ``tcav_pattern``: TCAV's flag (a ★: significant at some layer, attention
+  weighting, against the matched sign-flip null), with logistic and with pattern CAVs;
+- ``tcav_output``: TCAV in output units: each CAV's token derivatives summed and times the
+  concept's own step (the first-order CAV intervention), tested like a CAV intervention
+  against δ on the logit; "relies" at some layer;
+- ``output_effect``: the pairs' effect on P(target), tested against δ;
+- ``patching``: layer-wise patching both ways, against δ on the logit; "relies" at some layer,
+  "negligible" at every layer;
+- ``combined``: the verdict sentence's (:func:`attnxai.audit.verdicts.combined_label`).
+
+A case's truth is the member's measured one (``relies``, ``none`` or ``borderline``, which is
+not scored). δ runs over ``DELTAS`` on the probability with ``LOGIT_PER_PROB`` times it on the
+logit. Leave-one-model-out: for each model, δ is the grid value with the fewest combined-verdict
+errors on the other models (a missed reliance or a false one; ties go to the larger δ), and that
+model's cases are scored at it. The figures are those held-out scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from attnxai.audit.verdicts import combined_label
+from attnxai.effects.config import EffectsConfig
+from attnxai.effects.intervention import first_order_intervention
+from attnxai.effects.run import intervention_row, null_cavs, pair_effects, pair_rows
+from attnxai.effects.table import correct_effects, effect_frame
+from attnxai.io.concepts import ConceptSet
+from attnxai.stats import INCONCLUSIVE, NEGLIGIBLE, RELIES
+from attnxai.tcav.config import TCAVConfig
+from attnxai.tcav.run import run_tcav
+from attnxai.zoo.members import CONTROL, PLANTED, ZOO, Built, Member, build, concept_pairs, pool
+from attnxai.zoo.members import target_inputs as zoo_inputs
+
+DELTAS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
+LOGIT_PER_PROB = 5.0  # δ on the logit per δ on the probability (about 1/p(1-p) near p = 0.5)
+METHODS = ("tcav_logistic", "tcav_pattern", "tcav_output", "output_effect", "patching",
+           "combined")
+ALPHA = 0.05
+
+
+@dataclass
+class TruthBench:
+    """The held-out verdicts (``cases``: model, modality, seed, concept, truth, truth_mean,
+    method, delta, verdict; each model at the δ chosen without it), the δ chosen without each
+    model, the δ chosen on all, and the verdicts at every δ of the grid (``grid``)."""
+
+    cases: list[dict[str, Any]]
+    chosen: dict[str, float]  # held-out model -> δ chosen on the others
+    default: float  # δ chosen on every model
+    members: list[dict[str, Any]]  # per model: its truth and clean accuracy
+    grid: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def frame(self) -> pd.DataFrame:
+        """The held-out cases as a DataFrame."""
+        return pd.DataFrame(self.cases)
+
+    def grid_frame(self) -> pd.DataFrame:
+        """The verdicts at every δ as a DataFrame."""
+        return pd.DataFrame(self.grid)
+
+
+def _concept(name: str, member: Member, pairs: tuple[list, list]) -> ConceptSet:
+    return ConceptSet(name=name, modality=member.modality, examples=pairs[0],
+                      counterexamples=pairs[1], paired=True, default_pool="zoo-random")
+
+
+def _layer_verdict(verdicts: pd.Series) -> str:
+    """Relies at some layer; negligible at every layer; else inconclusive."""
+    if (verdicts == RELIES).any():
+        return RELIES
+    return NEGLIGIBLE if (verdicts == NEGLIGIBLE).all() else INCONCLUSIVE
+
+
+def _first_order_values(built: Built, inputs: list, result: Any, null_size: int
+                        ) -> dict[str, list[tuple[int, np.ndarray, np.ndarray]]]:
+    """Per concept and layer, TCAV's CAVs in output units: the first-order intervention of the
+    concept's CAVs and of the null CAVs, all moved by the concept's mean step, averaged over
+    the target inputs (one capture with gradients)."""
+    cap = built.adapter.capture(inputs, target=built.member.target)
+    null = null_cavs(result.specs, "zoo-random", null_size)
+    out: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+    for name in (PLANTED, CONTROL):
+        own = [i for i, s in enumerate(result.specs) if s.kind == "concept" and s.name == name]
+        out[name] = []
+        for j, layer in enumerate(result.layers):
+            idx = own + null
+            values = first_order_intervention(
+                cap.grad_activations[layer], cap.valid_mask, result.directions[j, idx],
+                result.gaps[j, own].mean().expand(len(idx))).mean(0).numpy()
+            out[name].append((layer, values[:len(own)], values[len(own):]))
+    return out
+
+
+def _first_order_rows(values: list[tuple[int, np.ndarray, np.ndarray]], target: str, name: str,
+                      n_inputs: int, delta: float) -> pd.DataFrame:
+    """One concept's first-order rows, tested against ``delta`` (logit) and corrected as an
+    audit corrects effects."""
+    rows = [intervention_row(own, null, target, name, layer, n_inputs, min_effect=delta)
+            for layer, own, null in values]
+    return correct_effects(effect_frame(rows), "hierarchical", ALPHA)
+
+
+def audit_case(built: Built, seed: int, pairs: int = 50, inputs: int = 40, pool_size: int = 120,
+               deltas: Sequence[float] = DELTAS) -> list[dict[str, Any]]:
+    """Verdicts of every method on one member and audit seed, at every δ of ``deltas``."""
+    member, adapter = built.member, built.adapter
+    rng = np.random.default_rng(seed)
+    concepts = [_concept(c, member, concept_pairs(member, c, pairs, rng)) for c in (PLANTED, CONTROL)]
+    items = zoo_inputs(member, inputs, rng)
+    pools = {"zoo-random": pool(member, pool_size, rng)}
+    target = member.target
+    tcav = {kind: run_tcav(adapter, items, target, concepts, pools, TCAVConfig(seed=seed, cav=kind))
+            for kind in ("logistic", "pattern")}
+    measured = {c.name: pair_effects(adapter, c.name, c.examples, c.counterexamples, [target],
+                                     EffectsConfig(level="layers"), seed=seed)
+                for c in concepts}
+    layers = list(range(adapter.num_layers))
+    first_order = _first_order_values(built, items, tcav["logistic"],
+                                      EffectsConfig().intervention_null)
+    out = []
+    for delta in deltas:
+        cfg = EffectsConfig(level="layers", min_effect=delta,
+                            min_logit_effect=LOGIT_PER_PROB * delta)
+        for c in concepts:
+            effects = correct_effects(effect_frame(pair_rows(measured[c.name], adapter, [target],
+                                                             layers, cfg, seed=seed)),
+                                      "hierarchical", ALPHA)
+            tcav_rows = {k: r.summary[(r.summary.concept == c.name)
+                                      & (r.summary.weighting == "attention")]
+                         for k, r in tcav.items()}
+            output = effects[effects.measure == "output_prob"]
+            patch = effects[effects.measure.str.startswith("patch")]
+            verdicts = {
+                "tcav_logistic": RELIES if tcav_rows["logistic"].significant.any() else INCONCLUSIVE,
+                "tcav_pattern": RELIES if tcav_rows["pattern"].significant.any() else INCONCLUSIVE,
+                "tcav_output": _layer_verdict(_first_order_rows(
+                    first_order[c.name], target, c.name, len(items), cfg.min_logit_effect).verdict),
+                "output_effect": str(output.verdict.iloc[0]),
+                "patching": _layer_verdict(patch.verdict) if not patch.empty else INCONCLUSIVE,
+                "combined": combined_label(tcav_rows["logistic"], effects),
+            }
+            truth = built.truth[c.name]
+            out += [{"model": member.name, "modality": member.modality, "seed": seed,
+                     "concept": c.name, "truth": truth.label, "truth_mean": truth.mean,
+                     "method": m, "delta": delta, "verdict": v} for m, v in verdicts.items()]
+    return out
+
+
+def _errors(cases: pd.DataFrame) -> pd.Series:
+    """Per δ, the combined verdict's errors: a reliance not called "relies", or a concept
+    without one called "relies"."""
+    scored = cases[(cases.method == "combined") & (cases.truth != "borderline")]
+    wrong = (scored.truth == "relies") != (scored.verdict == RELIES)
+    return wrong.groupby(scored.delta).sum()
+
+
+def choose_delta(cases: pd.DataFrame) -> float:
+    """The δ with the fewest combined-verdict errors; ties to the larger δ."""
+    errors = _errors(cases)
+    return float(errors[errors == errors.min()].index.max())
+
+
+def bench_truth(members: Sequence[Member] = ZOO, seeds: int = 3, root: str | None = None,
+                log: Callable[[str], None] | None = None, **case_kw: Any) -> TruthBench:
+    """Build (or reuse) every member, audit it over ``seeds`` seeds, choose δ leave-one-model-
+    out and score each model at the δ chosen without it."""
+    frames, info = [], []
+    for member in members:
+        built = build(member, root, log=log)
+        info.append({"model": member.name, "modality": member.modality,
+                     "kind": member.concept_kind, "strength": member.strength,
+                     "accuracy": built.accuracy,
+                     **{f"{c}_effect": t.mean for c, t in built.truth.items()},
+                     **{f"{c}_truth": t.label for c, t in built.truth.items()}})
+        for seed in range(seeds):
+            rows = audit_case(built, seed, **case_kw)
+            frames.append(pd.DataFrame(rows))
+            if log:
+                log(f"{member.name} seed {seed}: " + ", ".join(
+                    f"{r['concept']} {r['method']} {r['verdict']}" for r in rows
+                    if r["delta"] == case_kw.get("deltas", DELTAS)[-1] and r["method"] == "combined"))
+    every = pd.concat(frames, ignore_index=True)
+    chosen = {m: choose_delta(every[every.model != m]) for m in every.model.unique()}
+    held = pd.concat([every[(every.model == m) & (every.delta == d)] for m, d in chosen.items()])
+    return TruthBench(held.to_dict("records"), chosen, choose_delta(every), info,
+                      every.to_dict("records"))
+
+
+def confusion(cases: pd.DataFrame) -> pd.DataFrame:
+    """Per method and modality: the share of cases with truth "relies" and "none" given each
+    verdict, and the counts."""
+    scored = cases[cases.truth != "borderline"]
+    rows = []
+    for (method, modality), g in scored.groupby(["method", "modality"], sort=False):
+        row: dict[str, Any] = {"method": method, "modality": modality}
+        for truth in ("relies", "none"):
+            t = g[g.truth == truth]
+            row[f"{truth}_n"] = len(t)
+            for v in (RELIES, INCONCLUSIVE, NEGLIGIBLE):
+                row[f"{truth}->{v}"] = float((t.verdict == v).mean()) if len(t) else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_truth(bench: TruthBench) -> str:
+    """The zoo, the chosen δ and the confusion tables as text."""
+    lines = ["zoo (truth: mean change of P(target) when the concept is inserted, 400 pairs):",
+             f"{'model':<18} {'kind':<8} {'recipe':<7} {'accuracy':>8} {'planted ΔP':>11} "
+             f"{'truth':<10} {'control ΔP':>11} {'truth':<10}"]
+    for m in bench.members:
+        lines.append(f"{m['model']:<18} {m['kind']:<8} {m['strength']:<7} {m['accuracy']:>8.3f} "
+                     f"{m['planted_effect']:>+11.4f} {m['planted_truth']:<10} "
+                     f"{m['control_effect']:>+11.4f} {m['control_truth']:<10}")
+    lines.append("")
+    lines.append("δ chosen without each model (probability; logit x%g): " % LOGIT_PER_PROB
+                 + ", ".join(f"{m} {d:g}" for m, d in bench.chosen.items()))
+    lines.append(f"δ chosen on every model: {bench.default:g}")
+    lines.append("")
+    table = confusion(bench.frame())
+    lines.append(f"{'method':<14} {'modality':<8} {'relies: n':>9} {'→relies':>8} {'→inconcl.':>9} "
+                 f"{'→neglig.':>8} {'none: n':>8} {'→relies':>8} {'→inconcl.':>9} {'→neglig.':>8}")
+    for _, r in table.iterrows():
+        lines.append(
+            f"{r['method']:<14} {r['modality']:<8} {r['relies_n']:>9} {100 * r['relies->relies']:>7.0f}% "
+            f"{100 * r['relies->inconclusive']:>8.0f}% {100 * r['relies->negligible']:>7.0f}% "
+            f"{r['none_n']:>8} {100 * r['none->relies']:>7.0f}% {100 * r['none->inconclusive']:>8.0f}% "
+            f"{100 * r['none->negligible']:>7.0f}%")
+    lines.append("(leave-one-model-out: each model scored at the δ chosen without it; "
+                 "targets: relies→relies ≥ 95% for the combined verdict, none→relies ≤ 5%)")
+    return "\n".join(lines)
