@@ -25,8 +25,8 @@ class EffectsConfig:
     (output effects on the logit, patching, CAV interventions). Every effect is tested against
     it: "relies" when its size is shown to exceed δ, "negligible" when shown to stay below it
     (an equivalence test), else "inconclusive". 0 asks the classic question "is it non-zero?".
-    The defaults are set a priori (two percentage points of probability; a tenth of a logit,
-    about the same near p = 0.5), not chosen on any model: a ground-truth zoo is to choose them.
+    The defaults are the ones the ground-truth zoo chose (README, "Verdicts on models nobody
+    tuned for"; ``attnxai bench truth``): 0.03 of probability, 5x that of logit.
     """
 
     level: EffectsLevel = "all"
@@ -34,8 +34,8 @@ class EffectsConfig:
     patch_tokens: PatchTokens = "differing"
     intervention_null: int = 40
     intervention_inputs: int = 64
-    min_effect: float = 0.02
-    min_logit_effect: float = 0.1
+    min_effect: float = 0.03
+    min_logit_effect: float = 0.15
 
     @property
     def patching(self) -> bool:
