@@ -31,6 +31,9 @@ import pandas as pd
 DTYPES = {"VARCHAR": "object", "INTEGER": "int64", "BIGINT": "int64", "DOUBLE": "float64",
           "BOOLEAN": "bool", "BLOB": "object"}
 
+#: The effects' dataset of a concept's matched pairs (their rows measure the pairs, not a dataset).
+PAIRS = "pairs"
+
 
 @dataclass(frozen=True)
 class Column:
@@ -135,7 +138,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         "cav_name VARCHAR, rep INTEGER, kind VARCHAR, layer INTEGER, dim INTEGER, "
         "vector BLOB")),
     # Causal effects per dataset x target x concept x layer x measure (attnxai.effects.table);
-    # output effects of matched pairs have layer -1 and dataset "pairs".
+    # output effects of matched pairs have layer -1 and dataset PAIRS.
     Table("effects", 4, columns(
         "dataset VARCHAR, target VARCHAR, concept VARCHAR, layer INTEGER, measure VARCHAR, "
         "mean DOUBLE, ci_low DOUBLE, ci_high DOUBLE, p_value DOUBLE, p_adjusted DOUBLE, "
@@ -153,6 +156,10 @@ TABLES: dict[str, Table] = {t.name: t for t in (
 
 #: Run-level columns the summary CSV adds to every summary row (``run_id`` first, the rest after
 #: the summary's own columns), so one CSV describes its run.
+#: Columns the summary CSV adds after the stored ones: each concept's causal verdict for the row's
+#: dataset and target, and whether the row's layer "relies" (what a chart's ★ marks:
+#: attnxai.audit.verdicts.with_relevance).
+RELEVANCE = ("relevance", "relies")
 RUN_CONTEXT = ("run_id", "created", "model", "model_hash", "dataset_hash", "concept_version",
                "seed", "alpha", "min_accuracy", "layers", "attnxai_version")
 #: Columns of the per-input detail (``Store.input_detail``; the detail CSV adds ``run_id`` first).

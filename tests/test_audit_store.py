@@ -188,9 +188,12 @@ def test_stored_results_equal_in_memory_tcav_and_csv(world, adapter, first_run, 
     csv_summary = pd.read_csv(out)
     assert csv_summary.run_id.eq(run_id).all() and csv_summary.seed.eq(0).all()
     assert (csv_summary.model_hash == run.model_hash).all()
-    assert list(csv_summary.columns) == ["run_id", *TABLES["summary"].names(), "created", "model",
-                                         "model_hash", "dataset_hash", "concept_version", "seed",
-                                         "alpha", "min_accuracy", "layers", "attnxai_version"]
+    assert list(csv_summary.columns) == ["run_id", *TABLES["summary"].names(), "relevance",
+                                         "relies", "created", "model", "model_hash",
+                                         "dataset_hash", "concept_version", "seed", "alpha",
+                                         "min_accuracy", "layers", "attnxai_version"]
+    # No causal effect was measured: nothing is shown to matter, so no layer "relies".
+    assert csv_summary.relevance.eq("not measured").all() and not csv_summary.relies.any()
     assert_same(csv_summary[["dataset", "target", "concept", "layer", "weighting", "mean", "std",
                              "magnitude_mean", "p_value", "p_adjusted", "significant",
                              "cav_accuracy"]], expected["summary"])

@@ -267,6 +267,10 @@ def _encoder(kind: str):
 TEXT_ARCHS = ("bert", "distilbert", "roberta", "electra", "albert", "deberta-v2", "modernbert",
               "gpt2", "llama", "qwen2")
 IMAGE_ARCHS = ("vit", "deit-distilled", "beit", "dinov2", "dinov2-registers", "clip", "siglip")
+#: Text families whose readout rows are captured without the T x T matrices (one- or two-row
+#: readouts through Hugging Face's attention interface); the rest record the full matrices.
+READOUT_ROW_ARCHS = {"bert", "distilbert", "roberta", "electra", "albert", "modernbert", "gpt2",
+                     "llama", "qwen2"}
 
 
 def _save(kind: str, folder) -> None:
@@ -386,6 +390,20 @@ def test_compatibility_matrix(kind, worlds, tmp_path):
     heat = concept_heatmap(adapter, items[0], cavs, layer=0, target="positive")
     assert torch.isfinite(heat.values).all() and heat.valid.any()
     _assert_readout_is_the_gradients_support(adapter, items)
+    # TCAV's capture of the readout rows alone gives the full matrices' token weights, and the
+    # same logits and activation gradients.
+    full = adapter.capture(items, target="positive")
+    rows = adapter.capture(items, target="positive", attention="readout")
+    assert rows.attention_rows == (kind in READOUT_ROW_ARCHS)
+    for layer in range(adapter.num_layers):
+        torch.testing.assert_close(
+            token_weights(rows.attentions[layer], rows.token_mask, adapter.pooling,
+                          rows.valid_mask, rows.attention_rows),
+            token_weights(full.attentions[layer], full.token_mask, adapter.pooling,
+                          full.valid_mask), atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(rows.grad_activations[layer], full.grad_activations[layer],
+                                   atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(rows.logits, full.logits, atol=1e-5, rtol=1e-5)
 
 
 # -- half precision (for GPUs; checked here on the CPU) -------------------------------------------

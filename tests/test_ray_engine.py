@@ -79,5 +79,7 @@ def test_ray_engine_equals_local_engine(cluster, audit, tmp_path):
             vec = lambda df: np.stack([np.frombuffer(v, "<f4") for v in df.vector])  # noqa: E731
             np.testing.assert_allclose(vec(got[name]), vec(want[name]), atol=1e-6)
             continue
-        pd.testing.assert_frame_equal(got[name], want[name], check_exact=False, rtol=1e-6,
+        # A worker runs torch on one thread: the fused attention of the target pass (readout
+        # rows) then sums in another order, so float32 scores agree to 5 digits, not 6.
+        pd.testing.assert_frame_equal(got[name], want[name], check_exact=False, rtol=1e-5,
                                       atol=1e-6)

@@ -238,6 +238,26 @@ def test_cli_writes_the_report_and_refuses_unknown_or_unfinished_runs(text_run, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.duckdb", "report.html"]
 
 
+def test_layer_chart_stars_what_relies_and_marks_tcav_alone_hollow():
+    from attnxai.audit.charts import heatmap, layer_chart
+
+    summary = pd.DataFrame({
+        "concept": "c", "layer": [0, 1, 2], "mean": [0.9, 0.8, 0.5], "std": 0.05,
+        "magnitude_mean": 0.5, "random_mean": 0.5, "random_std": 0.1,
+        "significant": [True, True, False], "relies": [True, False, False],
+        "reliable": True, "p_value": 0.01, "p_adjusted": 0.02, "cav_accuracy": 0.9})
+    spec = layer_chart(summary).to_dict()
+    marks = {l["mark"]["text"]: l["transform"] for l in spec["spec"]["layer"]
+             if isinstance(l["mark"], dict) and "text" in l["mark"]}
+    assert marks == {"★": [{"filter": "datum.relies"}],
+                     "☆": [{"filter": "datum.significant && !datum.relies"}]}
+    data = pd.DataFrame(spec["datasets"][spec["data"]["name"]])
+    sign = data[data.metric == "sign-count TCAV"].set_index("layer")
+    assert sign.status.tolist() == ["relies", "TCAV only", "not significant"]
+    labels = pd.DataFrame(next(iter(heatmap(summary).to_dict()["datasets"].values())))["label"]
+    assert labels.tolist() == ["0.90 ★", "0.80 ☆", "0.50"]
+
+
 def test_effect_chart_names_measures_in_words_and_stars_what_relies():
     from attnxai.audit.charts import effect_chart
 

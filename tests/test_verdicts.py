@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from attnxai.audit.verdicts import combined_verdict, effect_verdict
+from attnxai.audit.verdicts import combined_verdict, effect_verdict, with_relevance
 
 
 def _tcav(significant: bool, direction: str = "positive") -> pd.DataFrame:
@@ -87,3 +87,29 @@ def test_layer_rows_name_the_layers_beyond_delta_and_the_negligible_ones():
 def test_combined_verdict_without_effects():
     assert combined_verdict("stripes", _tcav(True), None) == (
         "TCAV finds stripes significant (positive); no causal effect was measured.")
+
+
+@pytest.mark.parametrize("significant, direction, measure, verdict, mean, relevance, relies", [
+    (True, "positive", "output_prob", "relies", 0.2, "relies", True),
+    # TCAV significant, the effect shown to matter the other way round: no ★.
+    (True, "negative", "output_prob", "relies", 0.2, "relies", False),
+    (False, "positive", "output_prob", "relies", 0.2, "relies", False),
+    # The control colour of issue 19: TCAV significant, the effect negligible: ☆, not ★.
+    (True, "positive", "output_prob", "negligible", -0.003, "negligible", False),
+    (True, "positive", "output_prob", "inconclusive", 0.03, "inconclusive", False),
+    (True, "negative", "cav_intervention", "relies", -0.4, "relies", True),
+    # A negligible push along the CAVs does not show the concept is negligible.
+    (True, "positive", "cav_intervention", "negligible", 0.004, "inconclusive", False),
+])
+def test_a_star_marks_a_significant_layer_whose_concept_relies_the_same_way(
+        significant, direction, measure, verdict, mean, relevance, relies):
+    summary = pd.DataFrame({"dataset": "d", "target": "t", "concept": ["c", "c", "other"],
+                            "layer": [0, 1, 0], "significant": [significant, False, True],
+                            "direction": [direction, "none", "positive"]})
+    effects = _effect(measure, verdict, mean).assign(
+        dataset="pairs" if measure == "output_prob" else "d", target="t", concept="c")
+    out = with_relevance(summary, effects)
+    assert out.relevance.tolist() == [relevance, relevance, "not measured"]
+    assert out.relies.tolist() == [relies, False, False]
+    # Another target's effects say nothing about this one.
+    assert not with_relevance(summary, effects.assign(target="u")).relies.any()

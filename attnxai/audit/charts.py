@@ -29,10 +29,19 @@ def significance_caption(summary: pd.DataFrame, alpha: float | None) -> str:
                  }.get(test, test)
     on = f" on the {stat}" if stat else ""
     a = f" at α = {alpha:g}" if alpha is not None else ""
-    return (f"★ = significant{a}: {test_name} test{on} against random concepts, {corr_name} "
-            "correction across all tests of the run. Grey points: unreliable layers (CAV accuracy "
+    return (f"★ = relies: TCAV significant{a} ({test_name} test{on} against random concepts, "
+            f"{corr_name} correction across all tests of the run) and the concept's causal "
+            "effect shown beyond the minimum relevant effect δ, the same way round. ☆ = TCAV "
+            "significant, but its effect on the output is not shown to matter (negligible, "
+            "inconclusive or not measured). Grey points: unreliable layers (CAV accuracy "
             "below the threshold, never significant); grey crosses, n/t: layers not testable (no "
             "gradient reaches their tokens). Shaded band: random concepts, mean ± std.")
+
+
+def _relies(summary: pd.DataFrame) -> pd.Series:
+    """What a ★ marks: ``relies`` (:func:`attnxai.audit.verdicts.with_relevance`); a summary
+    without it (no relevance attached) marks TCAV's significant layers as before."""
+    return _col(summary, "relies", np.nan).fillna(summary["significant"]).astype(bool)
 
 
 def _long_scores(df: pd.DataFrame) -> pd.DataFrame:
@@ -49,7 +58,8 @@ def _long_scores(df: pd.DataFrame) -> pd.DataFrame:
             "concept": df["concept"], "layer": df["layer"].astype(int), "metric": metric,
             "score": df[mean], "sd": _col(df, std, 0.0).fillna(0.0),
             "random": _col(df, rmean), "random_sd": _col(df, rstd, np.nan),
-            "significant": df["significant"].astype(bool), "reliable": df["reliable"].astype(bool),
+            "significant": df["significant"].astype(bool), "relies": _relies(df),
+            "reliable": df["reliable"].astype(bool),
             "p_value": _col(df, "p_value"), "p_adjusted": _col(df, "p_adjusted"),
             "cav_accuracy": _col(df, "cav_accuracy"),
             "testable": _col(df, "testable", True).fillna(True).astype(bool),
@@ -63,8 +73,10 @@ def _long_scores(df: pd.DataFrame) -> pd.DataFrame:
     out["random_lo"] = (out["random"] - out["random_sd"]).clip(0, 1)
     out["random_hi"] = (out["random"] + out["random_sd"]).clip(0, 1)
     out["star_y"] = (out["hi"] + 0.07).clip(upper=1.08)
-    out["status"] = np.where(out["significant"], "significant",
-                             np.where(out["reliable"], "not significant", "unreliable CAVs"))
+    out["status"] = np.where(out["relies"], "relies",
+                             np.where(out["significant"], "TCAV only",
+                                      np.where(out["reliable"], "not significant",
+                                               "unreliable CAVs")))
     # A layer no gradient reaches has no score to show: a grey cross on the 0.5 line says so.
     untestable = ~out["testable"]
     out.loc[untestable, ["score", "lo", "hi", "random", "random_lo", "random_hi"]] = np.nan
@@ -75,7 +87,8 @@ def _long_scores(df: pd.DataFrame) -> pd.DataFrame:
 
 def layer_chart(summary: pd.DataFrame, concepts: list[str] | None = None) -> alt.FacetChart:
     """Layer-wise scores per concept: sign-count TCAV beside magnitude, ± std error bars, the
-    random-concept band, ★ for significant layers, unreliable layers greyed, layers no gradient
+    random-concept band, ★ where the concept relies, ☆ where TCAV alone is significant,
+    unreliable layers greyed, layers no gradient
     reaches shown as a grey cross without a score."""
     df = _long_scores(summary)
     domain = concepts or sorted(df["concept"].unique())
@@ -103,8 +116,9 @@ def layer_chart(summary: pd.DataFrame, concepts: list[str] | None = None) -> alt
         x=x, y=alt.Y("score:Q", scale=y_scale),
         color=alt.condition("datum.reliable", color, alt.value(GREY)),
         shape=alt.Shape("status:N", scale=alt.Scale(
-            domain=["significant", "not significant", "unreliable CAVs", "not testable"],
-            range=["diamond", "circle", "square", "cross"]),
+            domain=["relies", "TCAV only", "not significant", "unreliable CAVs",
+                    "not testable"],
+            range=["diamond", "triangle-up", "circle", "square", "cross"]),
             legend=alt.Legend(title=None, orient="top")),
         tooltip=tooltip)
     untestable = base.mark_point(shape="cross", size=70, color=GREY, filled=True).encode(
@@ -112,8 +126,12 @@ def layer_chart(summary: pd.DataFrame, concepts: list[str] | None = None) -> alt
                                                                  "status:N"]
     ).transform_filter("!datum.testable")
     stars = base.mark_text(text="★", fontSize=15, color="#c0392b").encode(
-        x=x, y=alt.Y("star_y:Q", scale=y_scale)).transform_filter("datum.significant")
-    layered = alt.layer(band, band_line, half, line, bars, points, untestable, stars, data=df)
+        x=x, y=alt.Y("star_y:Q", scale=y_scale)).transform_filter("datum.relies")
+    hollow = base.mark_text(text="☆", fontSize=15, color="#6b7680").encode(
+        x=x, y=alt.Y("star_y:Q", scale=y_scale)).transform_filter(
+        "datum.significant && !datum.relies")
+    layered = alt.layer(band, band_line, half, line, bars, points, untestable, stars, hollow,
+                        data=df)
     return layered.properties(width=320, height=170).facet(
         row=alt.Row("concept:N", title=None, sort=domain,
                     header=alt.Header(labelAngle=0, labelAlign="left", labelFontWeight="bold",
@@ -149,14 +167,16 @@ def accuracy_chart(accuracy: pd.DataFrame, threshold: float, concepts: list[str]
 
 
 def heatmap(summary: pd.DataFrame, concepts: list[str] | None = None) -> alt.LayerChart:
-    """Concept × layer: mean sign-count TCAV (diverging around 0.5), ★ significant,
+    """Concept × layer: mean sign-count TCAV (diverging around 0.5), ★ relies, ☆ TCAV alone,
     unreliable cells faded, cells of layers no gradient reaches grey and marked "n/t"."""
     df = summary[["concept", "layer", "mean", "significant", "reliable"]].copy()
     for c in ("magnitude_mean", "p_adjusted", "cav_accuracy"):
         df[c] = _col(summary, c)
     df["testable"] = _col(summary, "testable", True).fillna(True).astype(bool).to_numpy()
     df["layer"] = df["layer"].astype(int)
-    df["label"] = df["mean"].map("{:.2f}".format) + np.where(df["significant"], " ★", "")
+    relies = _relies(summary).to_numpy()
+    df["label"] = df["mean"].map("{:.2f}".format) + np.where(
+        relies, " ★", np.where(df["significant"], " ☆", ""))
     df.loc[~df["testable"], "label"] = "n/t"
     df.loc[~df["testable"], "mean"] = np.nan  # no colour: not a score of 0
     domain = concepts or sorted(df["concept"].unique())

@@ -18,8 +18,9 @@ import pandas as pd
 from attnxai.audit.records import RunRecord
 from attnxai.errors import UserInputError
 from attnxai.audit.store import Store
+from attnxai.audit.verdicts import with_relevance
 from attnxai.io.outputs import check_outputs, csv_bytes, store_files, write_atomic
-from attnxai.schema import INPUT_DETAIL, RUN_CONTEXT, TABLES
+from attnxai.schema import INPUT_DETAIL, RELEVANCE, RUN_CONTEXT, TABLES
 
 
 def completed_run(store: Store, run_id: str) -> RunRecord:
@@ -33,10 +34,11 @@ def completed_run(store: Store, run_id: str) -> RunRecord:
 
 
 def summary_frame(store: Store, run_id: str) -> pd.DataFrame:
-    """The run's tidy summary plus its run columns (:data:`attnxai.schema.RUN_CONTEXT`):
-    ``run_id`` first, the summary's own columns, then the rest."""
+    """The run's tidy summary plus each row's relevance (:data:`attnxai.schema.RELEVANCE`)
+    and its run columns (:data:`attnxai.schema.RUN_CONTEXT`): ``run_id`` first, the summary's
+    own columns, the relevance, then the rest."""
     run = completed_run(store, run_id)
-    summary = store.summary(run_id)
+    summary = with_relevance(store.summary(run_id), store.results("effects", run_id))
     hashes = {d.dataset: d.dataset_hash for d in run.dataset_details}
     versions = {c.name: c.version_hash for c in run.concept_versions}
     tcav = run.config.tcav
@@ -48,7 +50,7 @@ def summary_frame(store: Store, run_id: str) -> pd.DataFrame:
         "layers": ",".join(str(l) for l in tcav.layers or ()),
         "attnxai_version": run.library_versions.get("attnxai", "")}
     summary = summary.assign(**context)
-    return summary[[RUN_CONTEXT[0], *TABLES["summary"].names(), *RUN_CONTEXT[1:]]]
+    return summary[[RUN_CONTEXT[0], *TABLES["summary"].names(), *RELEVANCE, *RUN_CONTEXT[1:]]]
 
 
 def detail_frame(store: Store, run_id: str) -> pd.DataFrame:

@@ -28,12 +28,13 @@ from attnxai.audit.report_style import CSS
 from attnxai.audit.store import Store
 from attnxai.audit.verdicts import (MEASURE_WORDS, combined_verdict, effect_verdict, fmt,
                                     fmt_p, row_verdict, statistics_paragraph, tcav_verdict,
-                                    testable)
+                                    testable, with_relevance)
 from attnxai.errors import DataError, UserInputError
 from attnxai.io.concepts import default_concept_root
 from attnxai.io.datasets import load_image
 from attnxai.io.hashing import example_hash
 from attnxai.io.outputs import check_output, store_files, write_atomic
+from attnxai.schema import PAIRS
 from attnxai.stats import INCONCLUSIVE
 from attnxai.resources import CONCEPT_SETS_DIR
 from attnxai.schema import TABLES
@@ -42,7 +43,6 @@ N_EXAMPLES = 6  # examples (and counterexamples) shown per concept set
 TEXT_CHARS = 200  # longer example texts are cut here
 # Width of the charts the dashboard stretches to its container (a page has no container).
 WIDE = 560
-PAIRS = "pairs"  # the effects' dataset for a concept's matched pairs (attnxai.schema)
 
 
 def _effects(store: Store, run_id: str) -> pd.DataFrame | None:
@@ -153,7 +153,8 @@ def _charts(run: RunRecord, summary: pd.DataFrame, effects: pd.DataFrame | None,
                            f"{int(view['n_inputs'].iloc[0])} inputs."))
         out.append(_figure(svg(heatmap(view, concepts).properties(width=WIDE), "concept × layer"),
                            "Concept × layer: mean sign-count TCAV; 0.5 = no preference. "
-                           "★ significant; faded cells: unreliable CAVs."))
+                           "★ relies; ☆ TCAV alone is significant; faded cells: unreliable "
+                           "CAVs."))
         mine = None if effects is None else effects[
             (effects["target"] == target) & effects["dataset"].isin([PAIRS, dataset])]
         if mine is not None and (mine["layer"] >= 0).any():
@@ -163,7 +164,7 @@ def _charts(run: RunRecord, summary: pd.DataFrame, effects: pd.DataFrame | None,
                                "Layer-wise causal effect: the logit effect (95% interval) that "
                                "activation patching restores or removes at each layer, or the CAV "
                                "intervention's mean change; dashed: the pairs' whole output "
-                               "effect; ★ significant."))
+                               "effect; ★ the effect relies (shown beyond δ)."))
         if set(sel["weighting"]) >= {"attention", "plain"}:
             out.append(_figure(svg(weighting_chart(sel, concepts), "weightings"),
                                "Attention-weighted against plain (unweighted) token-level "
@@ -176,7 +177,9 @@ def _status(row: pd.Series) -> str:
         return "not testable"
     if not row["reliable"]:
         return "unreliable CAVs"
-    return f"significant ({row['direction']})" if row["significant"] else "not significant"
+    if row.get("relies"):
+        return f"relies ★ ({row['direction']})"
+    return (f"TCAV only ☆ ({row['direction']})" if row["significant"] else "not significant")
 
 
 def _summary_tables(summary: pd.DataFrame) -> str:
@@ -193,7 +196,7 @@ def _summary_tables(summary: pd.DataFrame) -> str:
                  fmt(r["magnitude_mean"]), fmt(r["random_mean"]), fmt_p(r["p_value"]),
                  fmt_p(r["p_adjusted"]), _status(r), fmt(r["cav_accuracy"]), int(r["n_inputs"])]
                 for _, r in part.iterrows()]
-        classes = ["sig" if r["significant"] else "" if r["reliable"] and testable(r)
+        classes = ["sig" if r.get("relies") else "" if r["reliable"] and testable(r)
                    else "unreliable" for _, r in part.iterrows()]
         out.append(f"<h3>“{esc(target)}” on {esc(dataset)}</h3>")
         out.append(table(headers, rows, numeric=(1, 3, 4, 5, 6, 7, 8, 10, 11),
@@ -402,6 +405,7 @@ def render_report(store: Store, run_id: str) -> str:
     if summary.empty:
         raise UserInputError(f"Run {run_id} stored no summary rows; there is nothing to report.")
     effects = _effects(store, run_id)
+    summary = with_relevance(summary, effects)
     counter = itertools.count()
 
     def svg(chart: alt.TopLevelMixin, label: str) -> str:

@@ -6,13 +6,16 @@ audits the planted concept and the control at the defaults:
 
 - ``tcav_logistic`` / ``tcav_pattern``: TCAV's flag (a ★: significant at some layer, attention
   weighting, against the matched sign-flip null), with logistic and with pattern CAVs;
+- ``tcav_star``: what a TCAV chart's ★ marks: a logistic-CAV significant layer whose concept's
+  causal effect relies the same way round (:func:`attnxai.audit.verdicts.with_relevance`);
 - ``tcav_output``: TCAV in output units: each CAV's token derivatives summed and times the
   concept's own step (the first-order CAV intervention), tested like a CAV intervention
   against δ on the logit; "relies" at some layer;
 - ``output_effect``: the pairs' effect on P(target), tested against δ;
 - ``patching``: layer-wise patching both ways, against δ on the logit; "relies" at some layer,
   "negligible" at every layer;
-- ``combined``: the verdict sentence's (:func:`attnxai.audit.verdicts.combined_label`).
+- ``combined``: the verdict sentence's (:func:`attnxai.audit.verdicts.causal_label`), which
+  is also what a TCAV chart's ★ needs (:func:`attnxai.audit.verdicts.with_relevance`).
 
 A case's truth is the member's measured one (``relies``, ``none`` or ``borderline``, which is
 not scored). δ runs over ``DELTAS`` on the probability with ``LOGIT_PER_PROB`` times it on the
@@ -30,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from attnxai.audit.verdicts import combined_label
+from attnxai.audit.verdicts import causal_label, with_relevance
 from attnxai.effects.config import EffectsConfig
 from attnxai.effects.intervention import first_order_intervention
 from attnxai.effects.run import intervention_row, null_cavs, pair_effects, pair_rows
@@ -44,8 +47,8 @@ from attnxai.zoo.members import target_inputs as zoo_inputs
 
 DELTAS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
 LOGIT_PER_PROB = 5.0  # δ on the logit per δ on the probability (about 1/p(1-p) near p = 0.5)
-METHODS = ("tcav_logistic", "tcav_pattern", "tcav_output", "output_effect", "patching",
-           "combined")
+METHODS = ("tcav_logistic", "tcav_pattern", "tcav_star", "tcav_output", "output_effect",
+           "patching", "combined")
 ALPHA = 0.05
 
 
@@ -90,7 +93,7 @@ def _first_order_values(built: Built, inputs: list, result: Any, null_size: int
     """Per concept and layer, TCAV's CAVs in output units: the first-order intervention of the
     concept's CAVs and of the null CAVs, all moved by the concept's mean step, averaged over
     the target inputs (one capture with gradients)."""
-    cap = built.adapter.capture(inputs, target=built.member.target)
+    cap = built.adapter.capture(inputs, target=built.member.target, attention="readout")
     null = null_cavs(result.specs, "zoo-random", null_size)
     out: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}
     for name in (PLANTED, CONTROL):
@@ -147,11 +150,13 @@ def audit_case(built: Built, seed: int, pairs: int = 50, inputs: int = 40, pool_
             verdicts = {
                 "tcav_logistic": RELIES if tcav_rows["logistic"].significant.any() else INCONCLUSIVE,
                 "tcav_pattern": RELIES if tcav_rows["pattern"].significant.any() else INCONCLUSIVE,
+                "tcav_star": RELIES if with_relevance(tcav_rows["logistic"].assign(dataset="zoo"),
+                                                      effects).relies.any() else INCONCLUSIVE,
                 "tcav_output": _layer_verdict(_first_order_rows(
                     first_order[c.name], target, c.name, len(items), cfg.min_logit_effect).verdict),
                 "output_effect": str(output.verdict.iloc[0]),
                 "patching": _layer_verdict(patch.verdict) if not patch.empty else INCONCLUSIVE,
-                "combined": combined_label(tcav_rows["logistic"], effects),
+                "combined": causal_label(effects)[0],
             }
             truth = built.truth[c.name]
             out += [{"model": member.name, "modality": member.modality, "seed": seed,

@@ -154,7 +154,8 @@ def add_config_options(p: argparse.ArgumentParser, options: dict[str, str], conf
 
 
 def format_summary(summary: pd.DataFrame) -> str:
-    """A readable per-layer table: TCAV mean ± std, magnitude, p-values and significance."""
+    """A readable per-layer table: TCAV mean ± std, magnitude, p-values and the verdict (★:
+    the concept relies, ☆: TCAV alone is significant)."""
     lines = []
     keys = ["dataset", "target", "concept", "weighting"]
     for (dataset, target, concept, weighting), g in summary.groupby(keys, sort=False):
@@ -164,9 +165,11 @@ def format_summary(summary: pd.DataFrame) -> str:
         lines.append(f"  {'layer':>5} {'TCAV':>13} {'magnitude':>9} {'p':>7} {'p adj':>7} "
                      f"{'CAV acc':>7}  verdict")
         for r in g.itertuples():
-            verdict = ("significant, " + r.direction) if r.significant else (
+            relies = bool(getattr(r, "relies", False))
+            verdict = (f"relies ★ ({r.direction})" if relies else
+                       f"TCAV only ☆ ({r.direction})" if r.significant else (
                 "not testable (no gradient reaches the players)" if not testable(r._asdict()) else
-                "unreliable CAVs" if not r.reliable else "-")
+                "unreliable CAVs" if not r.reliable else "-"))
             lines.append(f"  {r.layer:>5} {r.mean:>6.3f} ± {r.std:<5.3f} {r.magnitude_mean:>9.3f} "
                          f"{r.p_value:>7.4f} {r.p_adjusted:>7.4f} {r.cav_accuracy:>7.3f}  {verdict}")
     return "\n".join(lines)

@@ -14,10 +14,18 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """`attnxai bench capture`: capture vs bare forward+backward vs per-sample loop."""
-    from attnxai.bench.capture import bench_capture, format_capture_table
+    """`attnxai bench capture`: capture vs bare forward+backward vs per-sample loop; with
+    ``--memory``, peak memory of full attention matrices against readout rows."""
+    from attnxai.bench.capture import (bench_capture, bench_capture_memory, format_capture_table,
+                                       format_memory_table)
     from attnxai.io.datasets import demo_dataset
     from attnxai.models import load_model
+
+    if args.memory:
+        memory = bench_capture_memory(tuple(args.lengths), device=args.device)
+        print(json.dumps([r.as_dict() for r in memory], indent=2) if args.json
+              else format_memory_table(memory))
+        return 0
 
     rows = []
     for spec in args.models:
@@ -188,6 +196,11 @@ def register(sub: Any) -> None:
     b.add_argument("--n", type=int, default=64, help="inputs per model")
     b.add_argument("--batch-size", type=int, default=32)
     b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--memory", action="store_true",
+                   help="instead: peak memory of a decoder's capture, full attention matrices "
+                        "against the readout rows TCAV needs")
+    b.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 2048],
+                   help="input lengths in tokens (--memory)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
     b = bench_sub.add_parser("tcav", help="demo TCAV audits: time split and batching ratios")

@@ -22,6 +22,7 @@ from attnxai.effects.patching import PairProgress, PatchingResult, patch_pairs
 from attnxai.errors import UserInputError
 from attnxai.io.concepts import ConceptSet
 from attnxai.models.base import ModelAdapter
+from attnxai.schema import PAIRS
 from attnxai.stats import NULL_GROUP, mean_interval, min_effect_p_values, p_value
 
 @dataclass
@@ -82,7 +83,7 @@ def _rows(dataset: str, target: str, concept: str, columns: list[tuple[int, str]
 
 def pair_effects(adapter: ModelAdapter, concept: str, with_items: Sequence[Any],
                  without_items: Sequence[Any], targets: Sequence[str], cfg: EffectsConfig,
-                 layers: Sequence[int] | None = None, dataset: str = "pairs", seed: int = 0,
+                 layers: Sequence[int] | None = None, dataset: str = PAIRS, seed: int = 0,
                  batch_size: int | None = None,
                  progress: PairProgress | None = None) -> PairEffects:
     """Output effect (logit and probability) of one paired concept on every target, and with
@@ -105,7 +106,7 @@ def pair_effects(adapter: ModelAdapter, concept: str, with_items: Sequence[Any],
 
 
 def pair_rows(measured: PairEffects, adapter: ModelAdapter, targets: Sequence[str],
-              layers: Sequence[int], cfg: EffectsConfig, dataset: str = "pairs", seed: int = 0
+              layers: Sequence[int], cfg: EffectsConfig, dataset: str = PAIRS, seed: int = 0
               ) -> list[dict[str, Any]]:
     """The effects rows of measured pairs, tested against ``cfg``'s minimum relevant effects
     (so other δ need no new forward pass)."""

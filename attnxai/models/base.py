@@ -78,6 +78,12 @@ class ModelAdapter(ABC):
     def forward_recording(self, batch: Batch) -> Recorded:
         """Forward pass that also returns every block's output and attention probabilities."""
 
+    def forward_readout_rows(self, batch: Batch) -> Recorded | None:
+        """Like :meth:`forward_recording`, but each layer's attention only in the row(s) the
+        head reads, mixed by the readout's weights ([B, H, 1, T]), computed without the T × T
+        matrices; None where the backend cannot (the caller then records the full matrices)."""
+        return None
+
     def block_modules(self) -> list[torch.nn.Module]:
         """The transformer blocks, in order (their outputs are the captured activations)."""
         return find_blocks(self.model, self.num_layers)
@@ -128,42 +134,54 @@ class ModelAdapter(ABC):
             yield inputs[start:start + bs], (target[start:start + bs] if per_input else target)
 
     def capture_batches(self, inputs: Sequence[Any], target: Target = None, grads: bool = True,
-                        batch_size: int | None = None, progress: Progress | None = None
-                        ) -> Iterator[Capture]:
-        """Capture batch by batch (one forward + one backward each); tensors come back on CPU."""
+                        batch_size: int | None = None, progress: Progress | None = None,
+                        attention: str = "full") -> Iterator[Capture]:
+        """Capture batch by batch (one forward + one backward each); tensors come back on CPU.
+        ``attention="readout"`` asks for each layer's readout row only, where the backend can
+        compute it without the full matrices (:attr:`Capture.attention_rows` says if it did)."""
+        if attention not in ("full", "readout"):
+            raise ValueError(f"attention must be 'full' or 'readout', not {attention!r}")
         done = 0
         for chunk, chunk_target in self._chunks(inputs, target, batch_size):
-            yield self._capture_batch(chunk, chunk_target, grads)
+            yield self._capture_batch(chunk, chunk_target, grads, attention == "readout")
             done += len(chunk)
             if progress is not None:
                 progress(done, len(inputs))
 
     def capture(self, inputs: Sequence[Any], target: Target = None, grads: bool = True,
-                batch_size: int | None = None, progress: Progress | None = None) -> Capture:
+                batch_size: int | None = None, progress: Progress | None = None,
+                attention: str = "full") -> Capture:
         """Logits, per-layer activations and attentions, and (grads=True) their gradients.
 
         Gradients are of the target class logit: ``target=None`` uses each input's predicted
         class, an int or label name selects one class, a sequence gives one per input.
+        ``attention``: see :meth:`capture_batches`.
         """
-        return Capture.concat(list(self.capture_batches(inputs, target, grads, batch_size, progress)))
+        return Capture.concat(list(self.capture_batches(inputs, target, grads, batch_size,
+                                                        progress, attention)))
 
-    def _capture_batch(self, chunk: Sequence[Any], target: Target, grads: bool) -> Capture:
+    def _capture_batch(self, chunk: Sequence[Any], target: Target, grads: bool,
+                       rows: bool = False) -> Capture:
         batch = self.prepare(chunk)
         # Padding positions carry values that depend on the batch's length; zero them so a
         # capture does not depend on how inputs were batched.
         real = batch.token_mask.to(self.device)
         tok = pair = None  # without padding (every image batch) nothing needs zeroing or copying
-        if not bool(real.all()):
-            tok = real[:, :, None]
-            pair = (real[:, :, None] & real[:, None, :])[:, None]
         with torch.set_grad_enabled(grads):
-            rec = self.forward_recording(batch)
+            rec = self.forward_readout_rows(batch) if rows else None
+            rows = rec is not None
+            if rec is None:
+                rec = self.forward_recording(batch)
+            if not bool(real.all()):
+                tok = real[:, :, None]
+                pair = real[:, None, None, :] if rows else (real[:, :, None] & real[:, None, :])[:, None]
             tgt = self.resolve_target(target, rec.logits)
             grad_act = grad_att = None
             if grads:
                 # Inputs are independent, so the gradient of the summed target logits w.r.t. a
                 # batch tensor holds every input's own gradient: one backward for all of them.
-                tensors = rec.activations + rec.attentions
+                # A readout row is computed beside the model, so it has no gradient.
+                tensors = rec.activations + ([] if rows else rec.attentions)
                 objective = rec.logits.gather(1, tgt[:, None]).sum()
                 g = torch.autograd.grad(objective, tensors, allow_unused=True)
                 # A tensor the logit does not depend on (e.g. patch tokens after the last block
@@ -171,7 +189,7 @@ class ModelAdapter(ABC):
                 g = [torch.zeros_like(t) if gi is None else gi for t, gi in zip(tensors, g)]
                 L = len(rec.activations)
                 grad_act = [_cpu(t, tok) for t in g[:L]]
-                grad_att = [_cpu(t, pair) for t in g[L:]]
+                grad_att = None if rows else [_cpu(t, pair) for t in g[L:]]
         logits = _cpu(rec.logits)
         return Capture(
             logits=logits,
@@ -185,6 +203,7 @@ class ModelAdapter(ABC):
             grad_attentions=grad_att,
             tokens=batch.tokens,
             grid=batch.grid,
+            attention_rows=rows,
         )
 
     @torch.no_grad()

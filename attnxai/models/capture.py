@@ -20,13 +20,16 @@ class Capture:
     probs: torch.Tensor  # [B, C]
     target: torch.Tensor  # [B] class whose logit the gradients are of
     activations: list[torch.Tensor]  # L x [B, T, d], output of each block
-    attentions: list[torch.Tensor]  # L x [B, H, T, T], rows = queries
+    attentions: list[torch.Tensor]  # L x [B, H, T, T], rows = queries (``attention_rows``: [B, H, 1, T])
     valid_mask: torch.Tensor  # [B, T] non-special, non-padding tokens / patches
     token_mask: torch.Tensor  # [B, T] every real (non-padding) position, specials included
     grad_activations: list[torch.Tensor] | None = None  # L x [B, T, d]
     grad_attentions: list[torch.Tensor] | None = None  # L x [B, H, T, T]
     tokens: list[list[str]] | None = None  # text: B lists of T token strings
     grid: tuple[int, int] | None = None  # vision: (patch rows, patch cols)
+    #: True when ``attentions`` hold only the row the head reads per layer ([B, H, 1, T], mixed
+    #: by the readout's weights; no ``grad_attentions``), as TCAV asks (attention="readout").
+    attention_rows: bool = False
 
     @property
     def predictions(self) -> torch.Tensor:
@@ -72,13 +75,14 @@ class Capture:
             probs=torch.cat([p.probs for p in parts]),
             target=torch.cat([p.target for p in parts]),
             activations=cat_layers("activations", (1,)),
-            attentions=cat_layers("attentions", (2, 3)),
+            attentions=cat_layers("attentions", (3,) if parts[0].attention_rows else (2, 3)),
             valid_mask=cat([p.valid_mask for p in parts], (1,)),
             token_mask=cat([p.token_mask for p in parts], (1,)),
             grad_activations=cat_layers("grad_activations", (1,)),
             grad_attentions=cat_layers("grad_attentions", (2, 3)),
             tokens=tokens,
             grid=parts[0].grid,
+            attention_rows=parts[0].attention_rows,
         )
 
 

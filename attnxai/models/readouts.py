@@ -25,6 +25,8 @@ from typing import Any
 import torch
 
 READOUTS = ("cls", "mean", "last", "patches", "cls+patches", "cls+dist")
+#: Readouts that read one or two query rows: a capture for TCAV can record just those rows.
+ROW_READOUTS = frozenset({"cls", "last", "cls+dist"})
 #: Each readout in words (the model card).
 READOUT_WORDS = {"cls": "the first token ([CLS])", "mean": "the mean over all tokens",
                  "last": "the last non-padding token", "patches": "the mean of the patch tokens",

@@ -10,20 +10,23 @@ import torch.nn.functional as F
 
 from attnxai.errors import ModelLoadError, UserInputError
 from attnxai.models.base import Batch, ModelAdapter, Recorded
-from attnxai.models.readouts import READOUT_WORDS, hf_text_readout
+from attnxai.models.readout_attention import readout_attention
+from attnxai.models.readouts import ROW_READOUTS, READOUT_WORDS, hf_text_readout, readout_weights
 
 
 class TextAdapter(ModelAdapter):
     """Shared tokenisation: padding, truncation, and the mask of real word pieces."""
 
     modality = "text"
-    max_length: int = 512
+    max_length: int = 512  # where the tokenizer states no limit of its own
 
     def __init__(self, tokenizer: Any, **kw: Any) -> None:
         super().__init__(**kw)
         self.tokenizer = tokenizer
-        model_max = getattr(tokenizer, "model_max_length", None) or self.max_length
-        self.max_length = int(min(self.max_length, model_max))
+        # A tokenizer without a limit reports a huge sentinel (int(1e30)).
+        model_max = getattr(tokenizer, "model_max_length", None)
+        if model_max and model_max < 1_000_000:
+            self.max_length = int(model_max)
 
     def prepare(self, inputs: Sequence[Any]) -> Batch:
         texts = []
@@ -74,6 +77,7 @@ class HFTextClassifier(TextAdapter):
             tokenizer.padding_side = "right"
         if getattr(cfg, "pad_token_id", None) is None:
             cfg.pad_token_id = tokenizer.pad_token_id
+        self._rows_supported = True
 
     def forward_logits(self, batch: Batch) -> torch.Tensor:
         return self.model(**batch.model_inputs).logits
@@ -82,6 +86,23 @@ class HFTextClassifier(TextAdapter):
         out = self.model(**batch.model_inputs, output_hidden_states=True, output_attentions=True)
         # hidden_states[0] is the embedding output; [1:] are the blocks' outputs.
         return Recorded(out.logits, list(out.hidden_states[1:]), list(out.attentions))
+
+    def forward_readout_rows(self, batch: Batch) -> Recorded | None:
+        # Readouts of one or two rows only: a mean readout reads every row anyway.
+        if self.pooling not in ROW_READOUTS or not self._rows_supported:
+            return None
+        weights = readout_weights(batch.token_mask, self.pooling, batch.valid_mask)
+        try:
+            with readout_attention(self.model, weights):
+                rec = self.forward_recording(batch)
+        except (ValueError, NotImplementedError):  # a model without the attention interface
+            self._rows_supported = False
+            return None
+        B, T = batch.token_mask.shape
+        if any(tuple(a.shape) != (B, self.num_heads, 1, T) for a in rec.attentions):
+            self._rows_supported = False  # its layers ignored the implementation
+            return None
+        return rec
 
 
 class ZeroShotEncoder(TextAdapter):

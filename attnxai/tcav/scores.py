@@ -28,13 +28,15 @@ EPS = 1e-12
 
 
 def token_weights(attention: torch.Tensor, token_mask: torch.Tensor, pooling: str,
-                  valid_mask: torch.Tensor | None = None) -> torch.Tensor:
+                  valid_mask: torch.Tensor | None = None, rows: bool = False) -> torch.Tensor:
     """a_t for one layer: [B, H, T, T] attention -> [B, T], zero on padding: the mean over
     heads of the attention of the query row(s) the head reads (``pooling``, a readout of
     :mod:`attnxai.models.readouts`; ``valid_mask`` marks the patch tokens of the readouts that
-    read them)."""
-    A = attention.mean(1)  # [B, T, T], mean over heads
-    return readout_rows(A, token_mask, pooling, valid_mask) * token_mask.to(A.dtype)
+    read them). ``rows``: ``attention`` is already that row, [B, H, 1, T] (a capture with
+    ``attention_rows``)."""
+    A = attention.mean(1)  # [B, T, T] (or [B, 1, T]), mean over heads
+    row = A[:, 0] if rows else readout_rows(A, token_mask, pooling, valid_mask)
+    return row * token_mask.to(A.dtype)
 
 
 def directional_derivatives(grad_activations: torch.Tensor, cavs: torch.Tensor) -> torch.Tensor:
@@ -99,7 +101,8 @@ def capture_scores(cap: Capture, cavs: torch.Tensor, layers: list[int], pooling:
     elif weighting == "attention":
         # a: [L, 1, B, T], shared by the K CAVs of each layer.
         a = torch.stack([token_weights(cap.attentions[l], cap.token_mask, pooling,
-                                       cap.valid_mask) for l in layers])[:, None]
+                                       cap.valid_mask, cap.attention_rows)
+                         for l in layers])[:, None]
     else:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
     # Players only, like the CAVs' training rows: a [CLS]-read model's last block passes no

@@ -125,8 +125,12 @@ def stream_stats(adapter: ModelAdapter, inputs: Sequence[Any], target_idx: int,
     statistics as they come. Returns them and the seconds spent scoring (not capturing)."""
     total: ScoreStats | None = None
     offset, scoring_s = start, 0.0
+    # The adapter's own readout row is all the attention weighting needs (a long input then
+    # never materialises T x T attention); another pooling needs the full matrices.
+    attention = "readout" if pooling == adapter.pooling else "full"
     for cap in adapter.capture_batches(list(inputs), target=target_idx, grads=True,
-                                       batch_size=batch_size, progress=progress):
+                                       batch_size=batch_size, progress=progress,
+                                       attention=attention):
         t0 = time.perf_counter()
         part = batch_stats(cap, offset, directions, layers, pooling, weightings, groups, per_cav)
         offset += part.n

@@ -9,7 +9,8 @@ import streamlit as st
 from attnxai.audit.charts import (accuracy_chart, effect_chart, heatmap, layer_chart,
                                   significance_caption, weighting_chart)
 from attnxai.audit.config import DEMO_TCAV
-from attnxai.audit.verdicts import combined_verdict
+from attnxai.audit.verdicts import combined_verdict, with_relevance
+from attnxai.schema import PAIRS
 from ui.common import completed_runs, download_button, esc, get_store, guard, run_picker
 from ui.demo import demo_offer, is_demo
 from ui.jobs import current_job
@@ -118,8 +119,9 @@ effects = pd.DataFrame()
 with guard("reading the causal effects"):
     effects = _effects(str(store.path), run_id)
 # The effects of this target: the concepts' own pairs, and interventions on this dataset.
-mine = effects[(effects["target"] == target) & effects["dataset"].isin(["pairs", dataset])
+mine = effects[(effects["target"] == target) & effects["dataset"].isin([PAIRS, dataset])
                & effects["concept"].isin(concepts)] if not effects.empty else effects
+view = with_relevance(view, effects)
 
 # -- verdicts -----------------------------------------------------------------------------------
 st.subheader(f"Does the class “{esc(target)}” rely on these concepts?")
@@ -139,7 +141,8 @@ for c in concepts:
     if sig.empty:
         verdict = "no significant layer"
     else:
-        verdict = ", ".join(f"layer {int(r.layer)} ({r.direction})" for r in sig.itertuples())
+        verdict = ", ".join(f"layer {int(r.layer)} ({r.direction}{', ★ relies' if r.relies else ''})"
+                            for r in sig.itertuples())
     sentence = combined_verdict(c, g, mine[mine["concept"] == c] if not mine.empty else None)
     # The page's key sentence, whole: a table cell would cut it.
     st.markdown(f"- **{esc(c)}**: {esc(sentence)}")
@@ -173,7 +176,8 @@ if not layered.empty:
 tabs = st.tabs(["Concept × layer", "CAV accuracy", "Weighted vs plain", "Summary table",
                 "Causal effects table"])
 with tabs[0]:
-    st.caption("Mean sign-count TCAV; 0.5 = no preference. ★ significant; n/t: not testable; "
+    st.caption("Mean sign-count TCAV; 0.5 = no preference. ★ relies; ☆ TCAV alone is "
+               "significant; n/t: not testable; "
                "faded cells: unreliable CAVs.")
     st.altair_chart(heatmap(view, concepts), width="stretch")
 with tabs[1]:

@@ -63,7 +63,8 @@ class _Scores:
     per_cav: bool
 
     def run(self, adapter: ModelAdapter, items: list[Any], start: int) -> ScoreStats:
-        cap = adapter.capture(items, target=self.target_idx, grads=True, batch_size=len(items))
+        cap = adapter.capture(items, target=self.target_idx, grads=True, batch_size=len(items),
+                              attention="readout" if self.pooling == adapter.pooling else "full")
         return batch_stats(cap, start, self.directions, list(self.layers), self.pooling,
                            self.weightings, self.groups, self.per_cav)
 
