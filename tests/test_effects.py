@@ -115,6 +115,26 @@ def test_alpha_zero_changes_nothing_and_small_alpha_matches_the_derivative(pairs
         assert rel(up / alpha) <= 1e-2, (layer, rel(up / alpha))
 
 
+def test_directions_stacked_into_one_pass_equal_one_pass_per_direction(pairs):
+    """Every direction of a layer in one batched pass (chunks of up to ``max_rows`` rows, blocks
+    before the layer replayed) gives what one pass per direction gives; padding included."""
+    adapter, a, _ = pairs
+    torch.manual_seed(2)
+    cap = adapter.capture(list(a), grads=False)
+    v = torch.nn.functional.normalize(torch.randn(5, cap.activations[0].shape[-1]), dim=-1)
+    for layer in range(adapter.num_layers - 1):  # the last block's patches may not matter
+        # Steps up to the layer's mean token norm: large enough to move a tiny random model.
+        norm = float(cap.activations[layer][cap.valid_mask].norm(dim=-1).mean())
+        alphas = torch.linspace(-1.0, 1.0, 5) * norm
+        one_by_one = cav_intervention(adapter, a, 0, layer, v, alphas, max_rows=1)
+        stacked = cav_intervention(adapter, a, 0, layer, v, alphas)
+        chunked = cav_intervention(adapter, a, 0, layer, v, alphas, max_rows=2 * len(a))
+        scale = float(one_by_one.abs().max())
+        assert scale > 0  # the directions do move the logit
+        torch.testing.assert_close(stacked, one_by_one, atol=1e-4 * scale, rtol=0)
+        torch.testing.assert_close(chunked, one_by_one, atol=1e-4 * scale, rtol=0)
+
+
 def test_intervention_moves_the_concept_and_its_null_by_the_concepts_step(bert):
     """intervention_values pushes every concept CAV and every null CAV by the concept's mean
     gap: each value equals a direct intervention along that CAV by that step, and not the

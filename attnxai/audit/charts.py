@@ -41,7 +41,7 @@ def significance_caption(summary: pd.DataFrame, alpha: float | None) -> str:
 def _relies(summary: pd.DataFrame) -> pd.Series:
     """What a ★ marks: ``relies`` (:func:`attnxai.audit.verdicts.with_relevance`); a summary
     without it (no relevance attached) marks TCAV's significant layers as before."""
-    return _col(summary, "relies", np.nan).fillna(summary["significant"]).astype(bool)
+    return (summary["relies"] if "relies" in summary else summary["significant"]).astype(bool)
 
 
 def _long_scores(df: pd.DataFrame) -> pd.DataFrame:

@@ -4,8 +4,8 @@
 Every (model, audit seed) draws fresh concept pairs, target inputs and a random pool, and
 audits the planted concept and the control at the defaults:
 
-- ``tcav_logistic`` / ``tcav_pattern``: TCAV's flag (a ★: significant at some layer, attention
-  weighting, against the matched sign-flip null), with logistic and with pattern CAVs;
+- ``tcav_logistic`` / ``tcav_pattern``: TCAV's own test alone (significant at some layer,
+  attention weighting, against the matched sign-flip null), with logistic and pattern CAVs;
 - ``tcav_star``: what a TCAV chart's ★ marks: a logistic-CAV significant layer whose concept's
   causal effect relies the same way round (:func:`attnxai.audit.verdicts.with_relevance`);
 - ``tcav_output``: TCAV in output units: each CAV's token derivatives summed and times the
@@ -27,7 +27,7 @@ model's cases are scored at it. The figures are those held-out scores.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np

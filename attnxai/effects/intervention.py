@@ -15,20 +15,46 @@ from typing import Any
 
 import torch
 
-from attnxai.models.base import ModelAdapter, Target
+from attnxai.models.base import Batch, ModelAdapter, Target
 from attnxai.models.patching import patched_blocks, record_block_outputs
 
 #: Progress callback: (inputs done, inputs in all).
 InputProgress = Callable[[int, int], None]
 
 
+#: Rows (inputs x directions) of one batched intervention pass: directions are stacked into the
+#: batch up to this many rows (and always one direction's inputs), so memory stays bounded.
+MAX_ROWS = 512
+
+
+def _repeat(value: Any, times: int) -> Any:
+    """A batch tensor (or a block's tuple output, or None) repeated ``times`` along the batch."""
+    if isinstance(value, torch.Tensor):
+        return value.repeat(times, *([1] * (value.dim() - 1)))
+    if isinstance(value, tuple):
+        return tuple(_repeat(v, times) for v in value)
+    return value
+
+
+def repeat_batch(batch: Batch, times: int) -> Batch:
+    """``batch`` stacked ``times`` over (copy-major: rows k·B .. k·B + B - 1 are copy k)."""
+    return Batch(model_inputs={k: _repeat(v, times) for k, v in batch.model_inputs.items()},
+                 valid_mask=_repeat(batch.valid_mask, times),
+                 token_mask=_repeat(batch.token_mask, times),
+                 tokens=None if batch.tokens is None else batch.tokens * times, grid=batch.grid)
+
+
 @torch.no_grad()
 def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Target, layer: int,
                      directions: torch.Tensor, alphas: torch.Tensor,
-                     batch_size: int | None = None, progress: InputProgress | None = None
-                     ) -> torch.Tensor:
+                     batch_size: int | None = None, progress: InputProgress | None = None,
+                     max_rows: int = MAX_ROWS) -> torch.Tensor:
     """[N, K] change of each input's target logit when block ``layer``'s player tokens move by
-    ``alphas[k] * directions[k]`` (``directions`` [K, d], ``alphas`` [K])."""
+    ``alphas[k] * directions[k]`` (``directions`` [K, d], ``alphas`` [K]).
+
+    Per batch of inputs, one plain pass records every block's output; then the directions go
+    through in chunks stacked into the batch (each chunk one forward pass, blocks up to
+    ``layer`` replayed from the recording), at most ``max_rows`` rows at a time."""
     if directions.ndim != 2 or alphas.shape != directions.shape[:1]:
         raise ValueError("directions must be [K, d] and alphas [K]")
     if not 0 <= layer < adapter.num_layers:
@@ -42,18 +68,26 @@ def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Targe
         base, replay = record_block_outputs(adapter, batch)
         tgt = adapter.resolve_target(target if isinstance(target, (int, str)) or target is None
                                      else target[start:start + bs], base)
+        B = len(tgt)
+        base_k = base[torch.arange(B, device=tgt.device), tgt]
         players = batch.valid_mask.to(adapter.device)[:, :, None]
-        rows = torch.arange(len(tgt), device=tgt.device)
-        base_k = base[rows, tgt]
+        per_pass = max(1, max_rows // B)
         deltas = []
-        for step in steps:
-            with patched_blocks(adapter, {layer: lambda h, step=step: h + players * step.to(h.dtype)},
-                                replay=replay):
-                logits = adapter.forward_logits(batch)
+        for k0 in range(0, len(steps), per_pass):
+            chunk = steps[k0:k0 + per_pass]  # [c, d]
+            c = len(chunk)
+            big = repeat_batch(batch, c) if c > 1 else batch
+            # Row k·B + b moves input b along direction k0 + k.
+            add = chunk.repeat_interleave(B, dim=0)[:, None, :] * players.repeat(c, 1, 1)
+            rep = [_repeat(o, c) for o in replay[:layer + 1]] + replay[layer + 1:]
+            with patched_blocks(adapter, {layer: lambda h, add=add: h + add.to(h.dtype)},
+                                replay=rep):
+                logits = adapter.forward_logits(big)
+            picked = logits[torch.arange(c * B, device=logits.device), tgt.repeat(c)]
             # Subtract in the model's precision: a small step's change is below float32's
             # resolution of the logit itself.
-            deltas.append((logits[rows, tgt] - base_k).float())
-        out.append(torch.stack(deltas, dim=1).cpu())
+            deltas.append((picked - base_k.repeat(c)).float().reshape(c, B).T)
+        out.append(torch.cat(deltas, dim=1).cpu())
         if progress is not None:
             progress(min(start + bs, n), n)
     return torch.cat(out)
