@@ -287,7 +287,7 @@ def with_relevance(summary: pd.DataFrame, effects: pd.DataFrame | None) -> pd.Da
     (``relevance``) and ``relies``: TCAV is significant at the row's layer *and* the concept's
     effect is shown beyond the minimum relevant effect, the same way round. This is what a
     TCAV chart's ★ marks; a significant layer without it is a TCAV flag whose relevance is not
-    shown (on the ground-truth zoo, TCAV alone flagged 4 of 21 inert vision concepts)."""
+    shown (on the ground-truth zoo, TCAV alone flagged 4 of 21 inert vision cases)."""
     out = summary.copy()
     relevance = pd.Series(NOT_MEASURED, index=out.index, dtype=object)
     agrees = pd.Series(False, index=out.index)
