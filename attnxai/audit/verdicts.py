@@ -234,21 +234,23 @@ def _tcav_direction(rows: pd.DataFrame) -> str:
     return ", ".join(dict.fromkeys(rows["direction"].astype(str)))
 
 
-def _effect_evidence(causal: pd.DataFrame, output: bool) -> tuple[str, float, str]:
-    """The causal rows' verdict (a concept relies when any layer does, is negligible when
-    every row is), the mean of the row that decides it, and that row in words."""
-    how = "its pairs' output effect" if output else "CAV intervention"
-    unit = " on the probability" if (causal["measure"] == "output_prob").all() else " on the logit"
+def deciding_row(causal: pd.DataFrame) -> tuple[str, pd.Series]:
+    """The verdict of several effects rows of one concept (it relies when any row does, is
+    negligible when every row is, else inconclusive) and the row that decides it."""
     verdicts = causal.apply(row_verdict, axis=1)
     if (verdicts == RELIES).any():
-        rows, verdict = causal[verdicts == RELIES], RELIES
-        r = rows.loc[rows["p_adjusted"].idxmin()]
-    elif (verdicts == NEGLIGIBLE).all():
-        verdict = NEGLIGIBLE
-        r = causal.loc[causal["mean"].abs().idxmax()]
-    else:
-        verdict = INCONCLUSIVE
-        r = causal.loc[causal["p_adjusted"].idxmin()]
+        rows = causal[verdicts == RELIES]
+        return RELIES, rows.loc[rows["p_adjusted"].idxmin()]
+    if (verdicts == NEGLIGIBLE).all():
+        return NEGLIGIBLE, causal.loc[causal["mean"].abs().idxmax()]
+    return INCONCLUSIVE, causal.loc[causal["p_adjusted"].idxmin()]
+
+
+def _effect_evidence(causal: pd.DataFrame, output: bool) -> tuple[str, float, str]:
+    """The causal rows' verdict, the mean of the row that decides it, and that row in words."""
+    how = "its pairs' output effect" if output else "CAV intervention"
+    unit = " on the probability" if (causal["measure"] == "output_prob").all() else " on the logit"
+    verdict, r = deciding_row(causal)
     where = "" if output or pd.isna(r.get("layer")) else f" at layer {int(r['layer'])}"
     return verdict, float(r["mean"]), f"{how} is {r['mean']:+.3f}{unit}{where}, {_against(r)}"
 
@@ -273,13 +275,15 @@ def causal_label(effect_rows: pd.DataFrame | None) -> tuple[str, float]:
     """A concept's causal verdict (relies, negligible, inconclusive, or NOT_MEASURED) and the
     mean of the row deciding it: its pairs' output effect, else its CAV interventions, of
     which a negligible one is inconclusive (it does not show the class ignores the concept)."""
-    causal = _causal_rows(effect_rows)[0] if effect_rows is not None else pd.DataFrame()
+    if effect_rows is None:
+        return NOT_MEASURED, math.nan
+    causal, output = _causal_rows(effect_rows)
     if causal.empty:
         return NOT_MEASURED, math.nan
-    verdict, mean, _ = _effect_evidence(causal, True)
-    if verdict == NEGLIGIBLE and (causal["measure"] == "cav_intervention").all():
-        return INCONCLUSIVE, mean
-    return verdict, mean
+    verdict, row = deciding_row(causal)
+    if verdict == NEGLIGIBLE and not output:
+        return INCONCLUSIVE, float(row["mean"])
+    return verdict, float(row["mean"])
 
 
 def with_relevance(summary: pd.DataFrame, effects: pd.DataFrame | None) -> pd.DataFrame:

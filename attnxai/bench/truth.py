@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from attnxai.audit.verdicts import causal_label, with_relevance
+from attnxai.audit.verdicts import causal_label, deciding_row, with_relevance
 from attnxai.effects.config import EffectsConfig
 from attnxai.effects.intervention import first_order_intervention
 from attnxai.effects.run import intervention_row, null_cavs, pair_effects, pair_rows
@@ -79,13 +79,6 @@ class TruthBench:
 def _concept(name: str, member: Member, pairs: tuple[list, list]) -> ConceptSet:
     return ConceptSet(name=name, modality=member.modality, examples=pairs[0],
                       counterexamples=pairs[1], paired=True, default_pool="zoo-random")
-
-
-def _layer_verdict(verdicts: pd.Series) -> str:
-    """Relies at some layer; negligible at every layer; else inconclusive."""
-    if (verdicts == RELIES).any():
-        return RELIES
-    return NEGLIGIBLE if (verdicts == NEGLIGIBLE).all() else INCONCLUSIVE
 
 
 def _first_order_values(built: Built, inputs: list, result: Any, null_size: int
@@ -134,6 +127,11 @@ def audit_case(built: Built, seed: int, pairs: int = 50, inputs: int = 40, pool_
     layers = list(range(adapter.num_layers))
     first_order = _first_order_values(built, items, tcav["logistic"],
                                       EffectsConfig().intervention_null)
+    # TCAV does not depend on δ: each concept's attention-weighted rows, once.
+    tcav_rows = {c.name: {k: r.summary[(r.summary.concept == c.name)
+                                       & (r.summary.weighting == "attention")].assign(dataset="zoo")
+                          for k, r in tcav.items()}
+                 for c in concepts}
     out = []
     for delta in deltas:
         cfg = EffectsConfig(level="layers", min_effect=delta,
@@ -142,20 +140,18 @@ def audit_case(built: Built, seed: int, pairs: int = 50, inputs: int = 40, pool_
             effects = correct_effects(effect_frame(pair_rows(measured[c.name], adapter, [target],
                                                              layers, cfg, seed=seed)),
                                       "hierarchical", ALPHA)
-            tcav_rows = {k: r.summary[(r.summary.concept == c.name)
-                                      & (r.summary.weighting == "attention")]
-                         for k, r in tcav.items()}
+            rows = tcav_rows[c.name]
             output = effects[effects.measure == "output_prob"]
             patch = effects[effects.measure.str.startswith("patch")]
             verdicts = {
-                "tcav_logistic": RELIES if tcav_rows["logistic"].significant.any() else INCONCLUSIVE,
-                "tcav_pattern": RELIES if tcav_rows["pattern"].significant.any() else INCONCLUSIVE,
-                "tcav_star": RELIES if with_relevance(tcav_rows["logistic"].assign(dataset="zoo"),
-                                                      effects).relies.any() else INCONCLUSIVE,
-                "tcav_output": _layer_verdict(_first_order_rows(
-                    first_order[c.name], target, c.name, len(items), cfg.min_logit_effect).verdict),
+                "tcav_logistic": RELIES if rows["logistic"].significant.any() else INCONCLUSIVE,
+                "tcav_pattern": RELIES if rows["pattern"].significant.any() else INCONCLUSIVE,
+                "tcav_star": RELIES if with_relevance(rows["logistic"], effects).relies.any()
+                else INCONCLUSIVE,
+                "tcav_output": deciding_row(_first_order_rows(
+                    first_order[c.name], target, c.name, len(items), cfg.min_logit_effect))[0],
                 "output_effect": str(output.verdict.iloc[0]),
-                "patching": _layer_verdict(patch.verdict) if not patch.empty else INCONCLUSIVE,
+                "patching": deciding_row(patch)[0] if not patch.empty else INCONCLUSIVE,
                 "combined": causal_label(effects)[0],
             }
             truth = built.truth[c.name]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,8 +68,9 @@ def _attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch
     return out, row
 
 
+@functools.cache
 def register() -> None:
-    """Make ``NAME`` an attention implementation (and its mask SDPA's); idempotent."""
+    """Make ``NAME`` an attention implementation (and its mask SDPA's), once per process."""
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 

@@ -107,6 +107,13 @@ def concept_groups(kinds: Sequence[str], names: Sequence[str]) -> torch.Tensor:
     return torch.tensor(list(order.values()), dtype=torch.long)
 
 
+def scoring_attention(adapter: ModelAdapter, pooling: str) -> str:
+    """The attention a scoring capture asks for: the adapter's own readout row is all the
+    attention weighting needs (a long input then never materialises T x T attention); another
+    pooling needs the full matrices."""
+    return "readout" if pooling == adapter.pooling else "full"
+
+
 def batch_stats(cap: Any, start: int, directions: torch.Tensor, layers: list[int], pooling: str,
                 weightings: Sequence[str], groups: torch.Tensor, per_cav: bool) -> ScoreStats:
     """:class:`ScoreStats` of one capture (with gradients) of the inputs from ``start``."""
@@ -125,12 +132,9 @@ def stream_stats(adapter: ModelAdapter, inputs: Sequence[Any], target_idx: int,
     statistics as they come. Returns them and the seconds spent scoring (not capturing)."""
     total: ScoreStats | None = None
     offset, scoring_s = start, 0.0
-    # The adapter's own readout row is all the attention weighting needs (a long input then
-    # never materialises T x T attention); another pooling needs the full matrices.
-    attention = "readout" if pooling == adapter.pooling else "full"
     for cap in adapter.capture_batches(list(inputs), target=target_idx, grads=True,
                                        batch_size=batch_size, progress=progress,
-                                       attention=attention):
+                                       attention=scoring_attention(adapter, pooling)):
         t0 = time.perf_counter()
         part = batch_stats(cap, offset, directions, layers, pooling, weightings, groups, per_cav)
         offset += part.n

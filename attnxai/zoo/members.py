@@ -193,7 +193,8 @@ def build(member: Member, root: str | Path | None = None, log: Any = None) -> Bu
     """Train ``member`` unless its folder is cached, load it through ``load_model`` (the local
     path a user's model takes) and measure its truth (cached beside the weights)."""
     folder = zoo_dir(root) / f"{member.name}-{member.key()}"
-    if not (folder / "truth.json").is_file():
+    marker = folder / "truth.json"  # written last: a folder without it is retrained
+    if not marker.is_file():
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         if log:
@@ -204,16 +205,15 @@ def build(member: Member, root: str | Path | None = None, log: Any = None) -> Bu
             train_shapes(partial, member.seed, member.shapes, init=SHAPES_VIT_DIR)
         else:  # the built-in itself
             shutil.copytree(SHAPES_VIT_DIR, partial)
-        adapter = load_model(str(partial))
-        truth = measure_truth(member, adapter)
-        accuracy = clean_accuracy(member, adapter)
-        (partial / "truth.json").write_text(json.dumps(
-            {"truth": {c: asdict(t) for c, t in truth.items()}, "accuracy": accuracy},
-            indent=2) + "\n", encoding="utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         partial.rename(folder)
-    saved = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
     adapter = load_model(str(folder))
+    if not marker.is_file():
+        truth = measure_truth(member, adapter)
+        marker.write_text(json.dumps(
+            {"truth": {c: asdict(t) for c, t in truth.items()},
+             "accuracy": clean_accuracy(member, adapter)}, indent=2) + "\n", encoding="utf-8")
+    saved = json.loads(marker.read_text(encoding="utf-8"))
     truth = {c: Truth(**t) for c, t in saved["truth"].items()}
     return Built(member, folder, adapter, truth, float(saved["accuracy"]))
 

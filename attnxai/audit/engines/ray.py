@@ -25,7 +25,7 @@ from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
 from attnxai.tcav.cav import TokenTable
 from attnxai.tcav.run import FractionProgress, Scorer
-from attnxai.tcav.stream import ScoreStats, batch_stats
+from attnxai.tcav.stream import ScoreStats, batch_stats, scoring_attention
 
 
 def _ray() -> Any:
@@ -64,7 +64,7 @@ class _Scores:
 
     def run(self, adapter: ModelAdapter, items: list[Any], start: int) -> ScoreStats:
         cap = adapter.capture(items, target=self.target_idx, grads=True, batch_size=len(items),
-                              attention="readout" if self.pooling == adapter.pooling else "full")
+                              attention=scoring_attention(adapter, self.pooling))
         return batch_stats(cap, start, self.directions, list(self.layers), self.pooling,
                            self.weightings, self.groups, self.per_cav)
 
