@@ -443,7 +443,7 @@ def test_image_concept_set_audit_and_drilldown_through_the_ui(env):
     assert any("mean over 3 CAVs" in c.value for c in at.caption)
 
 
-def test_eta_is_said_in_words_and_only_once_stable(monkeypatch):
+def test_eta_is_said_in_words_and_counts_down_the_runs_estimate(monkeypatch):
     from ui import jobs
 
     assert [jobs.fmt_eta(s) for s in (None, 12, 59, 61, 170, 3000, 4000, 7300)] == [
@@ -452,18 +452,14 @@ def test_eta_is_said_in_words_and_only_once_stable(monkeypatch):
     now = [1000.0]
     monkeypatch.setattr(jobs.time, "time", lambda: now[0])
     job = jobs.AuditJob(config=None, description="d", started=1000.0)
-
-    def at(t: float, fraction: float):
-        now[0] = 1000.0 + t
-        job.progress = {"fraction": fraction, "message": ""}
-        return job.eta()
-
-    assert at(5, 0.05) is None  # under 10% of the work
-    assert at(20, 0.20) is None  # a first estimate (80 s left), not yet confirmed
-    assert at(21, 0.22) is None  # too soon after it to confirm it
-    assert at(30, 0.40) is None  # 45 s left where 70 s were expected: not stable yet
-    assert at(40, 0.50) == pytest.approx(40.0)  # agrees with the last one: shown from now on
-    assert at(41, 0.49) is not None
+    assert job.eta() is None  # the run has measured nothing yet
+    job.left = (1010.0, 90.0)  # the run said 90 s left at t = 10 s
+    now[0] = 1040.0
+    assert job.eta() == pytest.approx(60.0)  # counted down between two reports
+    now[0] = 1200.0
+    assert job.eta() == 0.0  # never negative
+    job.status = "done"
+    assert job.eta() is None
 
 
 def test_decoder_only_classifier_audit_through_the_ui(env, tmp_path):

@@ -116,7 +116,7 @@ def test_alpha_zero_changes_nothing_and_small_alpha_matches_the_derivative(pairs
 
 
 def test_directions_stacked_into_one_pass_equal_one_pass_per_direction(pairs):
-    """Every direction of a layer in one batched pass (chunks of up to ``max_rows`` rows, blocks
+    """Every direction of a layer in one batched pass (chunks of up to ``max_tokens`` tokens, blocks
     before the layer replayed) gives what one pass per direction gives; padding included."""
     adapter, a, _ = pairs
     torch.manual_seed(2)
@@ -126,9 +126,10 @@ def test_directions_stacked_into_one_pass_equal_one_pass_per_direction(pairs):
         # Steps up to the layer's mean token norm: large enough to move a tiny random model.
         norm = float(cap.activations[layer][cap.valid_mask].norm(dim=-1).mean())
         alphas = torch.linspace(-1.0, 1.0, 5) * norm
-        one_by_one = cav_intervention(adapter, a, 0, layer, v, alphas, max_rows=1)
+        one_by_one = cav_intervention(adapter, a, 0, layer, v, alphas, max_tokens=1)
         stacked = cav_intervention(adapter, a, 0, layer, v, alphas)
-        chunked = cav_intervention(adapter, a, 0, layer, v, alphas, max_rows=2 * len(a))
+        chunked = cav_intervention(adapter, a, 0, layer, v, alphas,
+                                   max_tokens=2 * cap.valid_mask.numel())  # two directions a pass
         scale = float(one_by_one.abs().max())
         assert scale > 0  # the directions do move the logit
         torch.testing.assert_close(stacked, one_by_one, atol=1e-4 * scale, rtol=0)

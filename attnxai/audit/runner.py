@@ -28,12 +28,15 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from attnxai.audit.actcache import CachedActivations, model_hash
 from attnxai.audit.config import DEMO, AuditConfig
 from attnxai.audit.engines import Engine, ModelRef
 from attnxai.audit.engines.local import LocalEngine
+from attnxai.audit.progress import (ANALYSED, EXAMPLES, EFFECTS_SHARE, PREDICTED, AuditCancelled,
+                                    Steps, TimeLeft, audit_work, layer_work)
 from attnxai.audit.records import RunConcept, RunDataset
 from attnxai.io.concepts import ConceptSet, load_audit_concepts
 from attnxai.io.datasets import Dataset, demo_dataset, load_dataset
@@ -48,14 +51,6 @@ from attnxai.tcav.run import (FractionProgress, Scorer, TCAVResult, apply_correc
 
 log = logging.getLogger(__name__)
 _VERSIONED = ("attnxai", "torch", "transformers", "timm", "numpy", "scipy", "pandas", "duckdb")
-
-
-class AuditCancelled(Exception):
-    """Raised by :func:`run_audit` after a cancelled run has been marked ``cancelled``."""
-
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"audit run {run_id} was cancelled")
-        self.run_id = run_id
 
 
 @dataclass
@@ -141,15 +136,15 @@ def validate_audit(config: AuditConfig, adapter: ModelAdapter | None = None,
 
     datasets = []
     loaded = _load_datasets(config, adapter)
-    if isinstance(progress, _Steps):  # size the bar's stages before the first prediction
-        progress.plan(_work(config, adapter, plan, concepts, [(ds, None) for _, ds in loaded]))
+    if isinstance(progress, Steps):  # size the bar's stages before the first prediction
+        progress.plan(audit_work(config, adapter, plan, concepts, [(ds, None) for _, ds in loaded]))
     n_items = sum(len(ds) for _, ds in loaded)
     for k, (name, ds) in enumerate(loaded):
         before = sum(len(d) for _, d in loaded[:k])
 
         def tick(done: int, total: int, before: int = before, name: str = name) -> None:
             if progress:
-                progress((before + done) / n_items * _PREDICTED,
+                progress((before + done) / n_items * PREDICTED,
                          f"predicting {name} ({before + done}/{n_items} inputs)")
         probs = adapter.predict(ds.items, batch_size=batch_size, progress=tick)
         top = probs.max(1)
@@ -182,163 +177,6 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
 
 
-# Where the run's stages lie on the nominal 0..1 scale the code reports progress in:
-# prediction (validate_audit), the concept and pool examples' activations, each dataset x
-# target's TCAV then the causal effects (_execute), saving. The bar shows them by their
-# estimated work instead (_work, _Steps.plan), so each moves it by its share.
-_PREDICTED, _EXAMPLES, _ANALYSED = 0.05, 0.2, 0.95
-#: The share of the analysis span that _execute gives the causal effects, when they run.
-_EFFECTS_SHARE = 0.25
-#: example_tables reports the examples' activations as the first 30% of its stage; run_tcav
-#: reports its CAV fits from 30% to 60% and its gradients from 60% to 95% of its stage.
-_ACTIVATIONS_DONE, _FITS_DONE, _GRADIENTS_DONE = 0.3, 0.6, 0.95
-# Work, in forward passes of one input (measured on the two built-ins on 2 CPU cores, where the
-# ratios move with the load): a prediction or a capture without gradients 1, with gradients
-# about 2; one CAV fit at one layer 1-3; patching one pair at one layer one way about 1; a CAV
-# intervention (one input, one direction, from the layer on) about 0.1.
-_COST_GRADIENT, _COST_FIT, _COST_PATCH, _COST_INTERVENTION = 2.0, 2.0, 1.0, 0.1
-
-
-def _work(config: AuditConfig, adapter: ModelAdapter, plan: Any, concepts: list[ConceptSet],
-          datasets: list[tuple[Dataset, dict[str, tuple[list[int], str]] | None]]
-          ) -> list[tuple[float, float, str]]:
-    """The estimated work of each stage, as ``(end on the nominal scale, work, kind)``.
-
-    Each dataset comes with its selected inputs per target, or None before prediction: then
-    a target's inputs are counted from the labels when they name it, else as an equal share.
-    """
-    tcav = config.tcav
-    layers = len(tcav.layers) if tcav.layers is not None else adapter.num_layers
-    n_inputs = []  # per dataset x target, in _execute's order
-    for ds, selected in datasets:
-        for t in config.targets:
-            if selected is not None:
-                n = len(selected[t][0])
-            elif labels_name_class(ds.labels, t):
-                n = sum(1 for y in ds.labels if y == t)
-            else:
-                n = len(ds) / max(len(adapter.labels), 1)
-            n_inputs.append(min(n, config.limit) if config.limit else n)
-    effects = config.effects
-    level = effects.level
-    effect_work = 0.0
-    if level != "none":
-        paired = [c for c in concepts if c.paired and c.counterexamples]
-        per_pair = 2 + (2 * layers * _COST_PATCH if level in ("layers", "all") else 0)
-        effect_work += sum(len(c.examples) for c in paired) * per_pair
-        if level == "all":
-            # Every concept without pairs moves its own CAVs and the null CAVs by its own step.
-            directions = (effects.intervention_null + tcav.num_cavs) * (len(concepts) - len(paired))
-            cap = effects.intervention_inputs
-            effect_work += sum(min(n, cap) for n in n_inputs) * layers \
-                * directions * _COST_INTERVENTION
-    work = [(_PREDICTED, float(sum(len(ds) for ds, _ in datasets)), "forward"),
-            (_PREDICTED + (_EXAMPLES - _PREDICTED) * _ACTIVATIONS_DONE,
-             float(len(plan.examples.items)), "forward"),
-            (_EXAMPLES, 0.0, "other")]
-    tcav_end = _ANALYSED - (_ANALYSED - _EXAMPLES) * (_EFFECTS_SHARE if level != "none" else 0)
-    span = (tcav_end - _EXAMPLES) / max(len(n_inputs), 1)
-    fits = len(plan.specs) * _COST_FIT  # per layer
-    for k, n in enumerate(n_inputs):  # the first dataset x target fits every layer's CAVs
-        lo = _EXAMPLES + k * span
-        work.append((lo + span * _ACTIVATIONS_DONE, 0.0, "other"))
-        if k == 0:  # run_tcav reports each layer's fits as it finishes them
-            work += [(lo + span * (_ACTIVATIONS_DONE + (_FITS_DONE - _ACTIVATIONS_DONE)
-                                   * (j + 1) / layers), fits, "fit") for j in range(layers)]
-        else:
-            work.append((lo + span * _FITS_DONE, 0.0, "other"))
-        work += [(lo + span * _GRADIENTS_DONE, n * _COST_GRADIENT, "gradient"),
-                 (lo + span, 0.0, "other")]
-    if level != "none":
-        work.append((_ANALYSED, effect_work, "effects"))
-    total = sum(w for _, w, _ in work)
-    return work + [(1.0, 0.01 * total, "save")]
-
-
-class _Steps:
-    """Maps each stage's own 0..1 progress into the run's, and checks for cancellation.
-
-    Stages report on a nominal scale (prediction 0-5%, examples 5-20%, analysis 20-95%,
-    saving). :meth:`plan` gives every stage still to come its share of the rest of the bar by
-    its work (:func:`_work`) times the measured seconds per unit of that kind of work: each
-    finished stage measures its kind, and the stages after it are shared out again. The bar
-    keeps what it shows and never moves back.
-    """
-
-    def __init__(self, run_id: str, progress: FractionProgress | None,
-                 cancel: threading.Event | None) -> None:
-        self.run_id, self.progress, self.cancel = run_id, progress, cancel
-        self.lo, self.hi, self.label = 0.0, 1.0, ""
-        self.knots = [(0.0, 0.0), (1.0, 1.0)]  # nominal -> shown; the identity until planned
-        self.at, self.shown = 0.0, 0.0
-        self.work: list[tuple[float, float, float, str]] = []  # (start, end, units, kind) to come
-        self.spent: dict[str, list[float]] = {}  # kind -> [seconds, units] measured so far
-        self.mark = time.perf_counter()  # when the stage under way began
-
-    def plan(self, work: list[tuple[float, float, str]]) -> None:
-        """The stages' ``(nominal end, units, kind)`` in order (:func:`_work`); those ending
-        after the current position share the rest of the bar."""
-        starts = [0.0] + [end for end, _, _ in work[:-1]]
-        self.work = [(max(a, self.at), e, w * max(0.0, min(1.0, (e - self.at) / (e - a)))
-                      if e > a else 0.0, k)
-                     for a, (e, w, k) in zip(starts, work) if e > self.at]
-        self._share()
-
-    def _rate(self, kind: str) -> float:
-        """Measured seconds per unit of ``kind``; until measured, that of a forward pass."""
-        for k in (kind, "forward"):
-            seconds, units = self.spent.get(k, (0.0, 0.0))
-            if units > 0 and seconds > 0:
-                return seconds / units
-        return 1.0
-
-    def _share(self) -> None:
-        x0, y0 = self.at, self.shown
-        weights = [(e, w * self._rate(k)) for _, e, w, k in self.work]
-        total = sum(w for _, w in weights)
-        if total <= 0:
-            return
-        kept = [(x, y) for x, y in self.knots if x < x0] + [(x0, y0)]
-        done = 0.0
-        for e, w in weights:
-            done += w
-            kept.append((e, y0 + (1.0 - y0) * done / total))
-        self.knots = kept
-
-    def _shown(self, nominal: float) -> float:
-        for (x1, y1), (x2, y2) in zip(self.knots, self.knots[1:]):
-            if nominal <= x2:
-                return y1 if x2 <= x1 else y1 + (y2 - y1) * (nominal - x1) / (x2 - x1)
-        return self.knots[-1][1]
-
-    def stage(self, lo: float, hi: float, label: str) -> None:
-        self.lo, self.hi, self.label = lo, hi, label
-        self(0.0, "")
-
-    def check(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise AuditCancelled(self.run_id)
-
-    def __call__(self, fraction: float, message: str) -> None:
-        self.check()  # called per batch, so a cancel takes effect within one batch
-        self.at = max(self.at, self.lo + (self.hi - self.lo) * min(max(fraction, 0.0), 1.0))
-        self.shown = max(self.shown, self._shown(self.at))
-        finished = False
-        while self.work and self.at >= self.work[0][1]:  # a stage ended: measure its kind
-            _, _, units, kind = self.work.pop(0)
-            now = time.perf_counter()
-            if units > 0:
-                spent = self.spent.setdefault(kind, [0.0, 0.0])
-                spent[0] += now - self.mark
-                spent[1] += units
-            self.mark, finished = now, True
-        if finished:  # the stages after it, shared again by what their kinds measured
-            self._share()
-        if self.progress:
-            text = f"{self.label}: {message}" if self.label and message else self.label or message
-            self.progress(self.shown, text)
-
-
 def _input_name(ds: AuditDataset, i: int) -> str:
     """How the drill-down finds input i: the text, the image path, or (for images held in
     memory, e.g. from a zip) the dataset source and the item's position."""
@@ -355,13 +193,13 @@ def _with_dataset(result: TCAVResult, name: str) -> dict[str, pd.DataFrame]:
     return {k: v.assign(dataset=name) for k, v in tables.items()}
 
 
-def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations,
+def _execute(prep: PreparedAudit, steps: Steps, acts: CachedActivations,
              scorer: Scorer | None = None) -> dict[str, pd.DataFrame]:
     """TCAV for every dataset x target (target inputs scored by ``scorer``: an engine's); the
     result tables of the whole run."""
     pairs = [(ds, t) for ds in prep.datasets for t in prep.targets]
     tcav = prep.config.tcav
-    steps.stage(_PREDICTED, _EXAMPLES, "concept and random-pool activations")
+    steps.stage(PREDICTED, EXAMPLES, "concept and random-pool activations")
     layers = list(tcav.layers)
     acts(_plan_items(prep), layers)  # once for the whole run; each run_tcav reuses it
     parts: dict[str, list[pd.DataFrame]] = {}
@@ -369,12 +207,12 @@ def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations,
     cavs = None
     fits: dict = {}  # every dataset x target shares the run's CAVs: trained once per layer
     ecfg = prep.config.effects
-    effects_share = 0.0 if ecfg.level == "none" else _EFFECTS_SHARE
-    span = (_ANALYSED - _EXAMPLES) * (1 - effects_share) / len(pairs)
+    effects_share = 0.0 if ecfg.level == "none" else EFFECTS_SHARE
+    span = (ANALYSED - EXAMPLES) * (1 - effects_share) / len(pairs)
     results = []
     for k, (ds, target) in enumerate(pairs):
         idx, rule = ds.selected[target]
-        steps.stage(_EXAMPLES + k * span, _EXAMPLES + (k + 1) * span, f"{ds.name} / {target}")
+        steps.stage(EXAMPLES + k * span, EXAMPLES + (k + 1) * span, f"{ds.name} / {target}")
         result = run_tcav(prep.adapter, [ds.data.items[i] for i in idx], target, prep.concepts,
                           prep.pools, tcav, progress=steps, activations=acts, fit_cache=fits,
                           scorer=scorer)
@@ -395,12 +233,12 @@ def _execute(prep: PreparedAudit, steps: _Steps, acts: CachedActivations,
     tables["summary"] = apply_correction(tables["summary"], tcav.correction, tcav.alpha)
     tables["inputs"] = pd.concat(inputs, ignore_index=True)
     tables["cavs"] = cavs
-    lo = _EXAMPLES + (_ANALYSED - _EXAMPLES) * (1 - effects_share)
-    tables["effects"], tables["pair_effects"] = _effects(prep, results, steps, lo, _ANALYSED)
+    lo = EXAMPLES + (ANALYSED - EXAMPLES) * (1 - effects_share)
+    tables["effects"], tables["pair_effects"] = _effects(prep, results, steps, lo, ANALYSED)
     return tables
 
 
-def _effects(prep: PreparedAudit, results: list, steps: _Steps, lo: float, hi: float
+def _effects(prep: PreparedAudit, results: list, steps: Steps, lo: float, hi: float
              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Causal effects (docs/method.md §6): output effects and layer-wise patching of every
     paired concept for every target, and with ``effects="all"`` CAV interventions of the other
@@ -426,6 +264,8 @@ def _effects(prep: PreparedAudit, results: list, steps: _Steps, lo: float, hi: f
         per_pair.append(frame)
     k = len(paired)
     for ds, target, inputs, result in results:
+        # Layer j's share of a concept's interventions: by the blocks its edits rerun.
+        done = np.cumsum([0.0, *layer_work(result.layers, adapter.num_layers)])
         for c in unpaired:
             steps.stage(lo + k * step, lo + (k + 1) * step,
                         f"CAV interventions of {c.name} on {ds.name} / {target}")
@@ -433,7 +273,7 @@ def _effects(prep: PreparedAudit, results: list, steps: _Steps, lo: float, hi: f
             rows += intervention_rows(
                 adapter, inputs, target, c.name, c.default_pool, result.specs, result.layers,
                 result.directions, result.gaps, cfg, ds.name, tcav.batch_size,
-                lambda j: steps(j / len(result.layers), f"layer {result.layers[j]}"))
+                lambda j: steps(done[j] / done[-1], f"layer {result.layers[j]}"))
     effects = correct_effects(effect_frame(rows), tcav.correction, tcav.alpha)
     return effects, TABLES["pair_effects"].frame(pd.concat(per_pair, ignore_index=True)
                                                  if per_pair else [])
@@ -480,7 +320,8 @@ def _ending(store: Store, run_id: str, t0: float,
 
 def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | None = None,
               cancel: threading.Event | None = None, adapter: ModelAdapter | None = None,
-              use_cache: bool = True, engine: Engine | None = None) -> str:
+              use_cache: bool = True, engine: Engine | None = None,
+              time_left: TimeLeft | None = None) -> str:
     """Validate, run and store an audit; return its run id.
 
     ``progress(fraction, message)`` is called throughout; setting ``cancel`` stops the run
@@ -491,7 +332,9 @@ def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | No
     (:class:`UserInputError` from :func:`validate_audit`) removes that row again, so it leaves
     no run behind. ``use_cache=False`` neither reads nor writes the activation cache.
     ``engine`` runs the example and target passes (:mod:`attnxai.audit.engines`; default:
-    local); the caller closes it. The results do not depend on it.
+    local); the caller closes it. The results do not depend on it. ``time_left(seconds)``
+    hears the run's estimate of the seconds it has left with every progress report
+    (:class:`attnxai.audit.progress.Steps`; None until a first rate is measured).
     """
     config.validate()  # a bad option fails before anything is written
     run_id = new_run_id()
@@ -500,7 +343,7 @@ def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | No
                     model_hash="", datasets=[], targets=list(config.targets),
                     concepts=[RunConcept(c, "", "concept") for c in config.concepts],
                     config=config, library_versions=library_versions())
-    steps = _Steps(run_id, progress, cancel)
+    steps = Steps(run_id, progress, cancel, time_left)
     try:
         with _ending(store, run_id, t0, spare=(UserInputError,)):
             steps.stage(0.0, 1.0, "")  # validate_audit reports on the run's scale
@@ -532,7 +375,7 @@ def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | No
         store.describe_run(run_id, model=adapter.spec, model_hash=mhash, datasets=ds_rows,
                            targets=prep.targets, concepts=concept_rows, config=prep.config)
         # The exact inputs of every target are known now: re-share the rest of the bar.
-        steps.plan(_work(prep.config, adapter, plan_cavs(prep.concepts, prep.pools,
+        steps.plan(audit_work(prep.config, adapter, plan_cavs(prep.concepts, prep.pools,
                                                          prep.config.tcav),
                          prep.concepts, [(ds.data, ds.selected) for ds in prep.datasets]))
         engine = engine or LocalEngine()

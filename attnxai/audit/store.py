@@ -665,6 +665,16 @@ class Store:
                 [model_hash, list(set(example_hashes)), list(layers)]).fetchall()
         return {(h, layer): _tensor(data, dtype, n, d) for h, layer, dtype, n, d, data in rows}
 
+    def cached_keys(self, model_hash: str, example_hashes: Sequence[str],
+                    layers: Sequence[int]) -> set[tuple[str, int]]:
+        """The ``(example hash, layer)`` entries of the cache that exist (without their data)."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT example_hash, layer FROM activation_cache WHERE model_hash = ? "
+                "AND example_hash IN (SELECT unnest(?)) AND list_contains(?, layer)",
+                [model_hash, list(set(example_hashes)), list(layers)]).fetchall()
+        return {(h, int(layer)) for h, layer in rows}
+
     def cache_activations(self, model_hash: str,
                           entries: dict[tuple[str, int], torch.Tensor]) -> None:
         """Add token activations to the cache (entries already there are kept as they are),

@@ -102,17 +102,29 @@ def parse_layers(text: str) -> list[int] | None:
 
 
 class _Bar:
-    """A tqdm bar driven by run_tcav's (fraction, message) callback."""
+    """A tqdm bar driven by the audit's (fraction, message) callback, with the run's own
+    estimate of the time left (``time_left``) where tqdm would extrapolate the bar."""
 
     def __init__(self, desc: str) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(total=100, desc=desc, file=sys.stderr, leave=False,
-                        bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}{postfix}")
+                        bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}{postfix}")
+        self.left: float | None = None
+        self.message = ""
 
     def __call__(self, fraction: float, message: str) -> None:
         self.bar.n = int(round(100 * fraction))
-        self.bar.set_postfix_str(message, refresh=True)
+        self.message = message
+        self._show()
+
+    def time_left(self, seconds: float | None) -> None:
+        self.left = seconds
+        self._show()
+
+    def _show(self) -> None:
+        left = "" if self.left is None else f"<{self.bar.format_interval(self.left)} left, "
+        self.bar.set_postfix_str(f"{left}{self.message}", refresh=True)
 
     def close(self) -> None:
         self.bar.close()
@@ -195,7 +207,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         stack.callback(engine.close)
         bar = _Bar("audit")
         try:
-            run_id = run_audit(config, store, progress=bar, engine=engine)
+            run_id = run_audit(config, store, progress=bar, engine=engine,
+                               time_left=bar.time_left)
         finally:
             bar.close()
         run = store.get_run(run_id)

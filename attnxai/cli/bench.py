@@ -176,6 +176,20 @@ def cmd_bench_scale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_audit(args: argparse.Namespace) -> int:
+    """`attnxai bench audit`: one audit of any model, stage by stage, and its time left."""
+    from attnxai.bench.audit import bench_audit, format_audit_bench
+
+    concepts = tuple(c.strip() for c in args.concepts.split(",") if c.strip()) \
+        if args.concepts else None
+    _log(f"benchmarking an audit of {args.model} ...")
+    result = bench_audit(args.model, args.target, concepts, device=args.device,
+                         effects=args.effects, dtype=args.dtype, batch_size=args.batch_size,
+                         log=_log)
+    print(json.dumps(result.as_dict(), indent=2) if args.json else format_audit_bench(result))
+    return 0
+
+
 def cmd_bench_cavs(args: argparse.Namespace) -> int:
     """`attnxai bench cavs`: pattern vs logistic CAVs: calibration, power, alignment, cost."""
     from attnxai.bench.cavs import bench_cavs, format_cavs_table
@@ -219,6 +233,22 @@ def register(sub: Any) -> None:
     b.add_argument("--device", default=None)
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench_scale)
+    b = bench_sub.add_parser("audit", help="one audit of any model: each stage's seconds against "
+                                           "its floor of passes, peak RSS, time left said vs "
+                                           "actual")
+    b.add_argument("--model", default="builtin:minilm-zeroshot",
+                   help="any model spec, or random:bert-base / random:vit-b16 (random weights "
+                        "at base size, built offline)")
+    b.add_argument("--target", default=None, help="default: sports (text), triangle (images)")
+    b.add_argument("--concepts", default=None,
+                   help="comma-separated; default: sports-words,finance-words,weather,negation "
+                        "(text), striped-objects,red-objects (images)")
+    b.add_argument("--effects", default="all", choices=["all", "output", "layers", "none"])
+    b.add_argument("--device", default=None)
+    b.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    b.add_argument("--batch-size", type=int, default=32)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench_audit)
     b = bench_sub.add_parser("shapley", help="exact attention-Shapley: closed form vs enumeration, "
                                              "share of a forward pass, sampling error")
     b.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

@@ -22,9 +22,10 @@ from attnxai.models.patching import patched_blocks, record_block_outputs
 InputProgress = Callable[[int, int], None]
 
 
-#: Rows (inputs x directions) of one batched intervention pass: directions are stacked into the
-#: batch up to this many rows (and always one direction's inputs), so memory stays bounded.
-MAX_ROWS = 512
+#: Tokens (inputs x directions x tokens) of one batched intervention pass: directions are
+#: stacked into the batch up to this many tokens (and always one direction's inputs), so memory
+#: stays bounded whatever the length: 800 rows of 20 tokens, 83 of 197.
+MAX_TOKENS = 16384
 
 
 def _repeat(value: Any, times: int) -> Any:
@@ -48,13 +49,13 @@ def repeat_batch(batch: Batch, times: int) -> Batch:
 def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Target, layer: int,
                      directions: torch.Tensor, alphas: torch.Tensor,
                      batch_size: int | None = None, progress: InputProgress | None = None,
-                     max_rows: int = MAX_ROWS) -> torch.Tensor:
+                     max_tokens: int = MAX_TOKENS) -> torch.Tensor:
     """[N, K] change of each input's target logit when block ``layer``'s player tokens move by
     ``alphas[k] * directions[k]`` (``directions`` [K, d], ``alphas`` [K]).
 
     Per batch of inputs, one plain pass records every block's output; then the directions go
     through in chunks stacked into the batch (each chunk one forward pass, blocks up to
-    ``layer`` replayed from the recording), at most ``max_rows`` rows at a time."""
+    ``layer`` replayed from the recording), at most ``max_tokens`` tokens at a time."""
     if directions.ndim != 2 or alphas.shape != directions.shape[:1]:
         raise ValueError("directions must be [K, d] and alphas [K]")
     if not 0 <= layer < adapter.num_layers:
@@ -71,7 +72,7 @@ def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Targe
         B = len(tgt)
         base_k = base[torch.arange(B, device=tgt.device), tgt]
         players = batch.valid_mask.to(adapter.device)[:, :, None]
-        per_pass = max(1, max_rows // B)
+        per_pass = max(1, max_tokens // (B * players.shape[1]))
         deltas = []
         for k0 in range(0, len(steps), per_pass):
             chunk = steps[k0:k0 + per_pass]  # [c, d]
@@ -79,7 +80,9 @@ def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Targe
             big = repeat_batch(batch, c) if c > 1 else batch
             # Row k·B + b moves input b along direction k0 + k.
             add = chunk.repeat_interleave(B, dim=0)[:, None, :] * players.repeat(c, 1, 1)
-            rep = [_repeat(o, c) for o in replay[:layer + 1]] + replay[layer + 1:]
+            # Only the edited block's output feeds the blocks that run; those before it
+            # return their recordings to replayed blocks, which ignore them.
+            rep = [*replay[:layer], _repeat(replay[layer], c), *replay[layer + 1:]]
             with patched_blocks(adapter, {layer: lambda h, add=add: h + add.to(h.dtype)},
                                 replay=rep):
                 logits = adapter.forward_logits(big)

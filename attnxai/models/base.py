@@ -36,6 +36,25 @@ class Recorded:
     attentions: list[torch.Tensor]
 
 
+#: What one capture pass may hold, in bytes (its activations, attentions and, with gradients,
+#: what autograd keeps for the backward): a batch that would hold more is split into smaller
+#: passes, so a long input or a wide model does not multiply the memory by the batch size.
+CAPTURE_BUDGET_BYTES = 1 << 30
+
+
+def capture_bytes(num_layers: int, width: int, heads: int, tokens: int, grads: bool,
+                  full_attention: bool) -> int:
+    """Estimated bytes one input of ``tokens`` tokens holds during a capture: every layer's
+    activations (and their gradients), its attention matrices when captured in full, and with
+    gradients what autograd keeps per block for the backward pass (Korthikanti et al. 2022:
+    about 34 values per token and width and 5 per token, head and key, in float32)."""
+    kept = 2 if grads else 1
+    per_token = 4 * width * kept + (4 * heads * tokens * kept if full_attention else 0)
+    if grads:
+        per_token += 4 * (17 * width + 2.5 * heads * tokens)
+    return int(num_layers * tokens * per_token)
+
+
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -160,9 +179,29 @@ class ModelAdapter(ABC):
         return Capture.concat(list(self.capture_batches(inputs, target, grads, batch_size,
                                                         progress, attention)))
 
+    @property
+    def width(self) -> int:
+        """The width of the residual stream (the model config's, else 64 per head)."""
+        cfg = getattr(self.model, "config", None)
+        for name in ("hidden_size", "d_model", "n_embd", "dim"):
+            value = getattr(cfg, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        value = getattr(self.model, "embed_dim", None)
+        return value if isinstance(value, int) and value > 0 else 64 * self.num_heads
+
     def _capture_batch(self, chunk: Sequence[Any], target: Target, grads: bool,
                        rows: bool = False) -> Capture:
         batch = self.prepare(chunk)
+        most = max(1, CAPTURE_BUDGET_BYTES // capture_bytes(
+            self.num_layers, self.width, self.num_heads, batch.token_mask.shape[1], grads,
+            full_attention=not rows))
+        if len(chunk) > most:  # over the budget: smaller passes (each padded to its own length)
+            per_input = target is not None and not isinstance(target, (int, str))
+            return Capture.concat([
+                self._capture_batch(chunk[i:i + most],
+                                    target[i:i + most] if per_input else target, grads, rows)
+                for i in range(0, len(chunk), most)])
         # Padding positions carry values that depend on the batch's length; zero them so a
         # capture does not depend on how inputs were batched.
         real = batch.token_mask.to(self.device)

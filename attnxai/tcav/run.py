@@ -29,13 +29,14 @@ from attnxai.models.pairs import differing_players
 from attnxai.schema import TABLES
 from attnxai.stats import NULL_GROUP, NULL_TESTS, STATISTICS, adjust_frame, p_value
 from attnxai.tcav.config import TCAVConfig
+from attnxai.tcav.spill import LayerTables, MappedTables, TableWriter
 from attnxai.tcav.stream import PER_INPUT, ScoreStats, concept_groups, stream_stats
 
 #: Progress of a stage: ``(fraction done 0..1, message)``.
 FractionProgress = Callable[[float, str], None]
 #: Token activations of examples at layers: ``(items, layers) -> one TokenTable per layer``, rows in
 #: item order as :func:`example_tables` returns them (lets a caller serve them from a cache).
-ActivationSource = Callable[[list[Any], list[int]], list[TokenTable]]
+ActivationSource = Callable[[list[Any], list[int]], Sequence[TokenTable]]
 #: Scores target inputs: called with the keyword arguments of :func:`stream_stats` after
 #: ``adapter``; returns the inputs' statistics and the seconds spent scoring (lets an engine
 #: shard the pass over workers).
@@ -213,10 +214,10 @@ def pair_row_masks(adapter: ModelAdapter, plan: CAVPlan, batch_size: int | None
 
 
 def example_tables(adapter: ModelAdapter, items: list[Any], layers: list[int],
-                    batch_size: int | None, progress: FractionProgress | None) -> list[TokenTable]:
-    """Token activations (players only) of every example at every chosen layer."""
-    rows: list[list[torch.Tensor]] = [[] for _ in layers]
-    owners: list[torch.Tensor] = []
+                   batch_size: int | None, progress: FractionProgress | None) -> LayerTables:
+    """Token activations (players only) of every example at every chosen layer, written to
+    disk batch by batch (:mod:`attnxai.tcav.spill`: memory holds one batch, not the tables)."""
+    writer = TableWriter(len(layers))
     offset = 0
 
     def tick(done: int, total: int) -> None:
@@ -226,17 +227,14 @@ def example_tables(adapter: ModelAdapter, items: list[Any], layers: list[int],
     for cap in adapter.capture_batches(items, grads=False, batch_size=batch_size, progress=tick):
         mask = cap.valid_mask
         idx = torch.arange(offset, offset + len(cap))[:, None].expand_as(mask)
-        owners.append(idx[mask])
-        for j, l in enumerate(layers):
-            rows[j].append(cap.activations[l][mask])
+        writer.add([cap.activations[l][mask] for l in layers], idx[mask])
         offset += len(cap)
-    example = torch.cat(owners)
-    return [TokenTable(rows=torch.cat(r), example=example) for r in rows]
+    return writer.finish()
 
 
 def cav_tables(adapter: ModelAdapter, plan: CAVPlan, layers: list[int], batch_size: int | None,
                activations: ActivationSource | None = None, progress: FractionProgress | None = None
-               ) -> list[TokenTable]:
+               ) -> Sequence[TokenTable]:
     """The rows every CAV of `plan` trains on, one table per layer: the examples' token
     activations (from `activations`, else forward passes), matched pairs cut to the tokens
     where the pair differs."""
@@ -246,7 +244,7 @@ def cav_tables(adapter: ModelAdapter, plan: CAVPlan, layers: list[int], batch_si
         tables = activations(plan.examples.items, layers)
     if plan.pairs:
         keep = pair_row_masks(adapter, plan, batch_size)
-        tables = [t.select(keep) for t in tables]
+        tables = MappedTables(tables, lambda t: t.select(keep))  # a layer at a time
     return tables
 
 
@@ -297,13 +295,15 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
     tables = cav_tables(adapter, plan, missing, cfg.batch_size, activations, progress) if missing else []
     t_examples = time.perf_counter()
     for j, l in enumerate(missing):
+        table = tables[j]  # one layer's rows in memory at a time
         if cfg.cav == "pattern":
-            fit = train_pattern_cavs(tables[j], specs, seed=cfg.seed, holdout=cfg.holdout,
+            fit = train_pattern_cavs(table, specs, seed=cfg.seed, holdout=cfg.holdout,
                                      device=adapter.device)
         else:
-            fit = train_cavs(tables[j], specs, seed=cfg.seed, l2=cfg.l2, holdout=cfg.holdout,
+            fit = train_cavs(table, specs, seed=cfg.seed, l2=cfg.l2, holdout=cfg.holdout,
                              device=adapter.device)
-        fit.gaps = projection_gaps(tables[j], specs, fit.directions)
+        fit.gaps = projection_gaps(table, specs, fit.directions)
+        del table
         cache[(key, l)] = fit
         if progress:
             progress(0.3 + 0.3 * (j + 1) / len(missing), f"trained {len(specs)} CAVs at layer {l}")

@@ -27,11 +27,6 @@ from attnxai.errors import UserInputError
 log = logging.getLogger("attnxai.dashboard")
 
 
-#: The ETA is shown from this share of the work on, once two estimates at least
-#: ETA_GAP_S apart agree within ETA_AGREE (relative) or ETA_AGREE_S seconds.
-ETA_FROM, ETA_GAP_S, ETA_AGREE, ETA_AGREE_S = 0.10, 3.0, 0.25, 20.0
-
-
 @dataclass
 class AuditJob:
     config: Any
@@ -49,8 +44,7 @@ class AuditJob:
     adapter: Any = None  # the loaded model the audit uses (None: run_audit loads it)
     lock: Any = None  # that model's lock, held while the audit runs
     cancel_requested: float | None = None
-    _eta_seen: tuple[float, float] | None = None  # (when, estimate) of an earlier estimate
-    _eta_stable: bool = False
+    left: tuple[float, float | None] = (0.0, None)  # (when, the run's seconds left then)
 
     @property
     def running(self) -> bool:
@@ -71,26 +65,13 @@ class AuditJob:
         return max(0.0, self.finished - self.cancel_requested)
 
     def eta(self) -> float | None:
-        """Seconds left, extrapolated from the progress so far; None until it is stable: from
-        :data:`ETA_FROM` of the work on, once two estimates a few seconds apart agree."""
-        f = float(self.progress.get("fraction", 0.0))
-        if not self.running or f < ETA_FROM:
+        """Seconds left: the run's own estimate (the work still to do at the rates measured
+        so far, :class:`attnxai.audit.progress.Steps`), counted down since it was made; None
+        until the run has measured a first rate."""
+        when, seconds = self.left
+        if not self.running or seconds is None:
             return None
-        now = time.time()
-        estimate = (now - self.started) * (1.0 - f) / f
-        if not self._eta_stable:
-            seen = self._eta_seen
-            if seen is None or now - seen[0] < ETA_GAP_S:
-                if seen is None:
-                    self._eta_seen = (now, estimate)
-                return None
-            expected = seen[1] - (now - seen[0])  # what the earlier estimate says now
-            if abs(estimate - expected) <= max(ETA_AGREE * max(expected, 0.0), ETA_AGREE_S):
-                self._eta_stable = True
-            else:
-                self._eta_seen = (now, estimate)
-                return None
-        return estimate
+        return max(0.0, seconds - (time.time() - when))
 
     def wait(self, timeout: float | None = None) -> None:
         if self.thread is not None:
@@ -104,12 +85,15 @@ def _work(job: AuditJob, store_path: str) -> None:
     def progress(fraction: float, message: str) -> None:
         job.progress = {"fraction": max(0.0, min(1.0, float(fraction))), "message": str(message)}
 
+    def time_left(seconds: float | None) -> None:
+        job.left = (time.time(), seconds)
+
     status, error = "failed", None
     try:
         store = Store(store_path)
         with job.lock.hold(job.description) if job.lock is not None else contextlib.nullcontext():
             job.run_id = run_audit(job.config, store, progress=progress, cancel=job.cancel,
-                                   adapter=job.adapter)
+                                   adapter=job.adapter, time_left=time_left)
         status = "done"
     except AuditCancelled:
         status = "cancelled"
@@ -163,7 +147,7 @@ def fmt_seconds(s: float | None) -> str:
 
 def fmt_eta(s: float | None) -> str:
     """A time left as a person would say it: "under a minute", "about 3 min", "about 1 h 20
-    min"; "estimating…" while there is no stable estimate."""
+    min"; "estimating…" while there is no estimate yet."""
     if s is None:
         return "estimating…"
     if s < 60:

@@ -99,7 +99,7 @@ def _progress_panel() -> None:
             c1, c2, c3 = st.columns([1, 1, 1])
             c1.metric("elapsed", fmt_seconds(job.elapsed()))
             c2.metric("time left", fmt_eta(job.eta()),
-                      help="Shown once the estimate is stable, from 10% of the work on.")
+                      help="The work still to do at the speed each kind of work has run at so far.")
             with c3:
                 if job.cancel.is_set():
                     st.caption("Cancelling… (stops within one batch)")

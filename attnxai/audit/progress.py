@@ -1,0 +1,229 @@
+"""An audit's progress: where each stage lies on the bar, and how many seconds are left.
+
+Stages report on a nominal 0..1 scale (prediction 0-5%, the examples' activations 5-20%, the
+analysis 20-95% with its causal effects last, saving). :func:`audit_work` estimates every
+stage's work in units of one input's forward pass, from the audit's shape (inputs, examples,
+CAVs, layers, pairs, intervention directions); :class:`Steps` measures the seconds per unit of
+each kind of work as the stages run (the stage under way included) and from that gives the
+bar's shares and the seconds left. A kind not measured yet is priced at the forward pass's
+rate, so the work estimates are in forward passes wherever the cost can be derived from the
+model: an edit at layer l reruns only the blocks after it (:func:`layer_work`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from attnxai.tcav.run import FractionProgress, labels_name_class
+
+#: Receives the run's estimate of the seconds it has left (None until a rate is measured).
+TimeLeft = Callable[["float | None"], None]
+
+# Where the run's stages lie on the nominal 0..1 scale the code reports progress in:
+# prediction (validate_audit), the concept and pool examples' activations, each dataset x
+# target's TCAV then the causal effects (_execute), saving.
+PREDICTED, EXAMPLES, ANALYSED = 0.05, 0.2, 0.95
+#: The share of the analysis span that the causal effects take, when they run.
+EFFECTS_SHARE = 0.25
+#: example_tables reports the examples' activations as the first 30% of its stage; run_tcav
+#: reports its CAV fits from 30% to 60% and its gradients from 60% to 95% of its stage.
+ACTIVATIONS_DONE, FITS_DONE, GRADIENTS_DONE = 0.3, 0.6, 0.95
+# Prior costs in forward passes of one input, until a stage of the kind measures its own: a
+# capture with gradients about 2; one CAV fit at one layer 1-3 (measured on the built-ins).
+_COST_GRADIENT, _COST_FIT = 2.0, 2.0
+
+
+class AuditCancelled(Exception):
+    """Raised by ``run_audit`` after a cancelled run has been marked ``cancelled``."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"audit run {run_id} was cancelled")
+        self.run_id = run_id
+
+
+def layer_work(layers: Sequence[int], num_layers: int) -> list[float]:
+    """The cost of an edit at each of ``layers``, in forward passes: the blocks before and at
+    the edited one are replayed from a recording, so only the ``num_layers - 1 - l`` blocks
+    after it and the readout run (the readout and the embeddings counted as one block)."""
+    return [(num_layers - l) / (num_layers + 1) for l in layers]
+
+
+def audit_work(config: Any, adapter: Any, plan: Any, concepts: Sequence[Any],
+               datasets: Sequence[tuple[Any, dict[str, tuple[list[int], str]] | None]]
+               ) -> list[tuple[float, float, str]]:
+    """The estimated work of each stage, as ``(end on the nominal scale, units, kind)``, in
+    the order the run reaches them (``config``: an AuditConfig; ``plan``: its CAV plan).
+
+    Each dataset comes with its selected inputs per target, or None before prediction: then
+    a target's inputs are counted from the labels when they name it, else as an equal share.
+    The causal effects are one stage per paired concept, then one per dataset x target x
+    concept without pairs, as the runner reports them.
+    """
+    tcav, effects = config.tcav, config.effects
+    layers = list(tcav.layers) if tcav.layers is not None else list(range(adapter.num_layers))
+    n_inputs = []  # per dataset x target, in the run's order
+    for ds, selected in datasets:
+        for t in config.targets:
+            if selected is not None:
+                n = len(selected[t][0])
+            elif labels_name_class(ds.labels, t):
+                n = sum(1 for y in ds.labels if y == t)
+            else:
+                n = len(ds) / max(len(adapter.labels), 1)
+            n_inputs.append(min(n, config.limit) if config.limit else n)
+    work = [(PREDICTED, float(sum(len(ds) for ds, _ in datasets)), "forward"),
+            (PREDICTED + (EXAMPLES - PREDICTED) * ACTIVATIONS_DONE,
+             float(len(plan.examples.items)), "forward"),
+            (EXAMPLES, 0.0, "other")]
+    level = effects.level
+    tcav_end = ANALYSED - (ANALYSED - EXAMPLES) * (EFFECTS_SHARE if level != "none" else 0)
+    span = (tcav_end - EXAMPLES) / max(len(n_inputs), 1)
+    fits = len(plan.specs) * _COST_FIT  # per layer
+    for k, n in enumerate(n_inputs):  # the first dataset x target fits every layer's CAVs
+        lo = EXAMPLES + k * span
+        work.append((lo + span * ACTIVATIONS_DONE, 0.0, "other"))
+        if k == 0:  # run_tcav reports each layer's fits as it finishes them
+            work += [(lo + span * (ACTIVATIONS_DONE + (FITS_DONE - ACTIVATIONS_DONE)
+                                   * (j + 1) / len(layers)), fits, "fit")
+                     for j in range(len(layers))]
+        else:
+            work.append((lo + span * FITS_DONE, 0.0, "other"))
+        work += [(lo + span * GRADIENTS_DONE, n * _COST_GRADIENT, "gradient"),
+                 (lo + span, 0.0, "other")]
+    if level != "none":
+        edits = sum(layer_work(layers, adapter.num_layers))
+        paired = [c for c in concepts if c.paired and c.counterexamples]
+        unpaired = [c for c in concepts if c not in paired] if effects.interventions else []
+        # A pair: both members' recorded passes, then one edited pass per layer and way.
+        per_pair = 2 + (2 * edits if effects.patching else 0)
+        jobs = [(len(c.examples) * per_pair, "pairs") for c in paired]
+        directions = effects.intervention_null + tcav.num_cavs
+        jobs += [(min(n, effects.intervention_inputs) * directions * edits, "intervention")
+                 for n in n_inputs for _ in unpaired]
+        step = (ANALYSED - tcav_end) / max(len(jobs), 1)
+        work += [(tcav_end + (k + 1) * step, units, kind) for k, (units, kind) in enumerate(jobs)]
+        if not jobs:
+            work.append((ANALYSED, 0.0, "other"))
+    total = sum(w for _, w, _ in work)
+    return work + [(1.0, 0.01 * total, "save")]
+
+
+class Steps:
+    """Maps each stage's own 0..1 progress into the run's, checks for cancellation, and
+    estimates the seconds left.
+
+    :meth:`plan` gives every stage still to come its share of the rest of the bar by its work
+    (:func:`audit_work`) times the measured seconds per unit of that kind of work: each
+    finished stage measures its kind, and the stages after it are shared out again. The bar
+    keeps what it shows and never moves back, so it cannot itself say how long is left: the
+    seconds left are the work still to do times each kind's rate, measured so far (the stage
+    under way counts from its first report), and reported to ``time_left``.
+    """
+
+    def __init__(self, run_id: str, progress: FractionProgress | None,
+                 cancel: threading.Event | None, time_left: TimeLeft | None = None) -> None:
+        self.run_id, self.progress, self.cancel = run_id, progress, cancel
+        self.time_left = time_left
+        self.lo, self.hi, self.label = 0.0, 1.0, ""
+        self.knots = [(0.0, 0.0), (1.0, 1.0)]  # nominal -> shown; the identity until planned
+        self.at, self.shown = 0.0, 0.0
+        self.work: list[tuple[float, float, float, str]] = []  # (start, end, units, kind) to come
+        self.spent: dict[str, list[float]] = {}  # kind -> [seconds, units] measured so far
+        self.mark = time.perf_counter()  # when the stage under way began
+
+    def plan(self, work: list[tuple[float, float, str]]) -> None:
+        """The stages' ``(nominal end, units, kind)`` in order (:func:`audit_work`); those
+        ending after the current position share the rest of the bar."""
+        starts = [0.0] + [end for end, _, _ in work[:-1]]
+        self.work = [(max(a, self.at), e, w * max(0.0, min(1.0, (e - self.at) / (e - a)))
+                      if e > a else 0.0, k)
+                     for a, (e, w, k) in zip(starts, work) if e > self.at]
+        self._share()
+
+    def _measured(self) -> dict[str, tuple[float, float]]:
+        """Seconds and units of each kind so far, the stage under way included."""
+        out = {k: (s, u) for k, (s, u) in self.spent.items()}
+        if self.work:
+            start, end, units, kind = self.work[0]
+            done = units * min(max((self.at - start) / (end - start), 0.0), 1.0) \
+                if end > start else 0.0
+            if done > 0:
+                s, u = out.get(kind, (0.0, 0.0))
+                out[kind] = (s + time.perf_counter() - self.mark, u + done)
+        return out
+
+    @staticmethod
+    def _rate(measured: dict[str, tuple[float, float]], kind: str) -> float | None:
+        """Seconds per unit of ``kind``; until measured, that of a forward pass."""
+        for k in (kind, "forward"):
+            seconds, units = measured.get(k, (0.0, 0.0))
+            if units > 0 and seconds > 0:
+                return seconds / units
+        return None
+
+    def seconds_left(self) -> float | None:
+        """The work still to do at each kind's measured rate; None before any is measured."""
+        measured = self._measured()
+        left = 0.0
+        for i, (start, end, units, kind) in enumerate(self.work):
+            rate = self._rate(measured, kind)
+            if rate is None:
+                return None
+            todo = units if i else units * (1.0 - min(max(
+                (self.at - start) / (end - start), 0.0), 1.0) if end > start else 0.0)
+            left += todo * rate
+        return left
+
+    def _share(self) -> None:
+        x0, y0 = self.at, self.shown
+        measured = {k: (s, u) for k, (s, u) in self.spent.items()}
+        weights = [(e, w * (self._rate(measured, k) or 1.0)) for _, e, w, k in self.work]
+        total = sum(w for _, w in weights)
+        if total <= 0:
+            return
+        kept = [(x, y) for x, y in self.knots if x < x0] + [(x0, y0)]
+        done = 0.0
+        for e, w in weights:
+            done += w
+            kept.append((e, y0 + (1.0 - y0) * done / total))
+        self.knots = kept
+
+    def _shown(self, nominal: float) -> float:
+        for (x1, y1), (x2, y2) in zip(self.knots, self.knots[1:]):
+            if nominal <= x2:
+                return y1 if x2 <= x1 else y1 + (y2 - y1) * (nominal - x1) / (x2 - x1)
+        return self.knots[-1][1]
+
+    def stage(self, lo: float, hi: float, label: str) -> None:
+        """The stage from ``lo`` to ``hi`` on the nominal scale begins."""
+        self.lo, self.hi, self.label = lo, hi, label
+        self(0.0, "")
+
+    def check(self) -> None:
+        """Raise :class:`AuditCancelled` once the run was asked to stop."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise AuditCancelled(self.run_id)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.check()  # called per batch, so a cancel takes effect within one batch
+        self.at = max(self.at, self.lo + (self.hi - self.lo) * min(max(fraction, 0.0), 1.0))
+        self.shown = max(self.shown, self._shown(self.at))
+        finished = False
+        while self.work and self.at >= self.work[0][1]:  # a stage ended: measure its kind
+            _, _, units, kind = self.work.pop(0)
+            now = time.perf_counter()
+            if units > 0:
+                spent = self.spent.setdefault(kind, [0.0, 0.0])
+                spent[0] += now - self.mark
+                spent[1] += units
+            self.mark, finished = now, True
+        if finished:  # the stages after it, shared again by what their kinds measured
+            self._share()
+        if self.progress:
+            text = f"{self.label}: {message}" if self.label and message else self.label or message
+            self.progress(self.shown, text)
+        if self.time_left:
+            self.time_left(self.seconds_left())

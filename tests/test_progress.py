@@ -1,0 +1,127 @@
+"""An audit's time left: the work model, the estimate against a simulated clock, and the
+benchmark that compares it with the truth on a real audit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from attnxai.audit import progress as progress_mod
+from attnxai.audit.progress import Steps, layer_work
+from attnxai.bench.audit import EtaRow, eta_rows, stage_of, stage_seconds
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_time_left_is_exact_for_each_kind_once_measured(monkeypatch):
+    """Three stages whose kinds run at 1, 0.5 and 3 s per unit. While a kind has not run,
+    it is priced at the forward rate; from the first report of a stage of a kind on, its own
+    rate. So the estimate is exact in the last stage and off by exactly the unmeasured
+    intervention's mispricing before it."""
+    clock = Clock()
+    monkeypatch.setattr(progress_mod.time, "perf_counter", clock)
+    rates = {"forward": 1.0, "fit": 0.5, "intervention": 3.0}
+    work = [(0.2, 10.0, "forward"), (0.6, 40.0, "fit"), (1.0, 20.0, "intervention")]
+    said: list[float | None] = []
+    steps = Steps("r", None, None, time_left=said.append)
+    steps.plan(work)
+    starts = [0.0] + [e for e, _, _ in work[:-1]]
+    truth_total = sum(u * rates[k] for _, u, k in work)
+    spent = 0.0
+    checks = []
+    for (lo, (hi, units, kind)) in zip(starts, work):
+        steps.stage(lo, hi, kind)
+        for i in range(1, 11):  # ten equal reports per stage
+            clock.t += units / 10 * rates[kind]
+            spent += units / 10 * rates[kind]
+            steps(i / 10, f"{i}/10")
+            checks.append((kind, i, said[-1], truth_total - spent))
+    for kind, i, estimate, truth in checks:
+        if kind == "intervention":
+            assert estimate == pytest.approx(truth)
+        elif kind == "fit":
+            # Every fit is priced right; the 20 intervention units at 1 s instead of 3 s.
+            assert estimate == pytest.approx(truth - 20 * (3.0 - 1.0))
+    assert said[-1] == pytest.approx(0.0)
+
+
+def test_nothing_is_said_before_a_first_rate(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(progress_mod.time, "perf_counter", clock)
+    said: list[float | None] = []
+    steps = Steps("r", None, None, time_left=said.append)
+    steps.plan([(0.5, 4.0, "forward"), (1.0, 4.0, "fit")])
+    steps.stage(0.0, 0.5, "predicting")
+    assert said == [None]
+    clock.t = 2.0
+    steps(0.5, "1/2")  # two units in 2 s: 1 s per unit for the six left
+    assert said[-1] == pytest.approx(6.0)
+
+
+def test_an_edit_reruns_the_blocks_after_its_layer():
+    L = 12
+    assert layer_work([L - 1], L) == [pytest.approx(1 / (L + 1))]  # only the readout
+    assert layer_work([0], L) == [pytest.approx(L / (L + 1))]  # every block after the first
+    w = layer_work(range(L), L)
+    assert all(a > b for a, b in zip(w, w[1:]))
+
+
+def test_stage_seconds_give_each_report_its_stage():
+    events = [(1.0, "loading m"), (2.0, "predicting demo (4/8 inputs)"),
+              (3.0, "predicting demo (8/8 inputs)"), (3.5, "concept and random-pool activations"),
+              (6.0, "concept and random-pool activations: activations of 9 concept and random "
+                    "examples"),
+              (6.5, "demo / x"), (9.0, "demo / x: trained 30 CAVs at layer 0"),
+              (10.0, "demo / x: gradients of 5 inputs of 'x'"),
+              (10.5, "CAV interventions of c on demo / x"),
+              (14.0, "CAV interventions of c on demo / x: layer 1"),
+              (15.0, "saving results")]
+    seconds = stage_seconds(events, total=16.0)
+    assert seconds == {"other (loading the data, hashing the model)": 1.0,
+                       "prediction": 2.5, "example activations": 3.0, "CAV training": 2.5,
+                       "target pass": 1.5, "CAV interventions": 4.5, "saving": 1.0}
+    assert sum(seconds.values()) == pytest.approx(16.0)
+    assert stage_of("CAV interventions of c on demo / x") == ("CAV interventions", True)
+
+
+def test_eta_rows_count_down_the_last_estimate():
+    rows = eta_rows([(1.0, None), (2.0, 10.0), (6.0, 2.0)], total=10.0, at=(0.1, 0.3, 0.8))
+    assert rows[0] == EtaRow(0.1, None, 9.0)
+    assert rows[1].predicted_s == pytest.approx(9.0) and rows[1].actual_s == pytest.approx(7.0)
+    assert rows[2].predicted_s == pytest.approx(0.0) and rows[2].error == pytest.approx(-1.0)
+
+
+def test_bench_audit_profiles_a_real_audit(tmp_path):
+    """A small BERT with the demo's classes, audited with a paired and an unpaired concept:
+    every stage is timed, the stages add up to the audit, the forward stages have floors."""
+    import transformers as tf
+
+    from attnxai.bench.audit import bench_audit, format_audit_bench
+    from attnxai.bench.basemodels import RANDOM_MODELS
+    from attnxai.models.loading import minilm_dir
+
+    labels = RANDOM_MODELS["bert-base"][1]
+    torch.manual_seed(0)
+    tf.BertForSequenceClassification(tf.BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        num_labels=4, id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)})).save_pretrained(tmp_path)
+    tf.AutoTokenizer.from_pretrained(minilm_dir()).save_pretrained(tmp_path)
+    result = bench_audit(str(tmp_path), concepts=("sports-words", "negation"))
+    stages = {r.stage: r for r in result.stages}
+    assert {"prediction", "example activations", "CAV training", "target pass", "pair effects",
+            "CAV interventions", "saving"} <= set(stages)
+    assert sum(r.seconds for r in result.stages) == pytest.approx(result.total_s, rel=1e-6)
+    assert sum(r.share for r in result.stages) == pytest.approx(1.0)
+    for name in ("prediction", "target pass", "pair effects", "CAV interventions"):
+        assert stages[name].floor_s > 0
+    assert stages["CAV training"].floor_s is None
+    assert result.n_inputs == 34 and len(result.eta) == 9
+    assert any(r.predicted_s is not None for r in result.eta)
+    assert "| CAV interventions |" in format_audit_bench(result)
