@@ -48,6 +48,44 @@ def test_batched_cavs_match_sklearn():
     assert fit.accuracy[:5].min() > 0.75 and fit.accuracy[5:].mean() < 0.65
 
 
+def test_few_row_problems_beside_wide_ones_reach_sklearns_optimum():
+    """Problems on a few rows (matched pairs' differing tokens) are solved in their own group
+    with their own preconditioner, not scored over the whole table: each problem, narrow or
+    wide, reaches the optimum sklearn finds for it alone."""
+    from sklearn.linear_model import LogisticRegression
+
+    from attnxai.tcav.cav import _span_groups, fit_logistic_batched
+
+    torch.manual_seed(1)
+    N, d, l2 = 600, 32, 1e-2
+    X = torch.randn(N, d) * torch.linspace(0.1, 4.0, d)  # anisotropic
+    X[:30] += 1.5 * torch.randn(d)  # the narrow problems' positives
+    gen = np.random.default_rng(1)
+    idx = [np.arange(60)] * 3 + [gen.choice(N, 300, replace=False) for _ in range(3)]
+    n = max(len(i) for i in idx)
+    rows = torch.zeros(len(idx), n, dtype=torch.long)
+    y, w = torch.zeros(len(idx), n), torch.zeros(len(idx), n)
+    labels = []
+    for k, i in enumerate(idx):
+        lab = (np.arange(len(i)) < 30) if k < 3 else gen.random(len(i)) < 0.5
+        labels.append(lab)
+        rows[k, :len(i)] = torch.from_numpy(np.sort(i) if k >= 3 else i)
+        y[k, :len(i)] = torch.from_numpy(lab.astype(np.float32))
+        pos = lab.sum()
+        w[k, :len(i)] = torch.from_numpy(np.where(lab, 0.5 / pos, 0.5 / (len(i) - pos)))
+    groups = _span_groups(rows, w, 2**25)
+    assert sorted(sorted(g.tolist()) for g, _, _ in groups) == [[0, 1, 2], [3, 4, 5]]
+    coef, _, converged = fit_logistic_batched(X, rows, y, w, l2)
+    assert converged
+    for k, i in enumerate(idx):
+        picked = X[rows[k, :len(i)]].numpy()
+        ref = LogisticRegression(C=1.0 / (l2 * len(i)), class_weight="balanced", tol=1e-10,
+                                 max_iter=100000).fit(picked, labels[k])
+        cos = torch.nn.functional.cosine_similarity(
+            torch.tensor(ref.coef_[0], dtype=torch.float32), coef[k], dim=0)
+        assert cos >= 0.999, (k, float(cos))
+
+
 def test_weighting_formula_by_hand():
     s = torch.tensor([[1.0, -2.0, 3.0, 0.0]])
     a = torch.tensor([[0.5, 0.25, 0.25, 0.0]])

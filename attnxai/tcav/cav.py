@@ -103,50 +103,67 @@ def fit_logistic_batched(X: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w
     intercept [K], and whether every problem stopped before max_iter.
     """
     d = X.shape[1]
-    # Precondition with the curvature at the start, H0 ~ Cov(X)/4 + l2*I, shared by all
-    # problems: with coef = P phi the problem in phi is nearly isotropic, so few iterations
-    # suffice even though transformer activations are very anisotropic. The objective is
-    # unchanged (the penalty becomes l2/2 * phi' P^2 phi), so is its minimiser.
+    coef = torch.zeros(rows.shape[0], d, dtype=X.dtype, device=X.device)
+    intercept = torch.zeros(rows.shape[0], dtype=X.dtype, device=X.device)
+    all_done = True
+    for group, lo, hi in _span_groups(rows, w, chunk_floats):
+        P, P2 = _preconditioner(X[lo:hi], l2)
+        Za = torch.cat([X[lo:hi] @ P, torch.ones(hi - lo, 1, dtype=X.dtype, device=X.device)],
+                       dim=1)
+        local = torch.where(w[group] > 0, rows[group] - lo, 0)  # padding points at any row
+        phi, done = _lbfgs_chunk(Za, local, y[group], w[group], P2, l2, max_iter, tol, ftol,
+                                 history)
+        coef[group], intercept[group] = phi[:, :d] @ P, phi[:, d]
+        all_done &= done
+    return coef, intercept, all_done
+
+
+def _preconditioner(X: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """P = H0^(-1/2) and P^2 for the curvature at the start, H0 ~ Cov(X)/4 + l2*I, of the
+    rows ``X`` a group of problems draws on.
+
+    With coef = P phi the problem in phi is nearly isotropic, so few iterations suffice even
+    though transformer activations are very anisotropic. The objective is unchanged (the
+    penalty becomes l2/2 * phi' P^2 phi), so is its minimiser. Taken per group: problems on a
+    few rows (matched pairs' differing tokens) have no curvature from the data in most
+    directions, where the whole table's covariance would leave them badly conditioned.
+    """
     Xc = X - X.mean(0)
     evals, evecs = torch.linalg.eigh((Xc.T @ Xc / X.shape[0]).double())
     inv_sqrt = (0.25 * evals.clamp(min=0) + l2).rsqrt()
     P = ((evecs * inv_sqrt) @ evecs.T).to(X.dtype)
     P2 = ((evecs * inv_sqrt**2) @ evecs.T).to(X.dtype)
-    Za = torch.cat([X @ P, torch.ones(X.shape[0], 1, dtype=X.dtype, device=X.device)], dim=1)
-    coef = torch.zeros(rows.shape[0], d, dtype=X.dtype, device=X.device)
-    intercept = torch.zeros(rows.shape[0], dtype=X.dtype, device=X.device)
-    all_done = True
-    for group, lo, hi in _span_groups(rows, w, chunk_floats):
-        local = torch.where(w[group] > 0, rows[group] - lo, 0)  # padding points at any row
-        phi, done = _lbfgs_chunk(Za[lo:hi], local, y[group], w[group], P2, l2,
-                                 max_iter, tol, ftol, history)
-        coef[group], intercept[group] = phi[:, :d] @ P, phi[:, d]
-        all_done &= done
-    return coef, intercept, all_done
+    return P, P2
 
 
 def _span_groups(rows: torch.Tensor, w: torch.Tensor, chunk_floats: int
                  ) -> list[tuple[torch.Tensor, int, int]]:
     """Chunks of problems, each with the span [lo, hi) of rows its problems use.
 
-    A chunk's work is proportional to (problems x rows in its span), so problems that draw on
-    the same part of the table (the random CAVs of one pool, say) go together, and a chunk
-    holds at most ``chunk_floats`` scores.
+    A chunk's work per iteration is proportional to (problems x rows in its span), and each
+    chunk iterates until its slowest problem stops. So problems go together only when their
+    spans are alike: narrowest first, a chunk takes a problem while the chunk's span stays
+    within 1.25x its narrowest member's (the random CAVs of one pool go together, and the few
+    rows of matched pairs, whose CAVs converge slowest, are not scored over the whole table),
+    and holds at most ``chunk_floats`` scores.
     """
     used = w > 0
     lo = torch.where(used, rows, rows.max() + 1).amin(1).cpu()
     hi = (torch.where(used, rows, -1).amax(1) + 1).cpu()
     groups: list[tuple[torch.Tensor, int, int]] = []
     members: list[int] = []
-    g_lo = g_hi = g_wide = 0
-    for k in torch.argsort(lo * (int(hi.max()) + 1) + hi).tolist():
+    g_lo = g_hi = narrow = 0
+    for k in torch.argsort((hi - lo) * (int(hi.max()) + 1) + lo).tolist():
         k_lo, k_hi = int(lo[k]), int(hi[k])
-        n_lo, n_hi, wide = min(g_lo, k_lo), max(g_hi, k_hi), max(g_wide, k_hi - k_lo)
-        if members and (n_hi - n_lo > 1.25 * wide or (len(members) + 1) * (n_hi - n_lo) > chunk_floats):
+        n_lo, n_hi = min(g_lo, k_lo), max(g_hi, k_hi)
+        if members and (n_hi - n_lo > 1.25 * narrow
+                        or (len(members) + 1) * (n_hi - n_lo) > chunk_floats):
             groups.append((torch.tensor(members, device=rows.device), g_lo, g_hi))
-            members, n_lo, n_hi, wide = [], k_lo, k_hi, k_hi - k_lo
+            members, n_lo, n_hi = [], k_lo, k_hi
+        if not members:
+            narrow = k_hi - k_lo
         members.append(k)
-        g_lo, g_hi, g_wide = n_lo, n_hi, wide
+        g_lo, g_hi = n_lo, n_hi
     if members:
         groups.append((torch.tensor(members, device=rows.device), g_lo, g_hi))
     return groups
