@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from attnxai.audit import progress as progress_mod
-from attnxai.audit.progress import Steps, layer_work
+from attnxai.audit.progress import Steps
+from attnxai.models.patching import layer_work
 from attnxai.bench.audit import EtaRow, eta_rows, stage_of, stage_seconds
 
 

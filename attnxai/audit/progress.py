@@ -7,7 +7,8 @@ CAVs, layers, pairs, intervention directions); :class:`Steps` measures the secon
 each kind of work as the stages run (the stage under way included) and from that gives the
 bar's shares and the seconds left. A kind not measured yet is priced at the forward pass's
 rate, so the work estimates are in forward passes wherever the cost can be derived from the
-model: an edit at layer l reruns only the blocks after it (:func:`layer_work`).
+model: an edit at layer l reruns only the blocks after it
+(:func:`attnxai.models.patching.layer_work`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from attnxai.memory import release_freed_memory
+from attnxai.models.patching import layer_work
 from attnxai.tcav.run import FractionProgress, labels_name_class
 
 #: Receives the run's estimate of the seconds it has left (None until a rate is measured).
@@ -42,13 +45,6 @@ class AuditCancelled(Exception):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"audit run {run_id} was cancelled")
         self.run_id = run_id
-
-
-def layer_work(layers: Sequence[int], num_layers: int) -> list[float]:
-    """The cost of an edit at each of ``layers``, in forward passes: the blocks before and at
-    the edited one are replayed from a recording, so only the ``num_layers - 1 - l`` blocks
-    after it and the readout run (the readout and the embeddings counted as one block)."""
-    return [(num_layers - l) / (num_layers + 1) for l in layers]
 
 
 def audit_work(config: Any, adapter: Any, plan: Any, concepts: Sequence[Any],
@@ -198,7 +194,9 @@ class Steps:
         return self.knots[-1][1]
 
     def stage(self, lo: float, hi: float, label: str) -> None:
-        """The stage from ``lo`` to ``hi`` on the nominal scale begins."""
+        """The stage from ``lo`` to ``hi`` on the nominal scale begins (with the memory the
+        last one freed given back, so its peak does not add to this one's)."""
+        release_freed_memory()
         self.lo, self.hi, self.label = lo, hi, label
         self(0.0, "")
 

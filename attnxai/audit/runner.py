@@ -36,12 +36,13 @@ from attnxai.audit.config import DEMO, AuditConfig
 from attnxai.audit.engines import Engine, ModelRef
 from attnxai.audit.engines.local import LocalEngine
 from attnxai.audit.progress import (ANALYSED, EXAMPLES, EFFECTS_SHARE, PREDICTED, AuditCancelled,
-                                    Steps, TimeLeft, audit_work, layer_work)
+                                    Steps, TimeLeft, audit_work)
 from attnxai.audit.records import RunConcept, RunDataset
 from attnxai.io.concepts import ConceptSet, load_audit_concepts
 from attnxai.io.datasets import Dataset, demo_dataset, load_dataset
 from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
+from attnxai.models.patching import layer_work
 from attnxai.audit.store import Store
 from attnxai.effects.run import intervention_rows, pair_effects
 from attnxai.effects.table import correct_effects, effect_frame
@@ -256,7 +257,8 @@ def _effects(prep: PreparedAudit, results: list, steps: Steps, lo: float, hi: fl
         steps.stage(lo + k * step, lo + (k + 1) * step, f"effects of {c.name}'s pairs")
         pe = pair_effects(adapter, c.name, c.examples, c.counterexamples, prep.targets, cfg,
                           tcav.layers, seed=tcav.seed, batch_size=tcav.batch_size,
-                          progress=lambda done, total: steps(done / total, f"{done}/{total} pairs"))
+                          progress=lambda done, total: steps(done / total,
+                                                              f"{int(done)}/{total} pairs"))
         rows += pe.rows
         frame = pe.per_pair(adapter.labels, prep.targets)
         frame["example"] = [_item_name(c.examples[i]) for i in frame["pair"]]

@@ -22,11 +22,13 @@ import torch
 
 from attnxai.models.base import ModelAdapter
 from attnxai.models.pairs import batch_alignment
-from attnxai.models.patching import hidden_of, patched_blocks, record_block_outputs
+from attnxai.models.patching import (hidden_of, layer_work, patched_blocks,
+                                     record_block_outputs)
 
 DIRECTIONS = ("restore", "remove")
-#: Progress callback: (pairs done, pairs in all).
-PairProgress = Callable[[int, int], None]
+#: Progress callback: (pairs done, pairs in all); within a batch of pairs, a fraction of its
+#: pairs by the passes done (so a stage's speed is known from its first layers on).
+PairProgress = Callable[[float, int], None]
 
 
 @dataclass
@@ -91,19 +93,23 @@ def patch_pairs(adapter: ModelAdapter, with_items: Sequence[Any], without_items:
         recorded = {k: record_block_outputs(adapter, b) for k, b in batches.items()}
         for k in ("with", "without"):
             outs[k].append(recorded[k][0].float().cpu())
+        # This batch's passes, in forward passes: two recorded, one edit per layer and way.
+        cost = layer_work(layers, adapter.num_layers)
+        passes, done = 2 + 2 * sum(cost), 2.0
         for direction, receiver, donor, r in (("restore", "without", "with", 1),
                                               ("remove", "with", "without", 0)):
             index = _flat_index(positions, adapter.device, receiver=r)
             donor_out, replay = recorded[donor][1], recorded[receiver][1]
             per_layer = []
-            for layer in layers:
+            for layer, c in zip(layers, cost):
                 src = hidden_of(donor_out[layer])
                 with patched_blocks(adapter, {layer: lambda h, src=src: _splice(h, src, index)},
                                     replay=replay):
                     per_layer.append(adapter.forward_logits(batches[receiver]).float().cpu())
+                done += c
+                if progress is not None:
+                    progress(start + len(w_items) * done / passes, n)
             outs[direction].append(torch.stack(per_layer, dim=1))
-        if progress is not None:
-            progress(min(start + bs, n), n)
     mask = torch.tensor(patched, dtype=torch.bool)
     result = PatchingResult(layers, torch.cat(outs["with"]), torch.cat(outs["without"]),
                             torch.cat(outs["restore"]), torch.cat(outs["remove"]), mask)

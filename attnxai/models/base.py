@@ -162,10 +162,11 @@ class ModelAdapter(ABC):
             raise ValueError(f"attention must be 'full' or 'readout', not {attention!r}")
         done = 0
         for chunk, chunk_target in self._chunks(inputs, target, batch_size):
-            yield self._capture_batch(chunk, chunk_target, grads, attention == "readout")
-            done += len(chunk)
-            if progress is not None:
-                progress(done, len(inputs))
+            for part in self._capture_parts(chunk, chunk_target, grads, attention == "readout"):
+                done += len(part.logits)
+                yield part
+                if progress is not None:
+                    progress(done, len(inputs))
 
     def capture(self, inputs: Sequence[Any], target: Target = None, grads: bool = True,
                 batch_size: int | None = None, progress: Progress | None = None,
@@ -190,18 +191,24 @@ class ModelAdapter(ABC):
         value = getattr(self.model, "embed_dim", None)
         return value if isinstance(value, int) and value > 0 else 64 * self.num_heads
 
-    def _capture_batch(self, chunk: Sequence[Any], target: Target, grads: bool,
-                       rows: bool = False) -> Capture:
+    def _capture_parts(self, chunk: Sequence[Any], target: Target, grads: bool, rows: bool
+                       ) -> Iterator[Capture]:
+        """The capture of ``chunk``, in smaller passes where one would hold more than
+        :data:`CAPTURE_BUDGET_BYTES` (each then padded to its own length)."""
         batch = self.prepare(chunk)
         most = max(1, CAPTURE_BUDGET_BYTES // capture_bytes(
             self.num_layers, self.width, self.num_heads, batch.token_mask.shape[1], grads,
             full_attention=not rows))
-        if len(chunk) > most:  # over the budget: smaller passes (each padded to its own length)
-            per_input = target is not None and not isinstance(target, (int, str))
-            return Capture.concat([
-                self._capture_batch(chunk[i:i + most],
-                                    target[i:i + most] if per_input else target, grads, rows)
-                for i in range(0, len(chunk), most)])
+        if len(chunk) <= most:
+            yield self._capture_batch(batch, target, grads, rows)
+            return
+        per_input = target is not None and not isinstance(target, (int, str))
+        for i in range(0, len(chunk), most):
+            yield self._capture_batch(self.prepare(chunk[i:i + most]),
+                                      target[i:i + most] if per_input else target, grads, rows)
+
+    def _capture_batch(self, batch: Batch, target: Target, grads: bool,
+                       rows: bool = False) -> Capture:
         # Padding positions carry values that depend on the batch's length; zero them so a
         # capture does not depend on how inputs were batched.
         real = batch.token_mask.to(self.device)

@@ -13,7 +13,7 @@ layer in turn (docs/method.md §6).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,6 +32,13 @@ def hidden_of(output: Any) -> torch.Tensor:
 
 def _with_hidden(output: Any, hidden: torch.Tensor) -> Any:
     return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
+def layer_work(layers: Sequence[int], num_layers: int) -> list[float]:
+    """The cost of an edit at each of ``layers``, in forward passes: the blocks before and at
+    the edited one are replayed from a recording, so only the ``num_layers - 1 - l`` blocks
+    after it and the readout run (the readout and the embeddings counted as one block)."""
+    return [(num_layers - l) / (num_layers + 1) for l in layers]
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from attnxai.tcav.cav import (CAVFit, CAVSpec, TokenTable, projection_gaps, trai
                               train_pattern_cavs)
 from attnxai.io.concepts import ConceptSet
 from attnxai.errors import UserInputError
+from attnxai.memory import release_freed_memory
 from attnxai.models.base import ModelAdapter
 from attnxai.models.pairs import differing_players
 from attnxai.schema import TABLES
@@ -224,11 +225,14 @@ def example_tables(adapter: ModelAdapter, items: list[Any], layers: list[int],
         if progress:
             progress(0.3 * done / total, f"activations of {total} concept and random examples")
 
+    # The eager pass (not the fused readout one): its sums run in one order on any number of
+    # threads, so the CAVs are the same on every engine.
     for cap in adapter.capture_batches(items, grads=False, batch_size=batch_size, progress=tick):
         mask = cap.valid_mask
         idx = torch.arange(offset, offset + len(cap))[:, None].expand_as(mask)
         writer.add([cap.activations[l][mask] for l in layers], idx[mask])
         offset += len(cap)
+        del cap  # before the next batch is captured, not after
     return writer.finish()
 
 
@@ -304,6 +308,7 @@ def run_tcav(adapter: ModelAdapter, inputs: Sequence[Any], target: int | str,
                              device=adapter.device)
         fit.gaps = projection_gaps(table, specs, fit.directions)
         del table
+        release_freed_memory()  # the layer's rows and the solver's work space
         cache[(key, l)] = fit
         if progress:
             progress(0.3 + 0.3 * (j + 1) / len(missing), f"trained {len(specs)} CAVs at layer {l}")

@@ -94,21 +94,22 @@ def capture_scores(cap: Capture, cavs: torch.Tensor, layers: list[int], pooling:
     """S(x) and D(x) for every chosen layer, CAV and input: cavs [L, K, d] -> two [L, K, B]."""
     if cap.grad_activations is None:
         raise ValueError("TCAV needs a capture with gradients (grads=True).")
-    grads = torch.stack([cap.grad_activations[l] for l in layers])
-    s = directional_derivatives(grads, cavs.to(grads.dtype))
-    if weighting == "plain":
-        a = None
-    elif weighting == "attention":
-        # a: [L, 1, B, T], shared by the K CAVs of each layer.
-        a = torch.stack([token_weights(cap.attentions[l], cap.token_mask, pooling,
-                                       cap.valid_mask, cap.attention_rows)
-                         for l in layers])[:, None]
-    else:
+    if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
-    # Players only, like the CAVs' training rows: a [CLS]-read model's last block passes no
-    # gradient to its patch tokens, and a score resting on the [CLS] token alone would apply
-    # the CAV to a token it was never trained on (docs/method.md §7).
-    return input_scores(s, a, cap.valid_mask), weighted_derivative(s, a, cap.valid_mask)
+    scores, derivatives = [], []
+    # A layer at a time: the token-level derivatives [K, B, T] of all layers at once would
+    # hold K x B x T x L values (194 MB for ViT-B/16's 640 CAVs and 32 images).
+    for j, l in enumerate(layers):
+        grads = cap.grad_activations[l][None]
+        s = directional_derivatives(grads, cavs[j:j + 1].to(grads.dtype))  # [1, K, B, T]
+        a = None if weighting == "plain" else token_weights(  # [B, T], shared by the K CAVs
+            cap.attentions[l], cap.token_mask, pooling, cap.valid_mask, cap.attention_rows)
+        # Players only, like the CAVs' training rows: a [CLS]-read model's last block passes
+        # no gradient to its patch tokens, and a score resting on the [CLS] token alone would
+        # apply the CAV to a token it was never trained on (docs/method.md §7).
+        scores.append(input_scores(s, a, cap.valid_mask)[0])
+        derivatives.append(weighted_derivative(s, a, cap.valid_mask)[0])
+    return torch.stack(scores), torch.stack(derivatives)
 
 
 @dataclass

@@ -141,6 +141,7 @@ def stream_stats(adapter: ModelAdapter, inputs: Sequence[Any], target_idx: int,
         # Fold the sums in at once, so only the per-input values grow with the inputs.
         total = part if total is None else ScoreStats.reduce([total, part])
         scoring_s += time.perf_counter() - t0
+        del cap  # before the next batch is captured, not after
     if total is None:
         raise ValueError("no inputs to score")
     return total, scoring_s
