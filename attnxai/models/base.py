@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from attnxai.errors import UserInputError
+from attnxai.memory import release_freed_memory
 from attnxai.models.capture import Capture
 
 Target = None | int | str | Sequence[int | str] | torch.Tensor
@@ -39,7 +40,7 @@ class Recorded:
 #: What one capture pass may hold, in bytes (its activations, attentions and, with gradients,
 #: what autograd keeps for the backward): a batch that would hold more is split into smaller
 #: passes, so a long input or a wide model does not multiply the memory by the batch size.
-CAPTURE_BUDGET_BYTES = 1 << 30
+CAPTURE_BUDGET_BYTES = 1 << 29
 
 
 def capture_bytes(num_layers: int, width: int, heads: int, tokens: int, grads: bool,
@@ -165,6 +166,10 @@ class ModelAdapter(ABC):
             for part in self._capture_parts(chunk, chunk_target, grads, attention == "readout"):
                 done += len(part.logits)
                 yield part
+                del part
+                # The pass's work space, freed: given back so the heap does not grow pass by
+                # pass with fragments (a consumer should drop the capture before asking more).
+                release_freed_memory()
                 if progress is not None:
                     progress(done, len(inputs))
 
