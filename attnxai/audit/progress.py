@@ -35,8 +35,12 @@ EFFECTS_SHARE = 0.25
 #: reports its CAV fits from 30% to 60% and its gradients from 60% to 95% of its stage.
 ACTIVATIONS_DONE, FITS_DONE, GRADIENTS_DONE = 0.3, 0.6, 0.95
 # Prior costs in forward passes of one input, until a stage of the kind measures its own: a
-# capture with gradients about 2; one CAV fit at one layer 1-3 (measured on the built-ins).
-_COST_GRADIENT, _COST_FIT = 2.0, 2.0
+# capture with gradients about 2; one CAV fit at one layer 1-3 (on the built-ins; a fit is no
+# forward pass, so this only sizes the bar: no time left is said on it, see Steps); storing a
+# result row about a thousandth.
+_COST_GRADIENT, _COST_FIT, _COST_ROW = 2.0, 2.0, 1e-3
+#: Kinds of work that are not forward passes: their seconds are unknown until measured.
+UNPRICED = ("fit",)
 
 
 class AuditCancelled(Exception):
@@ -103,8 +107,10 @@ def audit_work(config: Any, adapter: Any, plan: Any, concepts: Sequence[Any],
         work += [(tcav_end + (k + 1) * step, units, kind) for k, (units, kind) in enumerate(jobs)]
         if not jobs:
             work.append((ANALYSED, 0.0, "other"))
-    total = sum(w for _, w, _ in work)
-    return work + [(1.0, 0.01 * total, "save")]
+    # Saving writes the rows kept per input (every concept, layer and weighting) and the CAVs.
+    rows = (sum(n_inputs) * len(concepts) + len(plan.specs)) * len(layers) \
+        * len(tcav.weightings())
+    return work + [(1.0, rows * _COST_ROW, "save")]
 
 
 class Steps:
@@ -161,12 +167,15 @@ class Steps:
         return None
 
     def seconds_left(self) -> float | None:
-        """The work still to do at each kind's measured rate; None before any is measured."""
+        """The work still to do at each kind's measured rate; None before a forward pass is
+        measured, and while work is to come of a kind that is no forward pass
+        (:data:`UNPRICED`: CAV fits, whose cost per fit differs by an order of magnitude
+        between models) and has not run yet."""
         measured = self._measured()
         left = 0.0
         for i, (start, end, units, kind) in enumerate(self.work):
             rate = self._rate(measured, kind)
-            if rate is None:
+            if rate is None or (units > 0 and kind in UNPRICED and kind not in measured):
                 return None
             todo = units if i else units * (1.0 - min(max(
                 (self.at - start) / (end - start), 0.0), 1.0) if end > start else 0.0)
