@@ -16,11 +16,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
+from attnxai.audit.config import AuditConfig
+from attnxai.io.concepts import ConceptSet
+from attnxai.io.datasets import Dataset
 from attnxai.memory import release_freed_memory
+from attnxai.models.base import ModelAdapter
 from attnxai.models.patching import layer_work
-from attnxai.tcav.run import FractionProgress, labels_name_class
+from attnxai.tcav.run import CAVPlan, FractionProgress, labels_name_class
 
 #: Receives the run's estimate of the seconds it has left (None until a rate is measured).
 TimeLeft = Callable[["float | None"], None]
@@ -51,11 +54,12 @@ class AuditCancelled(Exception):
         self.run_id = run_id
 
 
-def audit_work(config: Any, adapter: Any, plan: Any, concepts: Sequence[Any],
-               datasets: Sequence[tuple[Any, dict[str, tuple[list[int], str]] | None]]
+def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
+               concepts: Sequence[ConceptSet],
+               datasets: Sequence[tuple[Dataset, dict[str, tuple[list[int], str]] | None]]
                ) -> list[tuple[float, float, str]]:
     """The estimated work of each stage, as ``(end on the nominal scale, units, kind)``, in
-    the order the run reaches them (``config``: an AuditConfig; ``plan``: its CAV plan).
+    the order the run reaches them.
 
     Each dataset comes with its selected inputs per target, or None before prediction: then
     a target's inputs are counted from the labels when they name it, else as an equal share.

@@ -18,7 +18,7 @@ import torch
 
 from attnxai.tcav.cav import TokenTable
 
-#: Where spilled tables go: a fresh folder under the system's temporary directory.
+#: Spilled tables go to a fresh folder of this prefix in the temporary directory ($TMPDIR).
 PREFIX = "attnxai-activations-"
 
 
@@ -30,7 +30,9 @@ class LayerTables(Sequence[TokenTable]):
                  keep_alive: object) -> None:
         self.folder, self.count, self.rows, self.dim = folder, count, rows, dim
         self.example = example
-        self._keep_alive = keep_alive  # the folder's owner: it is removed with the last user
+        # The folder's owner: the files go with these tables (a layer already mapped in
+        # stays readable until its table is dropped).
+        self._keep_alive = keep_alive
 
     def __len__(self) -> int:
         return self.count
