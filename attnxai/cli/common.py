@@ -62,8 +62,8 @@ def add_model_arguments(p: argparse.ArgumentParser, required: bool = True) -> No
     p.add_argument("--trust-remote-code", action="store_true",
                    help="allow a Hugging Face model's own code to run (off by default)")
     p.add_argument("--dtype", choices=choices("dtype"), default="float32",
-                   help="precision the model runs in (half precision is for GPUs; default "
-                        "float32)")
+                   help="precision the model runs in (half precision: GPUs, and bfloat16 on "
+                        "CPUs with bf16 instructions; default float32)")
 
 
 def write_csv_atomic(path: Path, rows: list[dict[str, Any]] | pd.DataFrame) -> None:
