@@ -81,22 +81,22 @@ class CachedActivations:
     def _tables(self, items: list[Any], hashes: list[str], layers: list[int]
                 ) -> Sequence[TokenTable]:
         store = self.store
-        have = store.cached_keys(self.model_hash, hashes, layers) if store else set()
+        if store is None:  # nothing to read or to add: the computed tables are the answer
+            self.computed += len(set(hashes))
+            return self.compute(items, layers, self.batch_size, self.progress)
+        have = store.cached_keys(self.model_hash, hashes, layers)
         missing = [i for i, h in enumerate(hashes) if any((h, l) not in have for l in layers)]
         self.cached += len(set(hashes)) - len({hashes[i] for i in missing})
         fresh = (self.compute([items[i] for i in missing], layers, self.batch_size, self.progress)
                  if missing else None)
         self.computed += len({hashes[i] for i in missing})
-        if fresh is not None and len(missing) == len(items) and store is None:
-            return fresh  # nothing to read or to add: the computed tables are the answer
-        to_cache = store is not None and fresh is not None and self._fits(store, fresh, len(layers))
+        to_cache = fresh is not None and self._fits(store, fresh, len(layers))
         slot = {i: k for k, i in enumerate(missing)}
         stored = [h for i, h in enumerate(hashes) if i not in slot]
         writer = TableWriter(len(layers))
         counts: list[int] = []
         for j, layer in enumerate(layers):
-            found = (store.cached_activations(self.model_hash, stored, [layer])
-                     if store is not None and stored else {})
+            found = store.cached_activations(self.model_hash, stored, [layer]) if stored else {}
             new = _split(fresh[j], len(missing)) if fresh is not None else []
             if to_cache:
                 store.cache_activations(self.model_hash, {

@@ -27,6 +27,17 @@ class Batch:
     tokens: list[list[str]] | None = None
     grid: tuple[int, int] | None = None
 
+    def rows(self, start: int, stop: int) -> Batch:
+        """Inputs ``start`` to ``stop`` of the batch, as prepared (same length and padding)."""
+        def cut(value: Any) -> Any:
+            return value[start:stop] if isinstance(value, torch.Tensor) else value
+
+        return Batch(model_inputs={k: cut(v) for k, v in self.model_inputs.items()},
+                     valid_mask=self.valid_mask[start:stop],
+                     token_mask=self.token_mask[start:stop],
+                     tokens=None if self.tokens is None else self.tokens[start:stop],
+                     grid=self.grid)
+
 
 @dataclass
 class Recorded:
@@ -199,7 +210,8 @@ class ModelAdapter(ABC):
     def _capture_parts(self, chunk: Sequence[Any], target: Target, grads: bool, rows: bool
                        ) -> Iterator[Capture]:
         """The capture of ``chunk``, in smaller passes where one would hold more than
-        :data:`CAPTURE_BUDGET_BYTES` (each then padded to its own length)."""
+        :data:`CAPTURE_BUDGET_BYTES` (rows of the one prepared batch: nothing is read or
+        tokenized twice)."""
         batch = self.prepare(chunk)
         most = max(1, CAPTURE_BUDGET_BYTES // capture_bytes(
             self.num_layers, self.width, self.num_heads, batch.token_mask.shape[1], grads,
@@ -209,7 +221,7 @@ class ModelAdapter(ABC):
             return
         per_input = target is not None and not isinstance(target, (int, str))
         for i in range(0, len(chunk), most):
-            yield self._capture_batch(self.prepare(chunk[i:i + most]),
+            yield self._capture_batch(batch.rows(i, i + most),
                                       target[i:i + most] if per_input else target, grads, rows)
 
     def _capture_batch(self, batch: Batch, target: Target, grads: bool,
