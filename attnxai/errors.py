@@ -20,3 +20,7 @@ class DataError(UserInputError):
 
 class ConceptSetError(UserInputError):
     """A concept set that is missing, malformed or too small."""
+
+
+class DeviceMemoryError(UserInputError):
+    """Work that does not fit in the device's memory even one input at a time."""

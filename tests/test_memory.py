@@ -1,12 +1,19 @@
 """Bounded memory: example activations on disk a layer at a time, the activation cache's cap
-on a whole audit's activations, captures split to stay within their budget."""
+on a whole audit's activations, captures split to stay within their budget, and passes that
+halve when the device runs out of memory."""
 
 from __future__ import annotations
 
 import gc
+from types import SimpleNamespace
 
 import pytest
 import torch
+
+from attnxai.effects.intervention import cav_intervention
+from attnxai.effects.patching import patch_pairs
+from attnxai.errors import DeviceMemoryError, UserInputError
+from attnxai.models.oom import in_parts
 
 from attnxai.models import base as base_mod
 from attnxai.models import load_model
@@ -98,3 +105,90 @@ def test_capture_estimate_grows_with_what_is_kept():
     # ViT-B/16 with gradients: some 190 MB an image, so a 1 GiB pass holds 5 images.
     grads = base_mod.capture_bytes(12, 768, 12, 197, grads=True, full_attention=False)
     assert 150e6 < grads < 250e6
+
+
+# -- out of memory: halve and retry ----------------------------------------------------------
+def _fits(most: int):
+    """A pass over rows ``start .. stop`` that runs out of memory above ``most`` rows."""
+    def run(start, stop):
+        if stop - start > most:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {stop - start}")
+        return list(range(start, stop))
+    return run
+
+
+def test_parts_that_run_out_of_memory_are_halved_and_the_size_kept():
+    device = SimpleNamespace(device=torch.device("cpu"), pass_limits={})
+    parts = list(in_parts(device, "k", 21, 16, _fits(3)))
+    assert [i for part in parts for i in part] == list(range(21))  # all, in order, once
+    assert max(map(len, parts)) <= 3 and device.pass_limits == {"k": 2}  # 16 -> 8 -> 4 -> 2
+    # A later pass starts at the size that fitted: it never fails again.
+    calls = []
+    later = list(in_parts(device, "k", 5, 16,
+                          lambda a, b: calls.append(b - a) or _fits(3)(a, b)))
+    assert calls == [2, 2, 1] and [i for p in later for i in p] == list(range(5))
+    # The last, shorter part failing halves it as well (no retry at the same size).
+    tail = SimpleNamespace(device=torch.device("cpu"), pass_limits={})
+    assert [len(p) for p in in_parts(tail, "k", 10, 8, _fits(1))] == [1] * 10
+
+
+def test_other_errors_pass_through_and_one_input_too_many_is_said():
+    device = SimpleNamespace(device=torch.device("cpu"), pass_limits={})
+
+    def broken(start, stop):
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        list(in_parts(device, "k", 4, 4, broken))
+    assert device.pass_limits == {}
+    with pytest.raises(DeviceMemoryError, match="one input per pass.*--dtype bfloat16") as e:
+        list(in_parts(device, "k", 4, 4, _fits(0)))
+    assert isinstance(e.value, UserInputError)  # the CLI's exit code 2
+    # An inner part that fails at one still lets its outer part halve: 2 inputs x 1 direction
+    # did not fit, 1 x 1 does.
+    device.pass_limits.clear()
+    outer = list(in_parts(device, "inputs", 4, 2, lambda a, b: list(in_parts(
+        device, "directions", 3, 3, lambda c, d: _fits(1)(0, (b - a) * (d - c))))))
+    assert len(outer) == 4 and device.pass_limits == {"inputs": 1, "directions": 1}
+
+
+@pytest.fixture
+def tight(tiny_bert_dir):
+    """The tiny BERT on a 'device' whose passes run out of memory above 3 rows."""
+    adapter = load_model(str(tiny_bert_dir), device="cpu", batch_size=8)
+
+    def check(module, args):
+        if args[0].shape[0] > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    handle = adapter.block_modules()[-1].register_forward_pre_hook(check)
+    yield adapter
+    handle.remove()
+
+
+def test_every_pass_kind_gives_the_same_results_after_halving(tiny_bert_dir, tight):
+    """Captures, predictions, CAV interventions and patching on a device that fits 3 rows a
+    pass equal the same work done in passes of 8 (up to float32 rounding)."""
+    roomy = load_model(str(tiny_bert_dir), device="cpu", batch_size=8)
+    a, b = roomy.capture(TEXTS, target="positive"), tight.capture(TEXTS, target="positive")
+    assert tight.pass_limits == {"capture with gradients": 3}  # 6 inputs -> 3
+    m = a.valid_mask
+    torch.testing.assert_close(b.logits, a.logits, atol=1e-5, rtol=1e-5)
+    for x, y in zip(b.grad_activations, a.grad_activations):
+        torch.testing.assert_close(x[m], y[m], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(tight.predict(TEXTS), roomy.predict(TEXTS), atol=1e-6, rtol=1e-5)
+    gen = torch.Generator().manual_seed(0)
+    directions = torch.nn.functional.normalize(torch.randn(5, roomy.width, generator=gen), dim=1)
+    steps = torch.full((5,), 2.0)
+    torch.testing.assert_close(cav_intervention(tight, TEXTS, "positive", 1, directions, steps),
+                               cav_intervention(roomy, TEXTS, "positive", 1, directions, steps),
+                               atol=1e-5, rtol=1e-4)
+    # 6 inputs: 3 + 3; then 5 directions x 3 inputs = 15 rows -> 2 directions (6 rows) -> 1
+    assert tight.pass_limits["intervention"] == 3
+    assert tight.pass_limits["intervention directions"] == 1
+    with_, without = TEXTS[:4], ["the team lost the cup final", "stocks rose",
+                                 "rain is good for the match", "bank rates fell"]
+    p, q = patch_pairs(tight, with_, without), patch_pairs(roomy, with_, without)
+    torch.testing.assert_close(p.restore_logits, q.restore_logits, atol=1e-5, rtol=1e-4,
+                               equal_nan=True)
+    torch.testing.assert_close(p.remove_logits, q.remove_logits, atol=1e-5, rtol=1e-4,
+                               equal_nan=True)

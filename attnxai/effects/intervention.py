@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from attnxai.models.base import Batch, ModelAdapter, Target
+from attnxai.models.oom import in_parts
 from attnxai.models.patching import patched_blocks, record_block_outputs
 
 #: Progress callback: (inputs done, inputs in all).
@@ -55,45 +56,48 @@ def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Targe
 
     Per batch of inputs, one plain pass records every block's output; then the directions go
     through in chunks stacked into the batch (each chunk one forward pass, blocks up to
-    ``layer`` replayed from the recording), at most ``max_tokens`` tokens at a time."""
+    ``layer`` replayed from the recording), at most ``max_tokens`` tokens at a time (fewer
+    where the device runs out of memory: :mod:`attnxai.models.oom`)."""
     if directions.ndim != 2 or alphas.shape != directions.shape[:1]:
         raise ValueError("directions must be [K, d] and alphas [K]")
     if not 0 <= layer < adapter.num_layers:
         raise ValueError(f"layer {layer} out of range for {adapter.num_layers} layers")
     steps = (alphas[:, None] * directions).to(adapter.device)  # [K, d]
-    bs = batch_size or adapter.batch_size
-    out: list[torch.Tensor] = []
     n = len(inputs)
-    for start in range(0, n, bs):
-        batch = adapter.prepare(list(inputs[start:start + bs]))
+
+    def run(start: int, stop: int) -> torch.Tensor:
+        batch = adapter.prepare(list(inputs[start:stop]))
         base, replay = record_block_outputs(adapter, batch)
         tgt = adapter.resolve_target(target if isinstance(target, (int, str)) or target is None
-                                     else target[start:start + bs], base)
+                                     else target[start:stop], base)
         B = len(tgt)
         base_k = base[torch.arange(B, device=tgt.device), tgt]
         players = batch.valid_mask.to(adapter.device)[:, :, None]
-        per_pass = max(1, max_tokens // (B * players.shape[1]))
-        deltas = []
-        for k0 in range(0, len(steps), per_pass):
-            chunk = steps[k0:k0 + per_pass]  # [c, d]
-            c = len(chunk)
+
+        def directions_run(k0: int, k1: int) -> torch.Tensor:
+            chunk, c = steps[k0:k1], k1 - k0  # [c, d]
             big = repeat_batch(batch, c) if c > 1 else batch
             # Row k·B + b moves input b along direction k0 + k.
             add = chunk.repeat_interleave(B, dim=0)[:, None, :] * players.repeat(c, 1, 1)
             # Only the edited block's output feeds the blocks that run; those before it
             # return their recordings to replayed blocks, which ignore them.
             rep = [*replay[:layer], _repeat(replay[layer], c), *replay[layer + 1:]]
-            with patched_blocks(adapter, {layer: lambda h, add=add: h + add.to(h.dtype)},
-                                replay=rep):
+            with patched_blocks(adapter, {layer: lambda h: h + add.to(h.dtype)}, replay=rep):
                 logits = adapter.forward_logits(big)
             picked = logits[torch.arange(c * B, device=logits.device), tgt.repeat(c)]
             # Subtract in the model's precision: a small step's change is below float32's
             # resolution of the logit itself.
-            deltas.append((picked - base_k.repeat(c)).float().reshape(c, B).T)
-        out.append(torch.cat(deltas, dim=1).cpu())
+            return (picked - base_k.repeat(c)).float().reshape(c, B).T
+
+        per_pass = max(1, max_tokens // (B * players.shape[1]))
+        out = torch.cat(list(in_parts(adapter, "intervention directions", len(steps), per_pass,
+                                      directions_run)), dim=1)
         if progress is not None:
-            progress(min(start + bs, n), n)
-    return torch.cat(out)
+            progress(stop, n)
+        return out.cpu()
+
+    return torch.cat(list(in_parts(adapter, "intervention", n, batch_size or adapter.batch_size,
+                                   run)))
 
 
 def first_order_intervention(grad_activations: torch.Tensor, valid_mask: torch.Tensor,

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from attnxai.models.base import ModelAdapter
+from attnxai.models.oom import in_parts
 from attnxai.stats import mean_interval, min_effect_p_values, paired_p_values
 
 
@@ -36,9 +37,9 @@ class PairOutputs:
 def batched_logits(adapter: ModelAdapter, items: Sequence[Any], batch_size: int | None = None
                    ) -> torch.Tensor:
     """Logits [N, C] on the CPU from plain forward passes, batch by batch."""
-    bs = batch_size or adapter.batch_size
-    return torch.cat([adapter.forward_logits(adapter.prepare(list(items[s:s + bs]))).float().cpu()
-                      for s in range(0, len(items), bs)])
+    return torch.cat(list(in_parts(
+        adapter, "forward", len(items), batch_size or adapter.batch_size,
+        lambda i, j: adapter.forward_logits(adapter.prepare(list(items[i:j]))).float().cpu())))
 
 
 def pair_outputs(adapter: ModelAdapter, with_items: Sequence[Any], without_items: Sequence[Any],

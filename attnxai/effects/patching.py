@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from attnxai.models.base import ModelAdapter
+from attnxai.models.oom import in_parts
 from attnxai.models.pairs import batch_alignment
 from attnxai.models.patching import (hidden_of, layer_work, patched_blocks,
                                      record_block_outputs)
@@ -83,19 +84,18 @@ def patch_pairs(adapter: ModelAdapter, with_items: Sequence[Any], without_items:
         raise ValueError("pairs need the same, non-zero number of members on each side")
     layers = list(range(adapter.num_layers)) if layers is None else list(layers)
     bs = batch_size or adapter.batch_size
-    outs: dict[str, list[torch.Tensor]] = {k: [] for k in ("with", "without", "restore", "remove")}
-    patched: list[bool] = []
-    for start in range(0, n, bs):
-        w_items, wo_items = list(with_items[start:start + bs]), list(without_items[start:start + bs])
-        batches = {"with": adapter.prepare(w_items), "without": adapter.prepare(wo_items)}
+    # A batch's passes, in forward passes: two recorded, one edit per layer and way.
+    cost = layer_work(layers, adapter.num_layers)
+    passes = 2 + 2 * sum(cost)
+
+    def run(start: int, stop: int) -> dict[str, Any]:
+        batches = {"with": adapter.prepare(list(with_items[start:stop])),
+                   "without": adapter.prepare(list(without_items[start:stop]))}
         positions = batch_alignment(batches["with"], batches["without"], tokens)  # (with, without)
-        patched += [len(p[0]) > 0 for p in positions]
         recorded = {k: record_block_outputs(adapter, b) for k, b in batches.items()}
-        for k in ("with", "without"):
-            outs[k].append(recorded[k][0].float().cpu())
-        # This batch's passes, in forward passes: two recorded, one edit per layer and way.
-        cost = layer_work(layers, adapter.num_layers)
-        passes, done = 2 + 2 * sum(cost), 2.0
+        out: dict[str, Any] = {k: recorded[k][0].float().cpu() for k in ("with", "without")}
+        out["patched"] = [len(p[0]) > 0 for p in positions]
+        done = 2.0
         for direction, receiver, donor, r in (("restore", "without", "with", 1),
                                               ("remove", "with", "without", 0)):
             index = _flat_index(positions, adapter.device, receiver=r)
@@ -108,11 +108,15 @@ def patch_pairs(adapter: ModelAdapter, with_items: Sequence[Any], without_items:
                     per_layer.append(adapter.forward_logits(batches[receiver]).float().cpu())
                 done += c
                 if progress is not None:
-                    progress(start + len(w_items) * done / passes, n)
-            outs[direction].append(torch.stack(per_layer, dim=1))
+                    progress(start + (stop - start) * done / passes, n)
+            out[direction] = torch.stack(per_layer, dim=1)
+        return out
+
+    outs = list(in_parts(adapter, "patching", n, bs, run))
+    patched = [p for out in outs for p in out["patched"]]
     mask = torch.tensor(patched, dtype=torch.bool)
-    result = PatchingResult(layers, torch.cat(outs["with"]), torch.cat(outs["without"]),
-                            torch.cat(outs["restore"]), torch.cat(outs["remove"]), mask)
+    result = PatchingResult(layers, *(torch.cat([out[k] for out in outs])
+                                      for k in ("with", "without", "restore", "remove")), mask)
     # A pair with nothing to patch has no patched runs: its rows would only repeat the
     # unpatched logits, so they are marked missing rather than counted as "no effect".
     result.restore_logits[~mask] = float("nan")

@@ -21,6 +21,7 @@ import torch
 from attnxai.errors import UserInputError
 from attnxai.models.base import Batch, ModelAdapter, Target
 from attnxai.models.capture import Capture
+from attnxai.models.oom import in_parts
 from attnxai.models.readouts import readout_rows
 from attnxai.explain.shapley import (
     GAMES,
@@ -160,14 +161,14 @@ class PlayerMasker:
     @torch.no_grad()
     def probs(self, items: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """Class probabilities [K, C] of input ``items[k]`` with players ``keep[k]`` only."""
-        out = []
-        bs = self.adapter.batch_size
-        for s in range(0, len(items), bs):
-            inputs = self.masked_inputs(items[s:s + bs], keep[s:s + bs])
-            idx = items[s:s + bs]
-            batch = Batch(model_inputs=inputs, valid_mask=self.batch.valid_mask[idx],
+        def run(s: int, e: int) -> torch.Tensor:
+            idx = items[s:e]
+            batch = Batch(model_inputs=self.masked_inputs(idx, keep[s:e]),
+                          valid_mask=self.batch.valid_mask[idx],
                           token_mask=self.batch.token_mask[idx])
-            out.append(self.adapter.forward_logits(batch).float().softmax(-1).cpu())
+            return self.adapter.forward_logits(batch).float().softmax(-1).cpu()
+
+        out = list(in_parts(self.adapter, "forward", len(items), self.adapter.batch_size, run))
         return torch.cat(out) if out else torch.empty(0, len(self.adapter.labels))
 
     def probs_grid(self, keep: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ import torch
 from attnxai.errors import UserInputError
 from attnxai.memory import release_freed_memory
 from attnxai.models.capture import Capture
+from attnxai.models.oom import in_parts
 
 Target = None | int | str | Sequence[int | str] | torch.Tensor
 Progress = Callable[[int, int], None]
@@ -95,6 +96,9 @@ class ModelAdapter(ABC):
         self.device = torch.device(device) if device is not None else default_device()
         self.batch_size = batch_size
         self.card: dict[str, Any] = {}
+        #: Per kind of pass, the most inputs one may hold here: set when one ran out of memory
+        #: (:mod:`attnxai.models.oom`).
+        self.pass_limits: dict[str, int] = {}
 
     # -- to implement -------------------------------------------------------------------
     @abstractmethod
@@ -210,19 +214,17 @@ class ModelAdapter(ABC):
     def _capture_parts(self, chunk: Sequence[Any], target: Target, grads: bool, rows: bool
                        ) -> Iterator[Capture]:
         """The capture of ``chunk``, in smaller passes where one would hold more than
-        :data:`CAPTURE_BUDGET_BYTES` (rows of the one prepared batch: nothing is read or
-        tokenized twice)."""
+        :data:`CAPTURE_BUDGET_BYTES`, or than the device has (rows of the one prepared batch:
+        nothing is read or tokenized twice)."""
         batch = self.prepare(chunk)
         most = max(1, CAPTURE_BUDGET_BYTES // capture_bytes(
             self.num_layers, self.width, self.num_heads, batch.token_mask.shape[1], grads,
             full_attention=not rows))
-        if len(chunk) <= most:
-            yield self._capture_batch(batch, target, grads, rows)
-            return
         per_input = target is not None and not isinstance(target, (int, str))
-        for i in range(0, len(chunk), most):
-            yield self._capture_batch(batch.rows(i, i + most),
-                                      target[i:i + most] if per_input else target, grads, rows)
+        kind = "capture with gradients" if grads else "capture"
+        yield from in_parts(self, kind, len(chunk), min(most, len(chunk)), lambda i, j: (
+            self._capture_batch(batch.rows(i, j), target[i:j] if per_input else target, grads,
+                                rows)))
 
     def _capture_batch(self, batch: Batch, target: Target, grads: bool,
                        rows: bool = False) -> Capture:
@@ -275,7 +277,9 @@ class ModelAdapter(ABC):
         """Class probabilities [N, C] from plain forward passes (nothing recorded)."""
         out, done = [], 0
         for chunk, _ in self._chunks(inputs, None, batch_size):
-            out.append(self.forward_logits(self.prepare(chunk)).float().softmax(-1).cpu())
+            batch = self.prepare(chunk)
+            out += in_parts(self, "forward", len(chunk), len(chunk), lambda i, j: (
+                self.forward_logits(batch.rows(i, j)).float().softmax(-1).cpu()))
             done += len(chunk)
             if progress is not None:
                 progress(done, len(inputs))
