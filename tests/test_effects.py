@@ -307,3 +307,36 @@ def test_shapes_vit_planted_stripes_have_an_output_effect_and_red_does_not():
     # Early layers carry the stripes on the object's patches; the last block's patch tokens
     # no longer reach the [CLS]-read head.
     assert float(restored[0]) / total > 0.5 and abs(float(restored[-1])) < 1e-6
+
+
+def test_length_batches_cover_every_input_with_little_padding():
+    from attnxai.models.lengths import length_batches
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        counts = rng.integers(3, 200, size=int(rng.integers(1, 80))).tolist()
+        most = int(rng.integers(1, 33))
+        batches = length_batches(counts, most, waste=0.1)
+        assert sorted(i for b in batches for i in b) == list(range(len(counts)))
+        for b in batches:
+            lengths = [counts[i] for i in b]
+            assert len(b) <= most
+            assert 10 * sum(lengths) >= 9 * max(lengths) * len(b)  # at most 10% padding
+    # Alike lengths share a batch; the long one is alone.
+    assert length_batches([10, 50, 10, 11], 8) == [[0, 2, 3], [1]]
+
+
+def test_interventions_on_inputs_of_mixed_length_equal_each_input_alone(bert):
+    """Inputs are batched by length, not in the order given: each row is still its own
+    input's, equal to intervening on that input alone (no padding at all)."""
+    texts = ["stocks", "the team won the cup final after a long rain", "bank rates rose",
+             "a new player scored the goal in the match", "rain", "the market fell"]
+    v = torch.nn.functional.normalize(torch.randn(3, bert.width,
+                                                  generator=torch.Generator().manual_seed(0)), dim=1)
+    alphas = torch.tensor([2.0, -1.0, 3.0])
+    targets = ["positive", 0, "neutral", 1, "negative", 2]
+    batched = cav_intervention(bert, texts, targets, 1, v, alphas, batch_size=4)
+    alone = torch.cat([cav_intervention(bert, [t], [k], 1, v, alphas)
+                       for t, k in zip(texts, targets)])
+    assert alone.abs().max() > 0
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-4)

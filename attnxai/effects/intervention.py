@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from attnxai.models.base import Batch, ModelAdapter, Target
+from attnxai.models.lengths import length_batches
 from attnxai.models.oom import in_parts
 from attnxai.models.patching import patched_blocks, record_block_outputs
 
@@ -54,50 +55,64 @@ def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Targe
     """[N, K] change of each input's target logit when block ``layer``'s player tokens move by
     ``alphas[k] * directions[k]`` (``directions`` [K, d], ``alphas`` [K]).
 
-    Per batch of inputs, one plain pass records every block's output; then the directions go
-    through in chunks stacked into the batch (each chunk one forward pass, blocks up to
-    ``layer`` replayed from the recording), at most ``max_tokens`` tokens at a time (fewer
-    where the device runs out of memory: :mod:`attnxai.models.oom`)."""
+    Per batch of inputs of alike length (:mod:`attnxai.models.lengths`), one plain pass
+    records every block's output; then the directions go through in chunks stacked into the
+    batch (each chunk one forward pass, blocks up to ``layer`` replayed from the recording), at
+    most ``max_tokens`` tokens at a time (fewer where the device runs out of memory:
+    :mod:`attnxai.models.oom`)."""
     if directions.ndim != 2 or alphas.shape != directions.shape[:1]:
         raise ValueError("directions must be [K, d] and alphas [K]")
     if not 0 <= layer < adapter.num_layers:
         raise ValueError(f"layer {layer} out of range for {adapter.num_layers} layers")
     steps = (alphas[:, None] * directions).to(adapter.device)  # [K, d]
-    n = len(inputs)
-
-    def run(start: int, stop: int) -> torch.Tensor:
-        batch = adapter.prepare(list(inputs[start:stop]))
-        base, replay = record_block_outputs(adapter, batch)
-        tgt = adapter.resolve_target(target if isinstance(target, (int, str)) or target is None
-                                     else target[start:stop], base)
-        B = len(tgt)
-        base_k = base[torch.arange(B, device=tgt.device), tgt]
-        players = batch.valid_mask.to(adapter.device)[:, :, None]
-
-        def directions_run(k0: int, k1: int) -> torch.Tensor:
-            chunk, c = steps[k0:k1], k1 - k0  # [c, d]
-            big = repeat_batch(batch, c) if c > 1 else batch
-            # Row k·B + b moves input b along direction k0 + k.
-            add = chunk.repeat_interleave(B, dim=0)[:, None, :] * players.repeat(c, 1, 1)
-            # Only the edited block's output feeds the blocks that run; those before it
-            # return their recordings to replayed blocks, which ignore them.
-            rep = [*replay[:layer], _repeat(replay[layer], c), *replay[layer + 1:]]
-            with patched_blocks(adapter, {layer: lambda h: h + add.to(h.dtype)}, replay=rep):
-                logits = adapter.forward_logits(big)
-            picked = logits[torch.arange(c * B, device=logits.device), tgt.repeat(c)]
-            # Subtract in the model's precision: a small step's change is below float32's
-            # resolution of the logit itself.
-            return (picked - base_k.repeat(c)).float().reshape(c, B).T
-
-        per_pass = max(1, max_tokens // (B * players.shape[1]))
-        out = torch.cat(list(in_parts(adapter, "intervention directions", len(steps), per_pass,
-                                      directions_run)), dim=1)
+    n, bs = len(inputs), batch_size or adapter.batch_size
+    one_target = target is None or isinstance(target, (int, str))
+    counts = adapter.token_counts(inputs)
+    groups = (length_batches(counts, bs) if counts is not None
+              else [list(range(i, min(i + bs, n))) for i in range(0, n, bs)])
+    out = torch.empty(n, len(steps))
+    done = 0
+    for group in groups:
+        items = [inputs[i] for i in group]
+        targets = target if one_target else [target[i] for i in group]
+        out[group] = torch.cat(list(in_parts(
+            adapter, "intervention", len(items), len(items),
+            lambda i, j: _intervene(adapter, items[i:j], targets if one_target else targets[i:j],
+                                    layer, steps, max_tokens))))
+        done += len(group)
         if progress is not None:
-            progress(stop, n)
-        return out.cpu()
+            progress(done, n)
+    return out
 
-    return torch.cat(list(in_parts(adapter, "intervention", n, batch_size or adapter.batch_size,
-                                   run)))
+
+def _intervene(adapter: ModelAdapter, inputs: list[Any], target: Target, layer: int,
+               steps: torch.Tensor, max_tokens: int) -> torch.Tensor:
+    """[B, K] of :func:`cav_intervention` for one batch of inputs."""
+    batch = adapter.prepare(inputs)
+    base, replay = record_block_outputs(adapter, batch)
+    tgt = adapter.resolve_target(target, base)
+    B = len(tgt)
+    base_k = base[torch.arange(B, device=tgt.device), tgt]
+    players = batch.valid_mask.to(adapter.device)[:, :, None]
+
+    def run(k0: int, k1: int) -> torch.Tensor:
+        chunk, c = steps[k0:k1], k1 - k0  # [c, d]
+        big = repeat_batch(batch, c) if c > 1 else batch
+        # Row k·B + b moves input b along direction k0 + k.
+        add = chunk.repeat_interleave(B, dim=0)[:, None, :] * players.repeat(c, 1, 1)
+        # Only the edited block's output feeds the blocks that run; those before it return
+        # their recordings to replayed blocks, which ignore them.
+        rep = [*replay[:layer], _repeat(replay[layer], c), *replay[layer + 1:]]
+        with patched_blocks(adapter, {layer: lambda h: h + add.to(h.dtype)}, replay=rep):
+            logits = adapter.forward_logits(big)
+        picked = logits[torch.arange(c * B, device=logits.device), tgt.repeat(c)]
+        # Subtract in the model's precision: a small step's change is below float32's
+        # resolution of the logit itself.
+        return (picked - base_k.repeat(c)).float().reshape(c, B).T
+
+    per_pass = max(1, max_tokens // (B * players.shape[1]))
+    return torch.cat(list(in_parts(adapter, "intervention directions", len(steps), per_pass,
+                                   run)), dim=1).cpu()
 
 
 def first_order_intervention(grad_activations: torch.Tensor, valid_mask: torch.Tensor,

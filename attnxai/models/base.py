@@ -119,6 +119,10 @@ class ModelAdapter(ABC):
         matrices; None where the backend cannot (the caller then records the full matrices)."""
         return None
 
+    def token_counts(self, inputs: Sequence[Any]) -> list[int] | None:
+        """Each input's number of tokens before padding; None where all have the same (images)."""
+        return None
+
     def block_modules(self) -> list[torch.nn.Module]:
         """The transformer blocks, in order (their outputs are the captured activations)."""
         return find_blocks(self.model, self.num_layers)

@@ -29,20 +29,27 @@ class TextAdapter(ModelAdapter):
             self.max_length = int(model_max)
 
     def prepare(self, inputs: Sequence[Any]) -> Batch:
-        texts = []
-        for i, text in enumerate(inputs):
-            if not isinstance(text, str):
-                raise UserInputError(f"Text input {i} is a {type(text).__name__}, not a string.")
-            if not text.strip():
-                raise UserInputError(f"Text input {i} is empty.")
-            texts.append(text)
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+        enc = self.tokenizer(_texts(inputs), padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt", return_special_tokens_mask=True)
         token_mask = enc["attention_mask"].bool()
         valid = token_mask & ~enc.pop("special_tokens_mask").bool()
         tokens = [self.tokenizer.convert_ids_to_tokens(row) for row in enc["input_ids"].tolist()]
         model_inputs = {k: v.to(self.device) for k, v in enc.items()}
         return Batch(model_inputs=model_inputs, valid_mask=valid, token_mask=token_mask, tokens=tokens)
+
+    def token_counts(self, inputs: Sequence[Any]) -> list[int]:
+        enc = self.tokenizer(_texts(inputs), truncation=True, max_length=self.max_length)
+        return [len(ids) for ids in enc["input_ids"]]
+
+
+def _texts(inputs: Sequence[Any]) -> list[str]:
+    """The inputs as a list of non-empty strings, else UserInputError naming the first bad one."""
+    for i, text in enumerate(inputs):
+        if not isinstance(text, str):
+            raise UserInputError(f"Text input {i} is a {type(text).__name__}, not a string.")
+        if not text.strip():
+            raise UserInputError(f"Text input {i} is empty.")
+    return list(inputs)
 
 
 class HFTextClassifier(TextAdapter):
