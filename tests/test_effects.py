@@ -335,7 +335,13 @@ def test_interventions_on_inputs_of_mixed_length_equal_each_input_alone(bert):
                                                   generator=torch.Generator().manual_seed(0)), dim=1)
     alphas = torch.tensor([2.0, -1.0, 3.0])
     targets = ["positive", 0, "neutral", 1, "negative", 2]
-    batched = cav_intervention(bert, texts, targets, 1, v, alphas, batch_size=4)
+    calls = []
+    batched = cav_intervention(bert, texts, targets, 1, v, alphas, batch_size=4,
+                               progress=lambda done, total: calls.append((done, total)))
+    # Reported per batch, counted in tokens: a pass's cost grows with them.
+    tokens = sum(bert.token_counts(texts))
+    assert len(calls) > 1 and all(t == tokens for _, t in calls)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1][0] == tokens
     alone = torch.cat([cav_intervention(bert, [t], [k], 1, v, alphas)
                        for t, k in zip(texts, targets)])
     assert alone.abs().max() > 0

@@ -275,7 +275,8 @@ def _effects(prep: PreparedAudit, results: list, steps: Steps, lo: float, hi: fl
             rows += intervention_rows(
                 adapter, inputs, target, c.name, c.default_pool, result.specs, result.layers,
                 result.directions, result.gaps, cfg, ds.name, tcav.batch_size,
-                lambda j: steps(done[j] / done[-1], f"layer {result.layers[j]}"))
+                lambda x: steps(float(np.interp(x, range(len(done)), done)) / done[-1],
+                                f"layer {result.layers[min(int(x), len(result.layers) - 1)]}"))
     effects = correct_effects(effect_frame(rows), tcav.correction, tcav.alpha)
     return effects, TABLES["pair_effects"].frame(pd.concat(per_pair, ignore_index=True)
                                                  if per_pair else [])

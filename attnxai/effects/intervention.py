@@ -20,8 +20,9 @@ from attnxai.models.lengths import length_batches
 from attnxai.models.oom import in_parts
 from attnxai.models.patching import patched_blocks, record_block_outputs
 
-#: Progress callback: (inputs done, inputs in all).
-InputProgress = Callable[[int, int], None]
+#: Progress callback: (work done, work in all), the inputs counted by their tokens where their
+#: lengths differ (a pass's cost grows with its tokens).
+InputProgress = Callable[[float, float], None]
 
 
 #: Tokens (inputs x directions x tokens) of one batched intervention pass: directions are
@@ -71,7 +72,7 @@ def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Targe
     groups = (length_batches(counts, bs) if counts is not None
               else [list(range(i, min(i + bs, n))) for i in range(0, n, bs)])
     out = torch.empty(n, len(steps))
-    done = 0
+    weight, done = counts or [1] * n, 0
     for group in groups:
         items = [inputs[i] for i in group]
         targets = target if one_target else [target[i] for i in group]
@@ -79,9 +80,9 @@ def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Targe
             adapter, "intervention", len(items), len(items),
             lambda i, j: _intervene(adapter, items[i:j], targets if one_target else targets[i:j],
                                     layer, steps, max_tokens))))
-        done += len(group)
+        done += sum(weight[i] for i in group)
         if progress is not None:
-            progress(done, n)
+            progress(done, sum(weight))
     return out
 
 

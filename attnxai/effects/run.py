@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from attnxai.effects.config import EffectsConfig
-from attnxai.effects.intervention import cav_intervention
+from attnxai.effects.intervention import InputProgress, cav_intervention
 from attnxai.effects.output import PairOutputs, pair_outputs, summarise_pairs
 from attnxai.effects.patching import PairProgress, PatchingResult, patch_pairs
 from attnxai.errors import UserInputError
@@ -132,7 +132,8 @@ def pair_rows(measured: PairEffects, adapter: ModelAdapter, targets: Sequence[st
 
 def intervention_values(adapter: ModelAdapter, inputs: Sequence[Any], target: str, layer: int,
                         concept: torch.Tensor, concept_gaps: torch.Tensor, null: torch.Tensor,
-                        cfg: EffectsConfig, batch_size: int | None = None
+                        cfg: EffectsConfig, batch_size: int | None = None,
+                        progress: InputProgress | None = None
                         ) -> tuple[np.ndarray, np.ndarray]:
     """Per CAV, the mean change of the target logit over (at most ``cfg.intervention_inputs``)
     target inputs when layer ``layer``'s player tokens move along it: for the concept's CAVs
@@ -144,7 +145,7 @@ def intervention_values(adapter: ModelAdapter, inputs: Sequence[Any], target: st
     directions = torch.cat([concept, null])
     step = torch.full((len(directions),), float(concept_gaps.mean()), dtype=directions.dtype)
     values = cav_intervention(adapter, inputs, target, layer, directions, step,
-                              batch_size).mean(0).numpy()
+                              batch_size, progress).mean(0).numpy()
     return values[: len(concept)], values[len(concept):]
 
 
@@ -152,21 +153,22 @@ def intervention_rows(adapter: ModelAdapter, inputs: Sequence[Any], target: str,
                       pool: str, specs: Sequence[Any], layers: Sequence[int],
                       directions: torch.Tensor, gaps: torch.Tensor, cfg: EffectsConfig,
                       dataset: str = "", batch_size: int | None = None,
-                      progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+                      progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
     """The ``cav_intervention`` rows of one concept without pairs, one per layer, from a TCAV
     run's CAVs: ``specs`` (with ``name``, ``kind`` and ``rep``), ``directions`` [L, K, d] and
     ``gaps`` [L, K]. The concept's CAVs are tested against the first ``intervention_null`` of
-    its pool's null CAVs (``random:<pool>``). ``progress(j)`` is called before layer j."""
+    its pool's null CAVs (``random:<pool>``). ``progress(x)`` says how many layers are done
+    (fractions within a layer: :data:`InputProgress`)."""
     own = [i for i, s in enumerate(specs) if s.kind == "concept" and s.name == concept]
     null = null_cavs(specs, pool, cfg.intervention_null)
     n = min(len(inputs), cfg.intervention_inputs)
     rows = []
     for j, layer in enumerate(layers):
-        if progress is not None:
-            progress(j)
+        within = None if progress is None else (
+            lambda done, total, j=j: progress(j + done / total))
         values, null_values = intervention_values(adapter, inputs, target, layer,
                                                   directions[j, own], gaps[j, own],
-                                                  directions[j, null], cfg, batch_size)
+                                                  directions[j, null], cfg, batch_size, within)
         rows.append(intervention_row(values, null_values, target, concept, layer, n,
                                      dataset=dataset, min_effect=cfg.min_logit_effect))
     return rows
