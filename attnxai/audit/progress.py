@@ -2,8 +2,8 @@
 
 Stages report on a nominal 0..1 scale (prediction 0-5%, the examples' activations 5-20%, the
 analysis 20-95% with its causal effects last, saving). :func:`audit_work` estimates every
-stage's work in units of one input's forward pass, from the audit's shape (inputs, examples,
-CAVs, layers, pairs, intervention directions); :class:`Steps` measures the seconds per unit of
+stage's work in tokens through the model (images: images), from the audit's shape (inputs and
+their lengths, examples, CAVs, layers, pairs, intervention directions); :class:`Steps` measures the seconds per unit of
 each kind of work as the stages run (the stage under way included) and from that gives the
 bar's shares and the seconds left. A kind not measured yet is priced at the forward pass's
 rate, so the work estimates are in forward passes wherever the cost can be derived from the
@@ -16,12 +16,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from attnxai.audit.config import AuditConfig
 from attnxai.io.concepts import ConceptSet
 from attnxai.io.datasets import Dataset
 from attnxai.memory import release_freed_memory
 from attnxai.models.base import ModelAdapter
+from attnxai.models.lengths import batches_of, padded_tokens
 from attnxai.models.patching import layer_work
 from attnxai.tcav.run import CAVPlan, FractionProgress, labels_name_class
 
@@ -37,11 +39,11 @@ EFFECTS_SHARE = 0.25
 #: example_tables reports the examples' activations as the first 30% of its stage; run_tcav
 #: reports its CAV fits from 30% to 60% and its gradients from 60% to 95% of its stage.
 ACTIVATIONS_DONE, FITS_DONE, GRADIENTS_DONE = 0.3, 0.6, 0.95
-# Prior costs in forward passes of one input, until a stage of the kind measures its own: a
-# capture with gradients about 2; one CAV fit at one layer 1-3 (on the built-ins; a fit is no
-# forward pass, so this only sizes the bar: no time left is said on it, see Steps); storing a
-# result row about a thousandth.
-_COST_GRADIENT, _COST_FIT, _COST_ROW = 2.0, 2.0, 1e-3
+# Prior costs in forward passes, until a stage of the kind measures its own: a capture with
+# gradients about 2 (per token); one CAV fit at one layer 1-3 passes of an input (on the
+# built-ins; a fit is no forward pass, so this only sizes the bar: no time left is said on it,
+# see Steps); storing a result row about a thousandth of an input's pass.
+COST_GRADIENT, _COST_FIT, _COST_ROW = 2.0, 2.0, 1e-3
 #: Kinds of work that are not forward passes: their seconds are unknown until measured.
 UNPRICED = ("fit",)
 
@@ -54,39 +56,60 @@ class AuditCancelled(Exception):
         self.run_id = run_id
 
 
+def pass_units(adapter: ModelAdapter, items: Sequence[Any], batch_size: int,
+               by_length: bool) -> float:
+    """The work of passes over ``items`` in batches of ``batch_size`` (of alike length when
+    ``by_length``, as predictions and CAV interventions run; else in order): the tokens they
+    process, padding included, for text; the inputs, for images."""
+    counts = adapter.token_counts(items) if len(items) else None
+    return float(padded_tokens(counts, batches_of(counts, len(items), batch_size, by_length)))
+
+
 def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
                concepts: Sequence[ConceptSet],
                datasets: Sequence[tuple[Dataset, dict[str, tuple[list[int], str]] | None]]
                ) -> list[tuple[float, float, str]]:
     """The estimated work of each stage, as ``(end on the nominal scale, units, kind)``, in
-    the order the run reaches them.
+    the order the run reaches them. A unit is a token through the model (:func:`pass_units`;
+    for images, an image), so a stage is priced by what its passes process, padding included.
 
     Each dataset comes with its selected inputs per target, or None before prediction: then
-    a target's inputs are counted from the labels when they name it, else as an equal share.
+    a target's inputs are those labelled with it when the labels name it, else an equal share.
     The causal effects are one stage per paired concept, then one per dataset x target x
     concept without pairs, as the runner reports them.
     """
     tcav, effects = config.tcav, config.effects
+    bs = tcav.batch_size or adapter.batch_size
     layers = list(tcav.layers) if tcav.layers is not None else list(range(adapter.num_layers))
-    n_inputs = []  # per dataset x target, in the run's order
+    # Per dataset x target, in the run's order: its inputs, the units of its target pass (a
+    # capture) and of one direction of its CAV interventions at every layer (the first inputs).
+    targets: list[tuple[float, float, float]] = []
+    cap = effects.intervention_inputs
     for ds, selected in datasets:
         for t in config.targets:
-            if selected is not None:
-                n = len(selected[t][0])
-            elif labels_name_class(ds.labels, t):
-                n = sum(1 for y in ds.labels if y == t)
-            else:
-                n = len(ds) / max(len(adapter.labels), 1)
-            n_inputs.append(min(n, config.limit) if config.limit else n)
-    work = [(PREDICTED, float(sum(len(ds) for ds, _ in datasets)), "forward"),
+            if selected is not None or labels_name_class(ds.labels, t):
+                items = ([ds.items[i] for i in selected[t][0]] if selected is not None
+                         else [x for x, y in zip(ds.items, ds.labels) if y == t])
+                items = items[: config.limit] if config.limit else items
+                targets.append((len(items), pass_units(adapter, items, bs, False),
+                                pass_units(adapter, items[:cap], bs, True)))
+                continue
+            # An equal share of the inputs, priced at the dataset's mean input.
+            n = len(ds) / max(len(adapter.labels), 1)
+            n = min(n, config.limit) if config.limit else n
+            mean = pass_units(adapter, ds.items, bs, True) / max(len(ds), 1)
+            targets.append((n, n * mean, min(n, cap) * mean))
+    predicted = sum(pass_units(adapter, ds.items, bs, True) for ds, _ in datasets)
+    per_input = predicted / max(sum(len(ds) for ds, _ in datasets), 1)  # an input's forward
+    work = [(PREDICTED, predicted, "forward"),
             (PREDICTED + (EXAMPLES - PREDICTED) * ACTIVATIONS_DONE,
-             float(len(plan.examples.items)), "forward"),
+             pass_units(adapter, plan.examples.items, bs, False), "forward"),
             (EXAMPLES, 0.0, "other")]
     level = effects.level
     tcav_end = ANALYSED - (ANALYSED - EXAMPLES) * (EFFECTS_SHARE if level != "none" else 0)
-    span = (tcav_end - EXAMPLES) / max(len(n_inputs), 1)
-    fits = len(plan.specs) * _COST_FIT  # per layer
-    for k, n in enumerate(n_inputs):  # the first dataset x target fits every layer's CAVs
+    span = (tcav_end - EXAMPLES) / max(len(targets), 1)
+    fits = len(plan.specs) * _COST_FIT * per_input  # per layer
+    for k, (_, gradient, _) in enumerate(targets):  # the first dataset x target fits every layer
         lo = EXAMPLES + k * span
         work.append((lo + span * ACTIVATIONS_DONE, 0.0, "other"))
         if k == 0:  # run_tcav reports each layer's fits as it finishes them
@@ -95,26 +118,26 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
                      for j in range(len(layers))]
         else:
             work.append((lo + span * FITS_DONE, 0.0, "other"))
-        work += [(lo + span * GRADIENTS_DONE, n * _COST_GRADIENT, "gradient"),
+        work += [(lo + span * GRADIENTS_DONE, gradient * COST_GRADIENT, "gradient"),
                  (lo + span, 0.0, "other")]
     if level != "none":
         edits = sum(layer_work(layers, adapter.num_layers))
         paired = [c for c in concepts if c.paired and c.counterexamples]
         unpaired = [c for c in concepts if c not in paired] if effects.interventions else []
-        # A pair: both members' recorded passes, then one edited pass per layer and way.
-        per_pair = 2 + (2 * edits if effects.patching else 0)
-        jobs = [(len(c.examples) * per_pair, "pairs") for c in paired]
+        # Pairs: both members' recorded passes, then one edited pass per layer and way.
+        jobs = [((pass_units(adapter, c.examples, bs, False)
+                  + pass_units(adapter, c.counterexamples, bs, False))
+                 * (1 + edits if effects.patching else 1), "pairs") for c in paired]
         directions = effects.intervention_null + tcav.num_cavs
-        jobs += [(min(n, effects.intervention_inputs) * directions * edits, "intervention")
-                 for n in n_inputs for _ in unpaired]
+        jobs += [(units * directions * edits, "intervention")
+                 for _, _, units in targets for _ in unpaired]
         step = (ANALYSED - tcav_end) / max(len(jobs), 1)
         work += [(tcav_end + (k + 1) * step, units, kind) for k, (units, kind) in enumerate(jobs)]
         if not jobs:
             work.append((ANALYSED, 0.0, "other"))
     # Saving writes the rows kept per input (every concept, layer and weighting) and the CAVs.
-    rows = (sum(n_inputs) * len(concepts) + len(plan.specs)) * len(layers) \
-        * len(tcav.weightings())
-    return work + [(1.0, rows * _COST_ROW, "save")]
+    rows = (sum(n for n, _, _ in targets) * len(concepts) + len(plan.specs)) * len(layers) * len(tcav.weightings())
+    return work + [(1.0, rows * _COST_ROW * per_input, "save")]
 
 
 class Steps:

@@ -5,10 +5,12 @@ cache off so every stage does its work) with ``--model`` any spec, or ``random:b
 ``random:vit-b16`` (:mod:`attnxai.bench.basemodels`). Reported:
 
 - every stage's seconds and share of the audit, timed from the audit's own progress reports;
-- each stage's *work floor*: the forward (and backward) passes it must make, priced at this
-  machine's measured speed of a plain forward pass and of a forward+backward pass over the
-  target inputs (after the audit, same batch size), and the stage's time over it (1.0: the
-  stage costs no more than its passes; CAV training and saving make no passes: no floor);
+- each stage's *work floor*: the forward (and backward) passes it must make, in tokens through
+  the model as the audit's work model counts them (:func:`attnxai.audit.progress.audit_work`;
+  images: images), priced at this machine's measured speed of a plain forward pass and of a
+  forward+backward pass over the target inputs (after the audit, same batch size), and the
+  stage's time over it (1.0: the stage costs no more than its passes; CAV training and saving
+  make no passes: no floor);
 - the time-left estimate the audit reported (``run_audit(time_left=...)``) at each tenth of
   the audit against the time that was actually left, and its largest error from 20% to 90%;
 - the process's peak RSS (run it alone: the peak is the process's).
@@ -76,8 +78,8 @@ class AuditBench:
     n_inputs: int
     total_s: float
     peak_rss_mb: float | None
-    forward_per_input_s: float
-    backward_per_input_s: float  # a forward+backward pass of one input
+    forward_per_input_s: float  # a forward pass of a target input of mean length
+    backward_per_input_s: float  # a forward+backward pass of one
     stages: list[StageRow] = field(default_factory=list)
     eta: list[EtaRow] = field(default_factory=list)
     eta_max_error: float | None = None  # largest |error| from 20% to 90% of the run
@@ -133,7 +135,7 @@ def bench_audit(spec: str, target: str | None = None, concepts: tuple[str, ...] 
     from pathlib import Path
 
     from attnxai.audit.config import AuditConfig
-    from attnxai.audit.progress import audit_work
+    from attnxai.audit.progress import COST_GRADIENT, audit_work, pass_units
     from attnxai.audit.runner import run_audit, validate_audit
     from attnxai.audit.store import Store
     from attnxai.bench.basemodels import PREFIX, random_model
@@ -168,23 +170,25 @@ def bench_audit(spec: str, target: str | None = None, concepts: tuple[str, ...] 
     prep = validate_audit(config, adapter)
     ds = prep.datasets[0]
     inputs = [ds.data.items[i] for i in ds.selected[target][0]]
+    # Priced per unit of work (a token through the model; images: an image), as the audit's
+    # own work model counts it (audit_work), so padding is in both the floor and the stage.
     sample = inputs[:batch_size]
     forward = best_time(lambda: adapter.predict(sample, batch_size=batch_size), adapter.device,
-                        2) / len(sample)
+                        2) / pass_units(adapter, sample, batch_size, True)
     backward = best_time(lambda: adapter.capture(sample, target=target), adapter.device,
-                         2) / len(sample)
+                         2) / pass_units(adapter, sample, batch_size, False)
     plan = plan_cavs(prep.concepts, prep.pools, prep.config.tcav)
     work = audit_work(prep.config, adapter, plan, prep.concepts,
                       [(d.data, d.selected) for d in prep.datasets])
     units: dict[str, float] = {}
     for _, w, kind in work:
         units[kind] = units.get(kind, 0.0) + w
-    n_data = sum(len(d.data) for d in prep.datasets)
-    floors = {"prediction": n_data * forward,
-              "example activations": len(plan.examples.items) * forward,
-              "target pass": len(inputs) * backward,
+    floors = {"prediction": work[0][1] * forward,
+              "example activations": work[1][1] * forward,
+              "target pass": units.get("gradient", 0.0) / COST_GRADIENT * backward,
               "pair effects": units.get("pairs", 0.0) * forward,
               "CAV interventions": units.get("intervention", 0.0) * forward}
+    per_input = pass_units(adapter, inputs, batch_size, True) / len(inputs)
     seconds = stage_seconds(events, total)
     stages = []
     for name in [n for n, _ in STAGES] + [OTHER]:
@@ -197,7 +201,8 @@ def bench_audit(spec: str, target: str | None = None, concepts: tuple[str, ...] 
     window = [r.error for r in eta if 0.2 <= r.at <= 0.9 + 1e-9 and r.error is not None]
     return AuditBench(model=spec, target=target, concepts=list(config.concepts),
                       n_inputs=len(inputs), total_s=total, peak_rss_mb=peak,
-                      forward_per_input_s=forward, backward_per_input_s=backward,
+                      forward_per_input_s=forward * per_input,
+                      backward_per_input_s=backward * per_input,
                       stages=stages, eta=eta,
                       eta_max_error=max(map(abs, window)) if window else None)
 

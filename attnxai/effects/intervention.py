@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from attnxai.models.base import Batch, ModelAdapter, Target
-from attnxai.models.lengths import length_batches
+from attnxai.models.lengths import batches_of
 from attnxai.models.oom import in_parts
 from attnxai.models.patching import patched_blocks, record_block_outputs
 
@@ -69,8 +69,7 @@ def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Targe
     n, bs = len(inputs), batch_size or adapter.batch_size
     one_target = target is None or isinstance(target, (int, str))
     counts = adapter.token_counts(inputs)
-    groups = (length_batches(counts, bs) if counts is not None
-              else [list(range(i, min(i + bs, n))) for i in range(0, n, bs)])
+    groups = batches_of(counts, n, bs)
     out = torch.empty(n, len(steps))
     weight, done = counts or [1] * n, 0
     for group in groups:

@@ -12,6 +12,7 @@ import torch
 from attnxai.errors import UserInputError
 from attnxai.memory import release_freed_memory
 from attnxai.models.capture import Capture
+from attnxai.models.lengths import batches_of
 from attnxai.models.oom import in_parts
 
 Target = None | int | str | Sequence[int | str] | torch.Tensor
@@ -159,8 +160,9 @@ class ModelAdapter(ABC):
             raise ValueError(f"Got {len(idx)} targets for {B} inputs.")
         return torch.tensor(idx, dtype=torch.long, device=logits.device)
 
-    def _chunks(self, inputs: Sequence[Any], target: Target, batch_size: int | None
-                ) -> Iterator[tuple[Sequence[Any], Target]]:
+    @staticmethod
+    def _check_inputs(inputs: Sequence[Any], target: Target = None) -> bool:
+        """Errors for what no pass takes; whether ``target`` gives one class per input."""
         if isinstance(inputs, (str, bytes)):
             raise TypeError("Pass a list of inputs, not a single string.")
         if len(inputs) == 0:
@@ -168,6 +170,11 @@ class ModelAdapter(ABC):
         per_input = target is not None and not isinstance(target, (int, str))
         if per_input and len(target) != len(inputs):
             raise ValueError(f"Got {len(target)} targets for {len(inputs)} inputs.")
+        return per_input
+
+    def _chunks(self, inputs: Sequence[Any], target: Target, batch_size: int | None
+                ) -> Iterator[tuple[Sequence[Any], Target]]:
+        per_input = self._check_inputs(inputs, target)
         bs = batch_size or self.batch_size
         for start in range(0, len(inputs), bs):
             yield inputs[start:start + bs], (target[start:start + bs] if per_input else target)
@@ -278,16 +285,20 @@ class ModelAdapter(ABC):
     @torch.no_grad()
     def predict(self, inputs: Sequence[Any], batch_size: int | None = None,
                 progress: Progress | None = None) -> torch.Tensor:
-        """Class probabilities [N, C] from plain forward passes (nothing recorded)."""
-        out, done = [], 0
-        for chunk, _ in self._chunks(inputs, None, batch_size):
-            batch = self.prepare(chunk)
-            out += in_parts(self, "forward", len(chunk), len(chunk), lambda i, j: (
-                self.forward_logits(batch.rows(i, j)).float().softmax(-1).cpu()))
-            done += len(chunk)
+        """Class probabilities [N, C] from plain forward passes (nothing recorded), in batches
+        of alike length (:mod:`attnxai.models.lengths`)."""
+        self._check_inputs(inputs)
+        out, done = torch.empty(len(inputs), len(self.labels)), 0
+        for group in batches_of(self.token_counts(inputs), len(inputs),
+                                batch_size or self.batch_size):
+            batch = self.prepare([inputs[i] for i in group])
+            out[group] = torch.cat(list(in_parts(self, "forward", len(group), len(group),
+                                                 lambda i, j: self.forward_logits(
+                                                     batch.rows(i, j)).float().softmax(-1).cpu())))
+            done += len(group)
             if progress is not None:
                 progress(done, len(inputs))
-        return torch.cat(out)
+        return out
 
     def describe(self) -> dict[str, Any]:
         """A short summary for UIs and logs."""
