@@ -331,8 +331,8 @@ def test_interventions_on_inputs_of_mixed_length_equal_each_input_alone(bert):
     input's, equal to intervening on that input alone (no padding at all)."""
     texts = ["stocks", "the team won the cup final after a long rain", "bank rates rose",
              "a new player scored the goal in the match", "rain", "the market fell"]
-    v = torch.nn.functional.normalize(torch.randn(3, bert.width,
-                                                  generator=torch.Generator().manual_seed(0)), dim=1)
+    gen = torch.Generator().manual_seed(0)
+    v = torch.nn.functional.normalize(torch.randn(3, bert.width, generator=gen), dim=1)
     alphas = torch.tensor([2.0, -1.0, 3.0])
     targets = ["positive", 0, "neutral", 1, "negative", 2]
     calls = []

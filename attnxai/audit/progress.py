@@ -3,11 +3,11 @@
 Stages report on a nominal 0..1 scale (prediction 0-5%, the examples' activations 5-20%, the
 analysis 20-95% with its causal effects last, saving). :func:`audit_work` estimates every
 stage's work in tokens through the model (images: images), from the audit's shape (inputs and
-their lengths, examples, CAVs, layers, pairs, intervention directions); :class:`Steps` measures the seconds per unit of
-each kind of work as the stages run (the stage under way included) and from that gives the
-bar's shares and the seconds left. A kind not measured yet is priced at the forward pass's
-rate, so the work estimates are in forward passes wherever the cost can be derived from the
-model: an edit at layer l reruns only the blocks after it
+their lengths, examples, CAVs, layers, pairs, intervention directions); :class:`Steps`
+measures the seconds per unit of each kind of work as the stages run (the stage under way
+included) and from that gives the bar's shares and the seconds left. A kind not measured yet
+is priced at the forward pass's rate, so the work estimates are in forward passes wherever the
+cost can be derived from the model: an edit at layer l reruns only the blocks after it
 (:func:`attnxai.models.patching.layer_work`).
 """
 
@@ -136,7 +136,8 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
         if not jobs:
             work.append((ANALYSED, 0.0, "other"))
     # Saving writes the rows kept per input (every concept, layer and weighting) and the CAVs.
-    rows = (sum(n for n, _, _ in targets) * len(concepts) + len(plan.specs)) * len(layers) * len(tcav.weightings())
+    rows = (sum(n for n, _, _ in targets) * len(concepts) + len(plan.specs)) * len(layers) \
+        * len(tcav.weightings())
     return work + [(1.0, rows * _COST_ROW * per_input, "save")]
 
 

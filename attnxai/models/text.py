@@ -29,8 +29,9 @@ class TextAdapter(ModelAdapter):
             self.max_length = int(model_max)
 
     def prepare(self, inputs: Sequence[Any]) -> Batch:
-        enc = self.tokenizer(_texts(inputs), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt", return_special_tokens_mask=True)
+        enc = self.tokenizer(_texts(inputs), padding=True, truncation=True,
+                             max_length=self.max_length, return_tensors="pt",
+                             return_special_tokens_mask=True)
         token_mask = enc["attention_mask"].bool()
         valid = token_mask & ~enc.pop("special_tokens_mask").bool()
         tokens = [self.tokenizer.convert_ids_to_tokens(row) for row in enc["input_ids"].tolist()]
