@@ -192,3 +192,21 @@ def test_every_pass_kind_gives_the_same_results_after_halving(tiny_bert_dir, tig
                                equal_nan=True)
     torch.testing.assert_close(p.remove_logits, q.remove_logits, atol=1e-5, rtol=1e-4,
                                equal_nan=True)
+
+
+def test_a_model_that_fits_no_input_is_a_clear_cli_error(tiny_bert_dir, monkeypatch, capsys):
+    """One input per pass still out of memory: exit code 2 and a sentence on what to change,
+    not an internal error."""
+    from attnxai.cli.main import main
+    from attnxai.models.text import HFTextClassifier
+
+    def full(self, batch):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(HFTextClassifier, "forward_recording", full)
+    monkeypatch.setattr(HFTextClassifier, "forward_logits", full)
+    code = main(["explain", "--model", str(tiny_bert_dir), "--text", TEXTS[0], "--device",
+                 "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "ran out of memory on cpu with one input per pass" in err
+    assert "--dtype bfloat16" in err and "internal error" not in err
