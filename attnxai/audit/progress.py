@@ -85,7 +85,8 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
     # capture) and of one direction of its CAV interventions at every layer (the first inputs).
     targets: list[tuple[float, float, float]] = []
     cap = effects.intervention_inputs
-    for ds, selected in datasets:
+    predicted = [pass_units(adapter, ds.items, bs, True) for ds, _ in datasets]
+    for (ds, selected), ds_units in zip(datasets, predicted):
         for t in config.targets:
             if selected is not None or labels_name_class(ds.labels, t):
                 items = ([ds.items[i] for i in selected[t][0]] if selected is not None
@@ -97,11 +98,10 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
             # An equal share of the inputs, priced at the dataset's mean input.
             n = len(ds) / max(len(adapter.labels), 1)
             n = min(n, config.limit) if config.limit else n
-            mean = pass_units(adapter, ds.items, bs, True) / max(len(ds), 1)
+            mean = ds_units / max(len(ds), 1)
             targets.append((n, n * mean, min(n, cap) * mean))
-    predicted = sum(pass_units(adapter, ds.items, bs, True) for ds, _ in datasets)
-    per_input = predicted / max(sum(len(ds) for ds, _ in datasets), 1)  # an input's forward
-    work = [(PREDICTED, predicted, "forward"),
+    per_input = sum(predicted) / max(sum(len(ds) for ds, _ in datasets), 1)  # an input's pass
+    work = [(PREDICTED, sum(predicted), "forward"),
             (PREDICTED + (EXAMPLES - PREDICTED) * ACTIVATIONS_DONE,
              pass_units(adapter, plan.examples.items, bs, False), "forward"),
             (EXAMPLES, 0.0, "other")]
@@ -124,9 +124,11 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
         edits = sum(layer_work(layers, adapter.num_layers))
         paired = [c for c in concepts if c.paired and c.counterexamples]
         unpaired = [c for c in concepts if c not in paired] if effects.interventions else []
-        # Pairs: both members' recorded passes, then one edited pass per layer and way.
-        jobs = [((pass_units(adapter, c.examples, bs, False)
-                  + pass_units(adapter, c.counterexamples, bs, False))
+        # Pairs: both members' recorded passes, then one edited pass per layer and way (or,
+        # without patching, their logits alone: batched by length).
+        by_length = not effects.patching
+        jobs = [((pass_units(adapter, c.examples, bs, by_length)
+                  + pass_units(adapter, c.counterexamples, bs, by_length))
                  * (1 + edits if effects.patching else 1), "pairs") for c in paired]
         directions = effects.intervention_null + tcav.num_cavs
         jobs += [(units * directions * edits, "intervention")

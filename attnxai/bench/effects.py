@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from attnxai.effects.output import batched_logits
 from attnxai.effects.config import EffectsConfig
 from attnxai.effects.run import pair_effects
 from attnxai.io.concepts import load_audit_concepts, load_concept_set
@@ -90,8 +89,8 @@ def bench_effects_cost(spec: str, device: str | None = None, repeats: int = 5,
 
     @torch.no_grad()
     def forward() -> None:
-        batched_logits(adapter, cs.examples)
-        batched_logits(adapter, cs.counterexamples)
+        adapter.logits(list(cs.examples))
+        adapter.logits(list(cs.counterexamples))
 
     works = (effects, capture, forward)
     for work in works:  # warm-up
@@ -151,7 +150,7 @@ def bench_placebo(spec: str, trials: int = 100, pairs: int = 50, seed: int = 0,
     target = DEMO_PAIRS[spec][0]
     k = adapter.label_index(target)
     a, b = _placebo_members(spec, trials * pairs, seed)
-    la, lb = batched_logits(adapter, a), batched_logits(adapter, b)
+    la, lb = adapter.logits(list(a)), adapter.logits(list(b))
     coin = np.random.default_rng(seed + 1).random(len(a)) < 0.5  # which member is "with"
     sign = np.where(coin, 1.0, -1.0)
     measures = {"logit": (la - lb)[:, k].numpy(),

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from attnxai.models.base import Batch, ModelAdapter, Target
+from attnxai.models.base import Batch, ModelAdapter, Target, per_input_target
 from attnxai.models.lengths import batches_of
 from attnxai.models.oom import in_parts
 from attnxai.models.patching import patched_blocks, record_block_outputs
@@ -67,21 +67,20 @@ def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Targe
         raise ValueError(f"layer {layer} out of range for {adapter.num_layers} layers")
     steps = (alphas[:, None] * directions).to(adapter.device)  # [K, d]
     n, bs = len(inputs), batch_size or adapter.batch_size
-    one_target = target is None or isinstance(target, (int, str))
+    per_input = per_input_target(target)
     counts = adapter.token_counts(inputs)
-    groups = batches_of(counts, n, bs)
-    out = torch.empty(n, len(steps))
-    weight, done = counts or [1] * n, 0
-    for group in groups:
+    weight = counts or [1] * n
+    out, done, total = torch.empty(n, len(steps)), 0, sum(weight)
+    for group in batches_of(counts, n, bs):
         items = [inputs[i] for i in group]
-        targets = target if one_target else [target[i] for i in group]
+        targets = [target[i] for i in group] if per_input else target
         out[group] = torch.cat(list(in_parts(
             adapter, "intervention", len(items), len(items),
-            lambda i, j: _intervene(adapter, items[i:j], targets if one_target else targets[i:j],
+            lambda i, j: _intervene(adapter, items[i:j], targets[i:j] if per_input else targets,
                                     layer, steps, max_tokens))))
         done += sum(weight[i] for i in group)
         if progress is not None:
-            progress(done, sum(weight))
+            progress(done, total)
     return out
 
 

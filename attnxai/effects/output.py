@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from attnxai.models.base import ModelAdapter
-from attnxai.models.oom import in_parts
 from attnxai.stats import mean_interval, min_effect_p_values, paired_p_values
 
 
@@ -33,22 +32,13 @@ class PairOutputs:
         return self.with_logits.softmax(-1) - self.without_logits.softmax(-1)
 
 
-@torch.no_grad()
-def batched_logits(adapter: ModelAdapter, items: Sequence[Any], batch_size: int | None = None
-                   ) -> torch.Tensor:
-    """Logits [N, C] on the CPU from plain forward passes, batch by batch."""
-    return torch.cat(list(in_parts(
-        adapter, "forward", len(items), batch_size or adapter.batch_size,
-        lambda i, j: adapter.forward_logits(adapter.prepare(list(items[i:j]))).float().cpu())))
-
-
 def pair_outputs(adapter: ModelAdapter, with_items: Sequence[Any], without_items: Sequence[Any],
                  batch_size: int | None = None) -> PairOutputs:
     """Plain forward passes over both members of every pair (any list of pairs)."""
     if len(with_items) != len(without_items) or not with_items:
         raise ValueError("pairs need the same, non-zero number of members on each side")
-    return PairOutputs(batched_logits(adapter, with_items, batch_size),
-                       batched_logits(adapter, without_items, batch_size))
+    return PairOutputs(adapter.logits(list(with_items), batch_size),
+                       adapter.logits(list(without_items), batch_size))
 
 
 @dataclass

@@ -69,6 +69,11 @@ def capture_bytes(num_layers: int, width: int, heads: int, tokens: int, grads: b
     return int(num_layers * tokens * per_token)
 
 
+def per_input_target(target: Target) -> bool:
+    """Whether ``target`` gives one class per input (else one class, or None, for all)."""
+    return target is not None and not isinstance(target, (int, str))
+
+
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -167,7 +172,7 @@ class ModelAdapter(ABC):
             raise TypeError("Pass a list of inputs, not a single string.")
         if len(inputs) == 0:
             raise UserInputError("No inputs were given.")
-        per_input = target is not None and not isinstance(target, (int, str))
+        per_input = per_input_target(target)
         if per_input and len(target) != len(inputs):
             raise ValueError(f"Got {len(target)} targets for {len(inputs)} inputs.")
         return per_input
@@ -231,7 +236,7 @@ class ModelAdapter(ABC):
         most = max(1, CAPTURE_BUDGET_BYTES // capture_bytes(
             self.num_layers, self.width, self.num_heads, batch.token_mask.shape[1], grads,
             full_attention=not rows))
-        per_input = target is not None and not isinstance(target, (int, str))
+        per_input = per_input_target(target)
         kind = "capture with gradients" if grads else "capture"
         yield from in_parts(self, kind, len(chunk), min(most, len(chunk)), lambda i, j: (
             self._capture_batch(batch.rows(i, j), target[i:j] if per_input else target, grads,
@@ -283,10 +288,10 @@ class ModelAdapter(ABC):
         )
 
     @torch.no_grad()
-    def predict(self, inputs: Sequence[Any], batch_size: int | None = None,
-                progress: Progress | None = None) -> torch.Tensor:
-        """Class probabilities [N, C] from plain forward passes (nothing recorded), in batches
-        of alike length (:mod:`attnxai.models.lengths`)."""
+    def logits(self, inputs: Sequence[Any], batch_size: int | None = None,
+               progress: Progress | None = None) -> torch.Tensor:
+        """Logits [N, C] (float32, on the CPU) from plain forward passes (nothing recorded), in
+        batches of alike length (:mod:`attnxai.models.lengths`)."""
         self._check_inputs(inputs)
         out, done = torch.empty(len(inputs), len(self.labels)), 0
         for group in batches_of(self.token_counts(inputs), len(inputs),
@@ -294,11 +299,16 @@ class ModelAdapter(ABC):
             batch = self.prepare([inputs[i] for i in group])
             out[group] = torch.cat(list(in_parts(self, "forward", len(group), len(group),
                                                  lambda i, j: self.forward_logits(
-                                                     batch.rows(i, j)).float().softmax(-1).cpu())))
+                                                     batch.rows(i, j)).float().cpu())))
             done += len(group)
             if progress is not None:
                 progress(done, len(inputs))
         return out
+
+    def predict(self, inputs: Sequence[Any], batch_size: int | None = None,
+                progress: Progress | None = None) -> torch.Tensor:
+        """Class probabilities [N, C] from plain forward passes (:meth:`logits`)."""
+        return self.logits(inputs, batch_size, progress).softmax(-1)
 
     def describe(self) -> dict[str, Any]:
         """A short summary for UIs and logs."""

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from attnxai.effects.output import batched_logits
 from attnxai.io.concepts import ConceptSet
 from attnxai.models import load_model
 from attnxai.models.base import ModelAdapter
@@ -169,8 +168,8 @@ def measure_truth(member: Member, adapter: ModelAdapter, pairs: int = TRUTH_PAIR
     out = {}
     for concept in (PLANTED, CONTROL):
         with_, without = concept_pairs(member, concept, pairs, np.random.default_rng(seed))
-        d = (batched_logits(adapter, with_).softmax(-1)[:, k]
-             - batched_logits(adapter, without).softmax(-1)[:, k]).numpy()
+        d = (adapter.logits(list(with_)).softmax(-1)[:, k]
+             - adapter.logits(list(without)).softmax(-1)[:, k]).numpy()
         half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
         out[concept] = Truth(concept, float(d.mean()), float(d.mean() - half),
                              float(d.mean() + half), len(d))
@@ -229,5 +228,5 @@ def clean_accuracy(member: Member, adapter: ModelAdapter, n: int = 400, seed: in
         items = [topic_headlines(rng, 1, (adapter.labels[y],))[0] for y in labels]
     else:
         items = _images([sample_scene(rng, shape=adapter.labels[y]) for y in labels])
-    predicted = batched_logits(adapter, items).argmax(-1).numpy()
+    predicted = adapter.logits(list(items)).argmax(-1).numpy()
     return float((predicted == labels).mean())
