@@ -96,9 +96,12 @@ def test_audit_stores_effects_equal_to_a_direct_computation(paired_world, tmp_pa
                                    config.effects.min_logit_effect,
                                    lambda x: paired_p_values(x, "sign_flip", tcav.seed))
     assert out.p_value == pytest.approx(float(rel[0]), rel=1e-3, abs=1e-3)
+    # A CAV intervention within δ is not shown negligible (the zoo: a planted concept's can be).
+    within = (effects.p_negligible < tcav.alpha) & (effects.measure != "cav_intervention")
     expected = np.where(effects.p_adjusted < tcav.alpha, "relies",
-                        np.where(effects.p_negligible < tcav.alpha, "negligible", "inconclusive"))
+                        np.where(within, "negligible", "inconclusive"))
     assert effects.verdict.tolist() == expected.tolist()
+    assert ((effects.measure == "cav_intervention") & (effects.p_negligible < tcav.alpha)).any()
     assert (effects.significant == (effects.verdict == "relies")).all()
     pairs = store.results("pair_effects", run_id)
     assert len(pairs) == 12 and set(pairs.concept) == {"won"}

@@ -11,11 +11,18 @@ import numpy as np
 import pytest
 
 from attnxai.bench.truth import (DELTAS, METHODS, audit_case, bench_truth, choose_delta,
-                                 confusion)
+                                 confusion, intervention_design_rows, intervention_values,
+                                 unpaired_tcav)
+from attnxai.effects.config import EffectsConfig
+from attnxai.effects.intervention import cav_intervention
+from attnxai.effects.run import intervention_rows
+from attnxai.effects.table import correct_effects, effect_frame
+from attnxai.io.concepts import ConceptSet
 from attnxai.models import load_model
 from attnxai.stats import RELIES
 from attnxai.zoo.headlines import LABELS, TextRecipe, training_set
-from attnxai.zoo.members import CONTROL, PLANTED, ZOO, Member, build, concept_pairs
+from attnxai.zoo.members import (CONTROL, PLANTED, ZOO, Member, build, concept_pairs, pool,
+                                 target_inputs)
 
 TINY = TextRecipe()
 MEMBERS = (
@@ -112,6 +119,37 @@ def test_a_case_tests_every_method_at_every_delta(zoo):
     assert not any(r["verdict"] == "negligible" for r in rows if r["delta"] == 0.0)
     assert not any(r["verdict"] == RELIES for r in rows
                    if r["delta"] == 0.05 and r["method"] == "output_effect")
+
+
+@pytest.mark.slow
+def test_the_bench_intervenes_as_an_audit_does_and_its_designs_are_subsets(zoo):
+    built = build(MEMBERS[1], zoo)
+    adapter, target = built.adapter, built.member.target
+    rng = np.random.default_rng(3)
+    concepts = [ConceptSet(name=c, modality="text", examples=concept_pairs(MEMBERS[1], c, 30,
+                                                                            rng)[0],
+                           default_pool="zoo-random") for c in (PLANTED, CONTROL)]
+    items = target_inputs(MEMBERS[1], 24, rng)
+    result = unpaired_tcav(built, items, concepts, {"zoo-random": pool(MEMBERS[1], 90, rng)}, 0)
+    values = intervention_values(built, items, result, EffectsConfig())
+    cols = ["layer", "mean", "ci_low", "p_value", "p_negligible", "p_adjusted", "n_pairs"]
+    for design in (None, (10, 20, 20)):
+        n, _, m = design or (64, 20, 40)
+        audit = correct_effects(effect_frame(intervention_rows(
+            adapter, items, target, PLANTED, "zoo-random", result.specs, result.layers,
+            result.directions, result.gaps,
+            EffectsConfig(intervention_inputs=n, intervention_null=m))), "hierarchical", 0.05)
+        bench = intervention_design_rows(values[PLANTED], target, PLANTED, 0.15, design)
+        assert np.allclose(bench[cols].to_numpy(float), audit[cols].to_numpy(float),
+                           rtol=1e-4, atol=1e-6, equal_nan=True)
+    # Fewer concept CAVs: the first ones, by the concept's step over all of them, each measured
+    # on its own here.
+    own = [i for i, s in enumerate(result.specs) if s.name == PLANTED]
+    rows = intervention_design_rows(values[PLANTED], target, PLANTED, 0.15, (24, 5, 40))
+    for j, layer in enumerate(result.layers):
+        alone = cav_intervention(adapter, items, target, layer, result.directions[j, own[:5]],
+                                 result.gaps[j, own].mean().expand(5))
+        assert rows["mean"].iloc[j] == pytest.approx(float(alone.mean()), rel=1e-4, abs=1e-7)
 
 
 def test_a_train_shapes_folder_loads_by_path_and_a_broken_one_is_refused(tmp_path):

@@ -274,7 +274,8 @@ NOT_MEASURED = "not measured"
 def causal_label(effect_rows: pd.DataFrame | None) -> tuple[str, float]:
     """A concept's causal verdict (relies, negligible, inconclusive, or NOT_MEASURED) and the
     mean of the row deciding it: its pairs' output effect, else its CAV interventions, of
-    which a negligible one is inconclusive (it does not show the class ignores the concept)."""
+    which a negligible one is inconclusive (it does not show the class ignores the concept;
+    runs since the zoo's CAV-intervention figures store none, older runs may)."""
     if effect_rows is None:
         return NOT_MEASURED, math.nan
     causal, output = _causal_rows(effect_rows)

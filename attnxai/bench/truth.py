@@ -15,7 +15,15 @@ audits the planted concept and the control at the defaults:
 - ``patching``: layer-wise patching both ways, against δ on the logit; "relies" at some layer,
   "negligible" at every layer;
 - ``combined``: the verdict sentence's (:func:`attnxai.audit.verdicts.causal_label`), which
-  is also what a TCAV chart's ★ needs (:func:`attnxai.audit.verdicts.with_relevance`).
+  is also what a TCAV chart's ★ needs (:func:`attnxai.audit.verdicts.with_relevance`);
+- ``cav_intervention``: the concept as an auditor without pairs has it (its examples only,
+  against the random pool): TCAV's CAVs moved by the concept's step at every layer, tested
+  against the null CAVs and δ on the logit as an audit does; "relies" at some layer (a CAV
+  intervention is never "negligible": :func:`attnxai.effects.table.correct_effects`). It is
+  also the combined verdict of that concept without pairs;
+- ``cav_intervention[n inputs, r CAVs, m null]`` (:data:`INTERVENTION_DESIGNS`): the same test
+  with fewer target inputs, concept CAVs or null CAVs, scored from the same passes (each input's
+  change along each direction is measured once), so the designs differ by their design alone.
 
 A case's truth is the member's measured one (``relies``, ``none`` or ``borderline``, which is
 not scored). δ runs over ``DELTAS`` on the probability with ``LOGIT_PER_PROB`` times it on the
@@ -35,8 +43,9 @@ import pandas as pd
 
 from attnxai.audit.verdicts import causal_label, deciding_row, with_relevance
 from attnxai.effects.config import EffectsConfig
-from attnxai.effects.intervention import first_order_intervention
-from attnxai.effects.run import intervention_row, null_cavs, pair_effects, pair_rows
+from attnxai.effects.intervention import cav_intervention, first_order_intervention
+from attnxai.effects.run import (intervention_row, null_cavs, pair_effects, pair_rows,
+                                 whole_groups)
 from attnxai.effects.table import correct_effects, effect_frame
 from attnxai.io.concepts import ConceptSet
 from attnxai.stats import INCONCLUSIVE, NEGLIGIBLE, RELIES
@@ -47,8 +56,19 @@ from attnxai.zoo.members import target_inputs as zoo_inputs
 
 DELTAS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
 LOGIT_PER_PROB = 5.0  # δ on the logit per δ on the probability (about 1/p(1-p) near p = 0.5)
+#: Cheaper CAV-intervention designs scored beside the default: (target inputs, concept CAVs,
+#: null CAVs) at most, each the first ones of the default's.
+INTERVENTION_DESIGNS = ((16, 20, 40), (40, 10, 40), (40, 20, 20), (16, 10, 20))
+
+
+def design_method(design: tuple[int, int, int]) -> str:
+    """The method name of a CAV-intervention design of :data:`INTERVENTION_DESIGNS`."""
+    return "cav_intervention[{} inputs, {} CAVs, {} null]".format(*design)
+
+
 METHODS = ("tcav_logistic", "tcav_pattern", "tcav_star", "tcav_output", "output_effect",
-           "patching", "combined")
+           "patching", "combined", "cav_intervention",
+           *map(design_method, INTERVENTION_DESIGNS))
 ALPHA = 0.05
 
 
@@ -101,6 +121,57 @@ def _first_order_values(built: Built, inputs: list, result: Any, null_size: int
     return out
 
 
+#: Per layer: the layer, and each input's change of the target logit [N, K] along the concept's
+#: CAVs (first R columns) and the null CAVs (the rest); and R.
+InterventionValues = tuple[list[tuple[int, np.ndarray]], int]
+
+
+def unpaired_tcav(built: Built, inputs: list, concepts: list[ConceptSet],
+                  pools: dict[str, ConceptSet], seed: int) -> Any:
+    """TCAV at the defaults of ``concepts`` stripped of their pairs: their examples against the
+    random pool, as an auditor without pairs has them."""
+    unpaired = [ConceptSet(name=c.name, modality=c.modality, examples=c.examples,
+                           default_pool=c.default_pool) for c in concepts]
+    return run_tcav(built.adapter, inputs, built.member.target, unpaired, pools,
+                    TCAVConfig(seed=seed))
+
+
+def intervention_values(built: Built, inputs: list, result: Any, cfg: EffectsConfig
+                        ) -> dict[str, InterventionValues]:
+    """Per concept of the TCAV run ``result``: the CAV intervention of its CAVs and of the run's
+    first ``cfg.intervention_null`` null CAVs at every layer, all by the concept's mean step,
+    per target input (the first ``cfg.intervention_inputs``)."""
+    null = null_cavs(result.specs, "zoo-random", cfg.intervention_null)
+    items = inputs[: cfg.intervention_inputs]
+    out = {}
+    for name in dict.fromkeys(s.name for s in result.specs if s.kind == "concept"):
+        own = [i for i, s in enumerate(result.specs) if s.kind == "concept" and s.name == name]
+        per_layer = []
+        for j, layer in enumerate(result.layers):
+            directions = result.directions[j, own + null]
+            step = result.gaps[j, own].mean().expand(len(directions))
+            per_layer.append((layer, cav_intervention(built.adapter, items, built.member.target,
+                                                      layer, directions, step).numpy()))
+        out[name] = (per_layer, len(own))
+    return out
+
+
+def intervention_design_rows(values: InterventionValues, target: str, name: str, delta: float,
+                       design: tuple[int, int, int] | None = None) -> pd.DataFrame:
+    """One concept's CAV-intervention rows, tested against ``delta`` (logit) and corrected as
+    an audit corrects effects; with ``design`` (inputs, concept CAVs, null CAVs), from the first
+    of each only."""
+    per_layer, r = values
+    n_in, n_cavs, n_null = design or (None, r, None)
+    rows = []
+    for layer, v in per_layer:
+        v = v[:n_in]
+        null = v[:, r:][:, whole_groups(v.shape[1] - r, n_null or v.shape[1] - r)]
+        rows.append(intervention_row(v[:, :n_cavs].mean(0), null.mean(0), target, name, layer,
+                                     len(v), min_effect=delta))
+    return correct_effects(effect_frame(rows), "hierarchical", ALPHA)
+
+
 def _first_order_rows(values: list[tuple[int, np.ndarray, np.ndarray]], target: str, name: str,
                       n_inputs: int, delta: float) -> pd.DataFrame:
     """One concept's first-order rows, tested against ``delta`` (logit) and corrected as an
@@ -127,6 +198,8 @@ def audit_case(built: Built, seed: int, pairs: int = 50, inputs: int = 40, pool_
     layers = list(range(adapter.num_layers))
     first_order = _first_order_values(built, items, tcav["logistic"],
                                       EffectsConfig().intervention_null)
+    intervened = intervention_values(built, items, unpaired_tcav(built, items, concepts, pools,
+                                                                 seed), EffectsConfig())
     # TCAV does not depend on δ: each concept's attention-weighted rows, once.
     tcav_rows = {c.name: {k: r.summary[(r.summary.concept == c.name)
                                        & (r.summary.weighting == "attention")].assign(dataset="zoo")
@@ -154,10 +227,20 @@ def audit_case(built: Built, seed: int, pairs: int = 50, inputs: int = 40, pool_
                 "patching": deciding_row(patch)[0] if not patch.empty else INCONCLUSIVE,
                 "combined": causal_label(effects)[0],
             }
+            # The intervention designs' smallest adjusted p beside their verdicts: how far a
+            # cheaper design moves the evidence, not only the verdict.
+            smallest: dict[str, float] = {}
+            for method, design in (("cav_intervention", None),
+                                   *((design_method(d), d) for d in INTERVENTION_DESIGNS)):
+                rows = intervention_design_rows(intervened[c.name], target, c.name,
+                                                cfg.min_logit_effect, design)
+                verdicts[method] = deciding_row(rows)[0]
+                smallest[method] = float(rows["p_adjusted"].min())
             truth = built.truth[c.name]
             out += [{"model": member.name, "modality": member.modality, "seed": seed,
                      "concept": c.name, "truth": truth.label, "truth_mean": truth.mean,
-                     "method": m, "delta": delta, "verdict": v} for m, v in verdicts.items()]
+                     "method": m, "delta": delta, "verdict": v,
+                     "p_adjusted": smallest.get(m)} for m, v in verdicts.items()]
     return out
 
 
@@ -232,11 +315,11 @@ def format_truth(bench: TruthBench) -> str:
     lines.append(f"δ chosen on every model: {bench.default:g}")
     lines.append("")
     table = confusion(bench.frame())
-    lines.append(f"{'method':<14} {'modality':<8} {'relies: n':>9} {'→relies':>8} {'→inconcl.':>9} "
+    lines.append(f"{'method':<44} {'modality':<8} {'relies: n':>9} {'→relies':>8} {'→inconcl.':>9} "
                  f"{'→neglig.':>8} {'none: n':>8} {'→relies':>8} {'→inconcl.':>9} {'→neglig.':>8}")
     for _, r in table.iterrows():
         lines.append(
-            f"{r['method']:<14} {r['modality']:<8} {r['relies_n']:>9} {100 * r['relies->relies']:>7.0f}% "
+            f"{r['method']:<44} {r['modality']:<8} {r['relies_n']:>9} {100 * r['relies->relies']:>7.0f}% "
             f"{100 * r['relies->inconclusive']:>8.0f}% {100 * r['relies->negligible']:>7.0f}% "
             f"{r['none_n']:>8} {100 * r['none->relies']:>7.0f}% {100 * r['none->inconclusive']:>8.0f}% "
             f"{100 * r['none->negligible']:>7.0f}%")

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from attnxai.schema import TABLES
-from attnxai.stats import INCONCLUSIVE, RELIES, adjust_frame, n_to_settle, relevance_verdicts
+from attnxai.stats import INCONCLUSIVE, NEGLIGIBLE, RELIES, adjust_frame, n_to_settle, relevance_verdicts
 
 MEASURES = ("output_logit", "output_prob", "patch_restore", "patch_remove", "cav_intervention")
 #: Column order of the effects table (and of ``OUT.effects.csv``): the results schema's.
@@ -36,8 +36,12 @@ def correct_effects(frame: pd.DataFrame, correction: str, alpha: float) -> pd.Da
     """Adjust the p-values of every test in ``frame`` together (families for the hierarchical
     correction: one concept's measures and layers per dataset and target), the relevance tests'
     (``p_value``) and, separately, the equivalence tests' (``p_negligible``), and give each row
-    its verdict (:func:`attnxai.stats.relevance_verdicts`): ``significant`` is "relies". An
-    inconclusive paired row says about how many pairs would settle it (``n_needed``)."""
+    its verdict (:func:`attnxai.stats.relevance_verdicts`): ``significant`` is "relies". A CAV
+    intervention is never "negligible": moving a layer along a CAV by the concept's step can stay
+    below δ while inserting the concept moves the output far beyond it (on the ground-truth zoo,
+    every planted concept's did; README, "Verdicts on models nobody tuned for"), so it is
+    inconclusive there (``p_negligible`` is kept). An inconclusive paired row says about how
+    many pairs would settle it (``n_needed``)."""
     out = frame.copy()
     tested = out["p_value"].notna().to_numpy()
     adjusted = np.full(len(out), np.nan)
@@ -46,7 +50,10 @@ def correct_effects(frame: pd.DataFrame, correction: str, alpha: float) -> pd.Da
     negligible[tested] = adjust_frame(out[tested].assign(p_value=out["p_negligible"][tested]),
                                       correction)
     out["p_adjusted"], out["p_negligible"] = adjusted, negligible
-    out["verdict"] = np.where(tested, relevance_verdicts(adjusted, negligible, alpha), None)
+    verdict = relevance_verdicts(adjusted, negligible, alpha)
+    verdict[(verdict == NEGLIGIBLE) & (out["measure"] == "cav_intervention").to_numpy()] = \
+        INCONCLUSIVE
+    out["verdict"] = np.where(tested, verdict, None)
     out["significant"] = (out["verdict"] == RELIES).to_numpy()
     out["n_needed"] = np.where((out["verdict"] == INCONCLUSIVE)
                                & (out["measure"] != "cav_intervention"),

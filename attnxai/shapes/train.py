@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -180,23 +181,26 @@ def _command(out_dir: Path, seed: int, threads: int, recipe: Recipe, device: str
 
 
 def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, threads: int = 2,
-                 device: str = "cpu", init: Path | None = None) -> dict[str, Any]:
+                 device: str = "cpu", init: Path | None = None,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train shapes-vit, evaluate it, write ``model.safetensors`` and ``card.json``; return the card.
 
     ``init``: a folder with a shapes-vit (the built-in's, or one this wrote) to fine-tune
-    instead of training from scratch.
+    instead of training from scratch. ``log``: where the progress lines go (default: stdout,
+    as `attnxai train-shapes` prints them).
 
     Deterministic for a given seed and thread count on CPU. On CUDA the data order, flips and
     initialisation are the same, but floating-point reductions differ, so weights match a CPU
     run only approximately.
     """
     recipe = recipe or Recipe()
+    log = log or (lambda line: print(line, flush=True))
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     start = time.time()
     rng = np.random.default_rng(seed)
 
-    print(f"Rendering {recipe.n_train} training scenes ...", flush=True)
+    log(f"Rendering {recipe.n_train} training scenes ...")
     specs, labels = zip(*(sample_biased(rng, recipe) for _ in range(recipe.n_train)))
     images = torch.from_numpy(render_scenes(list(specs)))  # uint8 [N, 64, 64, 3]
     y = torch.tensor(labels, dtype=torch.int64)
@@ -230,23 +234,18 @@ def train_shapes(out_dir: Path, seed: int = 0, recipe: Recipe | None = None, thr
             loss_sum += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == target).sum())
             seen += len(idx)
-        print(
-            f"epoch {epoch + 1}/{recipe.epochs}  loss {loss_sum / seen:.4f}  "
-            f"train acc {correct / seen:.3f}  ({time.time() - start:.0f}s)",
-            flush=True,
-        )
+        log(f"epoch {epoch + 1}/{recipe.epochs}  loss {loss_sum / seen:.4f}  "
+            f"train acc {correct / seen:.3f}  ({time.time() - start:.0f}s)")
 
     model.eval()
     # Evaluation seeds are derived from the training seed but never collide with it.
     accuracy = unbiased_accuracy(model, seed + 10_001, recipe.n_test)
     effect = intervention(model, seed + 20_002, recipe.n_intervention)
     elapsed = time.time() - start
-    print(
-        f"unbiased test accuracy {accuracy:.3f}; P({PLANTED_CLASS}) striped {effect['planted']['p_with_texture']:.3f} "
-        f"vs plain {effect['planted']['p_with_neutral']:.3f} (gap {effect['planted']['gap']:.3f}); "
-        f"red vs non-red gap {effect['control']['gap']:.3f}; {elapsed:.0f}s",
-        flush=True,
-    )
+    log(f"unbiased test accuracy {accuracy:.3f}; P({PLANTED_CLASS}) striped "
+        f"{effect['planted']['p_with_texture']:.3f} vs plain {effect['planted']['p_with_neutral']:.3f} "
+        f"(gap {effect['planted']['gap']:.3f}); red vs non-red gap {effect['control']['gap']:.3f}; "
+        f"{elapsed:.0f}s")
 
     card = {
         "name": "shapes-vit",

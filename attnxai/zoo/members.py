@@ -201,7 +201,8 @@ def build(member: Member, root: str | Path | None = None, log: Any = None) -> Bu
         if member.text is not None:
             train_text(partial, member.text, member.seed, member.base)
         elif member.shapes is not None:
-            train_shapes(partial, member.seed, member.shapes, init=SHAPES_VIT_DIR)
+            train_shapes(partial, member.seed, member.shapes, init=SHAPES_VIT_DIR,
+                         log=log or (lambda line: None))
         else:  # the built-in itself
             shutil.copytree(SHAPES_VIT_DIR, partial)
         shutil.rmtree(folder, ignore_errors=True)
