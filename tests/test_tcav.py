@@ -48,16 +48,18 @@ def test_batched_cavs_match_sklearn():
     assert fit.accuracy[:5].min() > 0.75 and fit.accuracy[5:].mean() < 0.65
 
 
-def test_few_row_problems_beside_wide_ones_reach_sklearns_optimum():
+@pytest.mark.parametrize("d", [32, 256])
+def test_few_row_problems_beside_wide_ones_reach_sklearns_optimum(d):
     """Problems on a few rows (matched pairs' differing tokens) are solved in their own group
-    with their own preconditioner, not scored over the whole table: each problem, narrow or
-    wide, reaches the optimum sklearn finds for it alone."""
+    with their own preconditioner, not scored over the whole table, and at d = 256 in their 60
+    rows' span: each problem, narrow or wide, reaches the optimum sklearn finds for it alone
+    in all d dimensions."""
     from sklearn.linear_model import LogisticRegression
 
-    from attnxai.tcav.cav import _span_groups, fit_logistic_batched
+    from attnxai.tcav.cav import _row_space, _span_groups, fit_logistic_batched
 
     torch.manual_seed(1)
-    N, d, l2 = 600, 32, 1e-2
+    N, l2 = 600, 1e-2
     X = torch.randn(N, d) * torch.linspace(0.1, 4.0, d)  # anisotropic
     X[:30] += 1.5 * torch.randn(d)  # the narrow problems' positives
     gen = np.random.default_rng(1)
@@ -75,6 +77,7 @@ def test_few_row_problems_beside_wide_ones_reach_sklearns_optimum():
         w[k, :len(i)] = torch.from_numpy(np.where(lab, 0.5 / pos, 0.5 / (len(i) - pos)))
     groups = _span_groups(rows, w, 2**25)
     assert sorted(sorted(g.tolist()) for g, _, _ in groups) == [[0, 1, 2], [3, 4, 5]]
+    assert (_row_space(X[:60])[1] is not None) == (d == 256)
     coef, _, converged = fit_logistic_batched(X, rows, y, w, l2)
     assert converged
     for k, i in enumerate(idx):
