@@ -170,6 +170,7 @@ CONSTRAINTS: dict[str, tuple[Constraint, ...]] = {
     "level": (Choice.of(EffectsLevel),),  # EffectsConfig.level, the CLI's --effects
     "paired_test": (Choice.of(PairedTest),),
     "patch_tokens": (Choice.of(PatchTokens),),
+    "intervention_cavs": (Interval(int, 2),),  # concept CAVs per CAV intervention
     "intervention_null": (Interval(int, 20),),  # null CAVs per CAV intervention (5 groups+)
     "intervention_inputs": (Interval(int, 1),),
     "min_effect": (Interval(float, 0, 1),),  # a change of probability

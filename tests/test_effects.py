@@ -141,7 +141,7 @@ def test_intervention_moves_the_concept_and_its_null_by_the_concepts_step(bert):
     gap: each value equals a direct intervention along that CAV by that step, and not the
     null CAV's own gap."""
     from attnxai.effects.config import EffectsConfig
-    from attnxai.effects.run import intervention_values
+    from attnxai.effects.run import intervention_values, spread
 
     torch.manual_seed(1)
     d = bert.capture(WITH[:1], grads=False).activations[0].shape[-1]
@@ -150,10 +150,12 @@ def test_intervention_moves_the_concept_and_its_null_by_the_concepts_step(bert):
     gaps = torch.tensor([0.5, 1.0, 1.5])
     values, null_values = intervention_values(bert, WITH, "neutral", 1, concept, gaps, null,
                                               EffectsConfig(intervention_inputs=3))
-    direct = cav_intervention(bert, WITH[:3], "neutral", 1, torch.cat([concept, null]),
+    moved = [WITH[i] for i in spread(len(WITH), 3)]  # the first, the last and one between
+    assert len(WITH) > 3 and moved[0] == WITH[0] and moved[-1] == WITH[-1]
+    direct = cav_intervention(bert, moved, "neutral", 1, torch.cat([concept, null]),
                               torch.full((7,), 1.0)).mean(0).numpy()
     np.testing.assert_allclose(np.concatenate([values, null_values]), direct, atol=1e-6)
-    smaller = cav_intervention(bert, WITH[:3], "neutral", 1, null, torch.full((4,), 0.1))
+    smaller = cav_intervention(bert, moved, "neutral", 1, null, torch.full((4,), 0.1))
     assert not np.allclose(null_values, smaller.mean(0).numpy(), atol=1e-6)
 
 

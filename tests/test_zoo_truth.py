@@ -131,14 +131,18 @@ def test_the_bench_intervenes_as_an_audit_does_and_its_designs_are_subsets(zoo):
                            default_pool="zoo-random") for c in (PLANTED, CONTROL)]
     items = target_inputs(MEMBERS[1], 24, rng)
     result = unpaired_tcav(built, items, concepts, {"zoo-random": pool(MEMBERS[1], 90, rng)}, 0)
-    values = intervention_values(built, items, result, EffectsConfig())
+    values = intervention_values(built, items, result)
     cols = ["layer", "mean", "ci_low", "p_value", "p_negligible", "p_adjusted", "n_pairs"]
-    for design in (None, (10, 20, 20)):
-        n, _, m = design or (64, 20, 40)
+    defaults = EffectsConfig()
+    for design in ((defaults.intervention_inputs, defaults.intervention_cavs,
+                    defaults.intervention_null), (10, 20, 40)):
+        n, r, m = design
         audit = correct_effects(effect_frame(intervention_rows(
             adapter, items, target, PLANTED, "zoo-random", result.specs, result.layers,
-            result.directions, result.gaps,
-            EffectsConfig(intervention_inputs=n, intervention_null=m))), "hierarchical", 0.05)
+            result.directions, result.gaps, EffectsConfig(intervention_inputs=n,
+                                                          intervention_cavs=r,
+                                                          intervention_null=m))),
+            "hierarchical", 0.05)
         bench = intervention_design_rows(values[PLANTED], target, PLANTED, 0.15, design)
         assert np.allclose(bench[cols].to_numpy(float), audit[cols].to_numpy(float),
                            rtol=1e-4, atol=1e-6, equal_nan=True)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from attnxai.audit.config import AuditConfig
+from attnxai.effects.run import spread
 from attnxai.io.concepts import ConceptSet
 from attnxai.io.datasets import Dataset
 from attnxai.memory import release_freed_memory
@@ -92,8 +93,9 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
                 items = ([ds.items[i] for i in selected[t][0]] if selected is not None
                          else [x for x, y in zip(ds.items, ds.labels) if y == t])
                 items = items[: config.limit] if config.limit else items
+                moved = [items[i] for i in spread(len(items), cap)]
                 targets.append((len(items), pass_units(adapter, items, bs, False),
-                                pass_units(adapter, items[:cap], bs, True)))
+                                pass_units(adapter, moved, bs, True)))
                 continue
             # An equal share of the inputs, priced at the dataset's mean input.
             n = len(ds) / max(len(adapter.labels), 1)
@@ -130,7 +132,7 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
         jobs = [((pass_units(adapter, c.examples, bs, by_length)
                   + pass_units(adapter, c.counterexamples, bs, by_length))
                  * (1 + edits if effects.patching else 1), "pairs") for c in paired]
-        directions = effects.intervention_null + tcav.num_cavs
+        directions = effects.intervention_null + min(tcav.num_cavs, effects.intervention_cavs)
         jobs += [(units * directions * edits, "intervention")
                  for _, _, units in targets for _ in unpaired]
         step = (ANALYSED - tcav_end) / max(len(jobs), 1)

@@ -18,12 +18,13 @@ audits the planted concept and the control at the defaults:
   is also what a TCAV chart's ★ needs (:func:`attnxai.audit.verdicts.with_relevance`);
 - ``cav_intervention``: the concept as an auditor without pairs has it (its examples only,
   against the random pool): TCAV's CAVs moved by the concept's step at every layer, tested
-  against the null CAVs and δ on the logit as an audit does; "relies" at some layer (a CAV
-  intervention is never "negligible": :func:`attnxai.effects.table.correct_effects`). It is
-  also the combined verdict of that concept without pairs;
+  against the null CAVs and δ on the logit as an audit does at the defaults; "relies" at some
+  layer (a CAV intervention is never "negligible": :func:`attnxai.effects.table.
+  correct_effects`). It is also the combined verdict of that concept without pairs;
 - ``cav_intervention[n inputs, r CAVs, m null]`` (:data:`INTERVENTION_DESIGNS`): the same test
-  with fewer target inputs, concept CAVs or null CAVs, scored from the same passes (each input's
-  change along each direction is measured once), so the designs differ by their design alone.
+  with other numbers of target inputs, concept CAVs or null CAVs. Every design is scored from
+  one measurement of :data:`MEASURED` (each input's change along each direction is measured
+  once), so the designs differ by their design alone.
 
 A case's truth is the member's measured one (``relies``, ``none`` or ``borderline``, which is
 not scored). δ runs over ``DELTAS`` on the probability with ``LOGIT_PER_PROB`` times it on the
@@ -44,7 +45,7 @@ import pandas as pd
 from attnxai.audit.verdicts import causal_label, deciding_row, with_relevance
 from attnxai.effects.config import EffectsConfig
 from attnxai.effects.intervention import cav_intervention, first_order_intervention
-from attnxai.effects.run import (intervention_row, null_cavs, pair_effects, pair_rows,
+from attnxai.effects.run import (intervention_row, null_cavs, pair_effects, pair_rows, spread,
                                  whole_groups)
 from attnxai.effects.table import correct_effects, effect_frame
 from attnxai.io.concepts import ConceptSet
@@ -56,12 +57,19 @@ from attnxai.zoo.members import target_inputs as zoo_inputs
 
 DELTAS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05)
 LOGIT_PER_PROB = 5.0  # δ on the logit per δ on the probability (about 1/p(1-p) near p = 0.5)
-#: Cheaper CAV-intervention designs scored beside the default: (target inputs, concept CAVs,
-#: null CAVs) at most, each the first ones of the default's.
-INTERVENTION_DESIGNS = ((16, 20, 40), (40, 10, 40), (40, 20, 20), (16, 10, 20))
+#: A CAV-intervention design: at most so many target inputs (spread over them), the first so
+#: many concept CAVs and null CAVs.
+Design = tuple[int, int, int]
+#: What each case measures: every design is scored from the first of these.
+MEASURED: Design = (40, 20, 40)
+#: Designs scored beside the defaults': the defaults before them (every input up to 64, 20
+#: CAVs), each of the defaults' two cuts alone (inputs, concept CAVs), the null halved alone,
+#: and all three.
+INTERVENTION_DESIGNS: tuple[Design, ...] = ((40, 20, 40), (16, 20, 40), (40, 10, 40),
+                                            (40, 20, 20), (16, 10, 20))
 
 
-def design_method(design: tuple[int, int, int]) -> str:
+def design_method(design: Design) -> str:
     """The method name of a CAV-intervention design of :data:`INTERVENTION_DESIGNS`."""
     return "cav_intervention[{} inputs, {} CAVs, {} null]".format(*design)
 
@@ -136,13 +144,12 @@ def unpaired_tcav(built: Built, inputs: list, concepts: list[ConceptSet],
                     TCAVConfig(seed=seed))
 
 
-def intervention_values(built: Built, inputs: list, result: Any, cfg: EffectsConfig
+def intervention_values(built: Built, inputs: list, result: Any, null_size: int = MEASURED[2]
                         ) -> dict[str, InterventionValues]:
-    """Per concept of the TCAV run ``result``: the CAV intervention of its CAVs and of the run's
-    first ``cfg.intervention_null`` null CAVs at every layer, all by the concept's mean step,
-    per target input (the first ``cfg.intervention_inputs``)."""
-    null = null_cavs(result.specs, "zoo-random", cfg.intervention_null)
-    items = inputs[: cfg.intervention_inputs]
+    """Per concept of the TCAV run ``result``: the CAV intervention of every CAV of it and of
+    the run's first ``null_size`` null CAVs at every layer, all by the concept's mean step, per
+    target input."""
+    null = null_cavs(result.specs, "zoo-random", null_size)
     out = {}
     for name in dict.fromkeys(s.name for s in result.specs if s.kind == "concept"):
         own = [i for i, s in enumerate(result.specs) if s.kind == "concept" and s.name == name]
@@ -150,23 +157,23 @@ def intervention_values(built: Built, inputs: list, result: Any, cfg: EffectsCon
         for j, layer in enumerate(result.layers):
             directions = result.directions[j, own + null]
             step = result.gaps[j, own].mean().expand(len(directions))
-            per_layer.append((layer, cav_intervention(built.adapter, items, built.member.target,
+            per_layer.append((layer, cav_intervention(built.adapter, inputs, built.member.target,
                                                       layer, directions, step).numpy()))
         out[name] = (per_layer, len(own))
     return out
 
 
 def intervention_design_rows(values: InterventionValues, target: str, name: str, delta: float,
-                       design: tuple[int, int, int] | None = None) -> pd.DataFrame:
-    """One concept's CAV-intervention rows, tested against ``delta`` (logit) and corrected as
-    an audit corrects effects; with ``design`` (inputs, concept CAVs, null CAVs), from the first
-    of each only."""
+                             design: Design) -> pd.DataFrame:
+    """One concept's CAV-intervention rows of ``design`` (inputs, concept CAVs, null CAVs: as
+    an audit picks them from the measured ones), tested against ``delta`` (logit) and
+    corrected as an audit corrects effects."""
     per_layer, r = values
-    n_in, n_cavs, n_null = design or (None, r, None)
+    n_in, n_cavs, n_null = design
     rows = []
     for layer, v in per_layer:
-        v = v[:n_in]
-        null = v[:, r:][:, whole_groups(v.shape[1] - r, n_null or v.shape[1] - r)]
+        v = v[spread(len(v), n_in)]
+        null = v[:, r:][:, whole_groups(v.shape[1] - r, n_null)]
         rows.append(intervention_row(v[:, :n_cavs].mean(0), null.mean(0), target, name, layer,
                                      len(v), min_effect=delta))
     return correct_effects(effect_frame(rows), "hierarchical", ALPHA)
@@ -199,7 +206,10 @@ def audit_case(built: Built, seed: int, pairs: int = 50, inputs: int = 40, pool_
     first_order = _first_order_values(built, items, tcav["logistic"],
                                       EffectsConfig().intervention_null)
     intervened = intervention_values(built, items, unpaired_tcav(built, items, concepts, pools,
-                                                                 seed), EffectsConfig())
+                                                                 seed))
+    defaults = EffectsConfig()
+    default_design = (defaults.intervention_inputs, defaults.intervention_cavs,
+                      defaults.intervention_null)
     # TCAV does not depend on δ: each concept's attention-weighted rows, once.
     tcav_rows = {c.name: {k: r.summary[(r.summary.concept == c.name)
                                        & (r.summary.weighting == "attention")].assign(dataset="zoo")
@@ -230,7 +240,7 @@ def audit_case(built: Built, seed: int, pairs: int = 50, inputs: int = 40, pool_
             # The intervention designs' smallest adjusted p beside their verdicts: how far a
             # cheaper design moves the evidence, not only the verdict.
             smallest: dict[str, float] = {}
-            for method, design in (("cav_intervention", None),
+            for method, design in (("cav_intervention", default_design),
                                    *((design_method(d), d) for d in INTERVENTION_DESIGNS)):
                 rows = intervention_design_rows(intervened[c.name], target, c.name,
                                                 cfg.min_logit_effect, design)

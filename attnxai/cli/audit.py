@@ -56,8 +56,10 @@ EFFECTS_OPTIONS = {
                "layer-wise activation patching); all (also CAV interventions of the others)",
     "paired_test": "test of the pairs' differences: sign_flip (of their mean) or wilcoxon",
     "patch_tokens": "patch the aligned tokens where a pair differs, or every aligned token",
+    "intervention_cavs": "the concept's CAVs each CAV intervention moves (the first ones)",
     "intervention_null": "null CAVs each CAV intervention is tested against",
-    "intervention_inputs": "at most this many target inputs per CAV intervention",
+    "intervention_inputs": "at most this many target inputs per CAV intervention, spread over "
+                           "them",
     "min_effect": "minimum relevant change of the target's probability: effects are tested "
                   "against it (relies / negligible / inconclusive)",
     "min_logit_effect": "minimum relevant change of the target's logit (logit effects, "

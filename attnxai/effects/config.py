@@ -16,9 +16,15 @@ class EffectsConfig:
     (also layer-wise activation patching); ``all`` (also CAV interventions for concepts without
     pairs). ``paired_test``: the test of paired differences (``sign_flip`` tests the mean that is
     reported; see the README's calibration). ``patch_tokens``: patch the aligned tokens where a
-    pair differs, or every aligned token. A CAV intervention uses the first
-    ``intervention_null`` of the run's null CAVs and at most ``intervention_inputs`` target
-    inputs. The sign-flip test's resampling is seeded by the caller (an audit: its seed).
+    pair differs, or every aligned token. A CAV intervention moves the first
+    ``intervention_cavs`` of the concept's CAVs and the first ``intervention_null`` of the run's
+    null CAVs, on at most ``intervention_inputs`` target inputs spread over them
+    (:func:`attnxai.effects.run.spread`): the passes grow with inputs x (CAVs + null). The
+    defaults make a third of the passes of the design before them (every input up to 64, 20
+    CAVs), which kept every verdict of the demo audit and, on the ground-truth zoo, its verdicts
+    within their resampling error; 20 null CAVs, also calibrated, lost the demo's one reliance
+    (README, "CAV interventions"). The sign-flip test's resampling is seeded by the caller (an
+    audit: its seed).
 
     ``min_effect`` and ``min_logit_effect``: the minimum relevant effect δ (docs/method.md §8),
     a change of the target's probability (output effects on the probability) and of its logit
@@ -32,8 +38,9 @@ class EffectsConfig:
     level: EffectsLevel = "all"
     paired_test: PairedTest = "sign_flip"
     patch_tokens: PatchTokens = "differing"
+    intervention_cavs: int = 10
     intervention_null: int = 40
-    intervention_inputs: int = 64
+    intervention_inputs: int = 16
     min_effect: float = 0.03
     min_logit_effect: float = 0.15
 

@@ -141,7 +141,7 @@ def intervention_values(adapter: ModelAdapter, inputs: Sequence[Any], target: st
     scale along its CAVs (the mean of ``concept_gaps`` [R]). A random CAV pushed by its own,
     smaller gap would move the logit less whatever its direction, and a concept with well
     separated examples would win for its step alone (docs/method.md §6.3)."""
-    inputs = list(inputs)[: cfg.intervention_inputs]
+    inputs = [inputs[i] for i in spread(len(inputs), cfg.intervention_inputs)]
     directions = torch.cat([concept, null])
     step = torch.full((len(directions),), float(concept_gaps.mean()), dtype=directions.dtype)
     values = cav_intervention(adapter, inputs, target, layer, directions, step,
@@ -156,10 +156,12 @@ def intervention_rows(adapter: ModelAdapter, inputs: Sequence[Any], target: str,
                       progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
     """The ``cav_intervention`` rows of one concept without pairs, one per layer, from a TCAV
     run's CAVs: ``specs`` (with ``name``, ``kind`` and ``rep``), ``directions`` [L, K, d] and
-    ``gaps`` [L, K]. The concept's CAVs are tested against the first ``intervention_null`` of
-    its pool's null CAVs (``random:<pool>``). ``progress(x)`` says how many layers are done
-    (fractions within a layer: :data:`InputProgress`)."""
+    ``gaps`` [L, K]. The concept's first ``intervention_cavs`` CAVs are tested against the
+    first ``intervention_null`` of its pool's null CAVs (``random:<pool>``), all moved by the
+    step of every CAV of the concept. ``progress(x)`` says how many layers are done (fractions
+    within a layer: :data:`InputProgress`)."""
     own = [i for i, s in enumerate(specs) if s.kind == "concept" and s.name == concept]
+    moved = sorted(own, key=lambda i: specs[i].rep)[: cfg.intervention_cavs]
     null = null_cavs(specs, pool, cfg.intervention_null)
     n = min(len(inputs), cfg.intervention_inputs)
     rows = []
@@ -167,11 +169,20 @@ def intervention_rows(adapter: ModelAdapter, inputs: Sequence[Any], target: str,
         within = None if progress is None else (
             lambda done, total, j=j: progress(j + done / total))
         values, null_values = intervention_values(adapter, inputs, target, layer,
-                                                  directions[j, own], gaps[j, own],
+                                                  directions[j, moved], gaps[j, own],
                                                   directions[j, null], cfg, batch_size, within)
         rows.append(intervention_row(values, null_values, target, concept, layer, n,
                                      dataset=dataset, min_effect=cfg.min_logit_effect))
     return rows
+
+
+def spread(available: int, wanted: int) -> np.ndarray:
+    """Indices of ``wanted`` of ``available`` items spread evenly over them (all of them when
+    there are no more): a CAV intervention's target inputs, so a file sorted by date or source
+    is not read from its start only."""
+    if available <= wanted:
+        return np.arange(available)
+    return np.round(np.linspace(0, available - 1, wanted)).astype(int)
 
 
 def null_cavs(specs: Sequence[Any], pool: str, wanted: int) -> list[int]:
