@@ -20,7 +20,8 @@ import pandas as pd
 from scipy import stats
 
 from attnxai.schema import TABLES
-from attnxai.stats import INCONCLUSIVE, NEGLIGIBLE, RELIES, adjust_frame, n_to_settle, relevance_verdicts
+from attnxai.stats import (INCONCLUSIVE, NEGLIGIBLE, RELIES, adjust_frame, n_to_settle,
+                           relevance_verdicts)
 
 MEASURES = ("output_logit", "output_prob", "patch_restore", "patch_remove", "cav_intervention")
 #: Column order of the effects table (and of ``OUT.effects.csv``): the results schema's.
