@@ -35,12 +35,13 @@ model's cases are scored at it. The figures are those held-out scores.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from attnxai.audit.verdicts import causal_label, deciding_row, with_relevance
 from attnxai.effects.config import EffectsConfig
@@ -109,23 +110,31 @@ def _concept(name: str, member: Member, pairs: tuple[list, list]) -> ConceptSet:
                       counterexamples=pairs[1], paired=True, default_pool="zoo-random")
 
 
+def _pushes(result: Any, null_size: int
+            ) -> Iterator[tuple[str, int, int, torch.Tensor, torch.Tensor]]:
+    """Per concept of the TCAV run ``result`` and layer: the concept, the layer, its number of
+    CAVs R, its CAVs followed by the run's first ``null_size`` null CAVs [K, d], and the step
+    that moves every one of them, the concept's mean gap [K]."""
+    null = null_cavs(result.specs, "zoo-random", null_size)
+    for name in dict.fromkeys(s.name for s in result.specs if s.kind == "concept"):
+        own = [i for i, s in enumerate(result.specs) if s.kind == "concept" and s.name == name]
+        for j, layer in enumerate(result.layers):
+            directions = result.directions[j, own + null]
+            yield name, layer, len(own), directions, result.gaps[j, own].mean().expand(
+                len(directions))
+
+
 def _first_order_values(built: Built, inputs: list, result: Any, null_size: int
                         ) -> dict[str, list[tuple[int, np.ndarray, np.ndarray]]]:
     """Per concept and layer, TCAV's CAVs in output units: the first-order intervention of the
-    concept's CAVs and of the null CAVs, all moved by the concept's mean step, averaged over
-    the target inputs (one capture with gradients)."""
+    concept's CAVs and of the null CAVs (:func:`_pushes`), averaged over the target inputs
+    (one capture with gradients)."""
     cap = built.adapter.capture(inputs, target=built.member.target, attention="readout")
-    null = null_cavs(result.specs, "zoo-random", null_size)
     out: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-    for name in (PLANTED, CONTROL):
-        own = [i for i, s in enumerate(result.specs) if s.kind == "concept" and s.name == name]
-        out[name] = []
-        for j, layer in enumerate(result.layers):
-            idx = own + null
-            values = first_order_intervention(
-                cap.grad_activations[layer], cap.valid_mask, result.directions[j, idx],
-                result.gaps[j, own].mean().expand(len(idx))).mean(0).numpy()
-            out[name].append((layer, values[:len(own)], values[len(own):]))
+    for name, layer, r, directions, step in _pushes(result, null_size):
+        values = first_order_intervention(cap.grad_activations[layer], cap.valid_mask,
+                                          directions, step).mean(0).numpy()
+        out.setdefault(name, []).append((layer, values[:r], values[r:]))
     return out
 
 
@@ -147,19 +156,12 @@ def unpaired_tcav(built: Built, inputs: list, concepts: list[ConceptSet],
 def intervention_values(built: Built, inputs: list, result: Any, null_size: int = MEASURED[2]
                         ) -> dict[str, InterventionValues]:
     """Per concept of the TCAV run ``result``: the CAV intervention of every CAV of it and of
-    the run's first ``null_size`` null CAVs at every layer, all by the concept's mean step, per
-    target input."""
-    null = null_cavs(result.specs, "zoo-random", null_size)
-    out = {}
-    for name in dict.fromkeys(s.name for s in result.specs if s.kind == "concept"):
-        own = [i for i, s in enumerate(result.specs) if s.kind == "concept" and s.name == name]
-        per_layer = []
-        for j, layer in enumerate(result.layers):
-            directions = result.directions[j, own + null]
-            step = result.gaps[j, own].mean().expand(len(directions))
-            per_layer.append((layer, cav_intervention(built.adapter, inputs, built.member.target,
-                                                      layer, directions, step).numpy()))
-        out[name] = (per_layer, len(own))
+    the run's first ``null_size`` null CAVs at every layer (:func:`_pushes`), per target input."""
+    out: dict[str, InterventionValues] = {}
+    for name, layer, r, directions, step in _pushes(result, null_size):
+        values = cav_intervention(built.adapter, inputs, built.member.target, layer, directions,
+                                  step).numpy()
+        out.setdefault(name, ([], r))[0].append((layer, values))
     return out
 
 
@@ -203,11 +205,10 @@ def audit_case(built: Built, seed: int, pairs: int = 50, inputs: int = 40, pool_
                                      EffectsConfig(level="layers"), seed=seed)
                 for c in concepts}
     layers = list(range(adapter.num_layers))
-    first_order = _first_order_values(built, items, tcav["logistic"],
-                                      EffectsConfig().intervention_null)
+    defaults = EffectsConfig()
+    first_order = _first_order_values(built, items, tcav["logistic"], defaults.intervention_null)
     intervened = intervention_values(built, items, unpaired_tcav(built, items, concepts, pools,
                                                                  seed))
-    defaults = EffectsConfig()
     default_design = (defaults.intervention_inputs, defaults.intervention_cavs,
                       defaults.intervention_null)
     # TCAV does not depend on δ: each concept's attention-weighted rows, once.
