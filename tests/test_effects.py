@@ -117,11 +117,13 @@ def test_alpha_zero_changes_nothing_and_small_alpha_matches_the_derivative(pairs
 
 def test_directions_stacked_into_one_pass_equal_one_pass_per_direction(pairs):
     """Every direction of a layer in one batched pass (chunks of up to ``max_tokens`` tokens, blocks
-    before the layer replayed) gives what one pass per direction gives; padding included."""
+    before the layer replayed) gives what one pass per direction gives; padding included. One
+    recording of the inputs serves every layer."""
     adapter, a, _ = pairs
     torch.manual_seed(2)
     cap = adapter.capture(list(a), grads=False)
     v = torch.nn.functional.normalize(torch.randn(5, cap.activations[0].shape[-1]), dim=-1)
+    recordings: dict = {}  # one recording of the inputs, replayed at every layer
     for layer in range(adapter.num_layers - 1):  # the last block's patches may not matter
         # Steps up to the layer's mean token norm: large enough to move a tiny random model.
         norm = float(cap.activations[layer][cap.valid_mask].norm(dim=-1).mean())
@@ -130,10 +132,14 @@ def test_directions_stacked_into_one_pass_equal_one_pass_per_direction(pairs):
         stacked = cav_intervention(adapter, a, 0, layer, v, alphas)
         chunked = cav_intervention(adapter, a, 0, layer, v, alphas,
                                    max_tokens=2 * cap.valid_mask.numel())  # two directions a pass
+        shared = cav_intervention(adapter, a, 0, layer, v, alphas, recordings=recordings)
         scale = float(one_by_one.abs().max())
         assert scale > 0  # the directions do move the logit
         torch.testing.assert_close(stacked, one_by_one, atol=1e-4 * scale, rtol=0)
         torch.testing.assert_close(chunked, one_by_one, atol=1e-4 * scale, rtol=0)
+        torch.testing.assert_close(shared, stacked, atol=1e-6 * scale, rtol=0)
+        assert recordings and all(len(r.replay) == adapter.num_layers
+                                  for r in recordings.values())
 
 
 def test_intervention_moves_the_concept_and_its_null_by_the_concepts_step(bert):

@@ -10,6 +10,7 @@ from attnxai.audit import progress as progress_mod
 from attnxai.audit.progress import Steps
 from attnxai.models.patching import layer_work
 from attnxai.bench.audit import EtaRow, eta_rows, stage_of, stage_seconds
+from conftest import TEXTS
 
 
 class Clock:
@@ -68,12 +69,75 @@ def test_nothing_is_said_before_a_first_rate(monkeypatch):
     assert said[-1] == pytest.approx(6.0)
 
 
-def test_an_edit_reruns_the_blocks_after_its_layer():
-    L = 12
-    assert layer_work([L - 1], L) == [pytest.approx(1 / (L + 1))]  # only the readout
-    assert layer_work([0], L) == [pytest.approx(L / (L + 1))]  # every block after the first
-    w = layer_work(range(L), L)
-    assert all(a > b for a, b in zip(w, w[1:]))
+def test_a_stage_served_from_the_cache_prices_nothing_and_a_sample_prices_its_kind(monkeypatch):
+    """The examples' stage read from the cache reports nothing of its own: its few seconds
+    do not make the passes to come look free. A timed sample of interventions (calibrate)
+    prices them before they run, and its seconds are not the stage under way's."""
+    clock = Clock()
+    monkeypatch.setattr(progress_mod.time, "perf_counter", clock)
+    said: list[float | None] = []
+    steps = Steps("r", None, None, time_left=said.append)
+    steps.plan([(0.1, 10.0, "predict"), (0.3, 100.0, "forward"), (0.4, 0.0, "other"),
+                (0.7, 20.0, "gradient"), (1.0, 50.0, "intervention")])
+    steps.stage(0.0, 0.1, "predicting")
+    clock.t = 20.0
+    steps(1.0, "10/10")  # 2 s per unit
+    steps.stage(0.1, 0.4, "examples")  # all cached: no report until the next stage
+    clock.t = 20.5
+    steps.stage(0.4, 0.7, "target pass")
+    # Gradients and interventions at prediction's rate, not at the cache's.
+    assert said[-1] == pytest.approx(20 * 2.0 + 50 * 2.0)
+    clock.t = 25.5
+    steps.calibrate("intervention", 4.0, 8.0, took=5.0)  # 0.5 s per unit, in the last 5 s
+    assert said[-1] == pytest.approx(20 * 2.0 + 50 * 2.0)
+    clock.t = 35.5
+    steps(0.5, "half")  # the sample's 5 s are not the stage's: 10 s for its 10 units
+    assert said[-1] == pytest.approx(10 * 1.0 + 50 * 0.5)
+
+
+def test_an_intervention_sample_runs_the_audits_shape(tiny_bert_dir):
+    """time_interventions times one edited pass of the audit's moved inputs and directions at
+    the second-last block, priced in audit_work's units: one block of that many inputs."""
+    import attnxai
+    from attnxai.audit.config import AuditConfig
+    from attnxai.audit.progress import intervention_directions, pass_units, time_interventions
+    from attnxai.effects.config import EffectsConfig
+    from attnxai.models.patching import READOUT_BLOCKS
+
+    bert = attnxai.load_model(str(tiny_bert_dir), device="cpu")
+    config = AuditConfig(model=str(tiny_bert_dir), targets=("positive",), concepts=("c",),
+                         effects=EffectsConfig(intervention_inputs=4, intervention_null=20))
+    assert intervention_directions(config) == 30
+    seconds, units = time_interventions(bert, TEXTS, "positive", config)
+    moved = [TEXTS[i] for i in (0, 2, 3, 5)]  # four spread over six
+    L = bert.num_layers
+    assert seconds > 0
+    assert units == pytest.approx(pass_units(bert, moved, 32, True) * 30 * (1 + READOUT_BLOCKS) / L)
+
+
+def test_an_edit_reruns_the_blocks_after_its_layer(tiny_bert_dir):
+    """layer_work counts the blocks an edit at each layer really runs (counted by hooks on
+    the blocks' attention modules, which a replayed block never calls) in forward passes."""
+    import attnxai
+    from attnxai.models.patching import READOUT_BLOCKS, patched_blocks, record_block_outputs
+
+    bert = attnxai.load_model(str(tiny_bert_dir), device="cpu")
+    L = bert.num_layers
+    batch = bert.prepare(TEXTS[:2])
+    _, replay = record_block_outputs(bert, batch)
+    ran: list[int] = []
+    handles = [blk.attention.register_forward_hook(lambda *a, k=k: ran.append(k))
+               for k, blk in enumerate(bert.block_modules())]
+    try:
+        for layer in range(L):
+            ran.clear()
+            with patched_blocks(bert, {layer: lambda h: h + 1.0}, replay=replay):
+                bert.forward_logits(batch)
+            assert ran == list(range(layer + 1, L))
+            assert layer_work([layer], L) == [pytest.approx((len(ran) + READOUT_BLOCKS) / L)]
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def test_stage_seconds_give_each_report_its_stage():

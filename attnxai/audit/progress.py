@@ -6,9 +6,10 @@ stage's work in tokens through the model (images: images), from the audit's shap
 their lengths, examples, CAVs, layers, pairs, intervention directions); :class:`Steps`
 measures the seconds per unit of each kind of work as the stages run (the stage under way
 included) and from that gives the bar's shares and the seconds left. A kind not measured yet
-is priced at the forward pass's rate, so the work estimates are in forward passes wherever the
-cost can be derived from the model: an edit at layer l reruns only the blocks after it
-(:func:`attnxai.models.patching.layer_work`).
+is priced at the rate of the examples' forward passes (until those run, at prediction's, which
+is its own kind: its first pass also pages the weights in from disk), so the work estimates
+are in forward passes wherever the cost can be derived from the model: an edit at layer l
+reruns only the blocks after it (:func:`attnxai.models.patching.layer_work`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from attnxai.audit.config import AuditConfig
+from attnxai.effects.intervention import cav_intervention
 from attnxai.effects.run import spread
 from attnxai.io.concepts import ConceptSet
 from attnxai.io.datasets import Dataset
@@ -103,7 +105,7 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
             mean = ds_units / max(len(ds), 1)
             targets.append((n, n * mean, min(n, cap) * mean))
     per_input = sum(predicted) / max(sum(len(ds) for ds, _ in datasets), 1)  # an input's pass
-    work = [(PREDICTED, sum(predicted), "forward"),
+    work = [(PREDICTED, sum(predicted), "predict"),
             (PREDICTED + (EXAMPLES - PREDICTED) * ACTIVATIONS_DONE,
              pass_units(adapter, plan.examples.items, bs, False), "forward"),
             (EXAMPLES, 0.0, "other")]
@@ -132,9 +134,10 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
         jobs = [((pass_units(adapter, c.examples, bs, by_length)
                   + pass_units(adapter, c.counterexamples, bs, by_length))
                  * (1 + edits if effects.patching else 1), "pairs") for c in paired]
-        directions = effects.intervention_null + min(tcav.num_cavs, effects.intervention_cavs)
-        jobs += [(units * directions * edits, "intervention")
-                 for _, _, units in targets for _ in unpaired]
+        directions = intervention_directions(config)
+        # Per target, one plain pass of its moved inputs serves every layer and concept.
+        jobs += [(units * (directions * edits + (i == 0)), "intervention")
+                 for _, _, units in targets for i in range(len(unpaired))]
         step = (ANALYSED - tcav_end) / max(len(jobs), 1)
         work += [(tcav_end + (k + 1) * step, units, kind) for k, (units, kind) in enumerate(jobs)]
         if not jobs:
@@ -143,6 +146,46 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
     rows = (sum(n for n, _, _ in targets) * len(concepts) + len(plan.specs)) * len(layers) \
         * len(tcav.weightings())
     return work + [(1.0, rows * _COST_ROW * per_input, "save")]
+
+
+def intervention_directions(config: AuditConfig) -> int:
+    """The directions one layer of a concept's CAV interventions moves the inputs along: its
+    CAVs and the null's."""
+    return config.effects.intervention_null + min(config.tcav.num_cavs,
+                                                  config.effects.intervention_cavs)
+
+
+def time_interventions(adapter: ModelAdapter, inputs: Sequence[Any], target: str,
+                       config: AuditConfig) -> tuple[float, float] | None:
+    """Seconds and units (:func:`audit_work`'s) of one CAV intervention of the audit's own
+    shape (its moved inputs, as many random directions as a layer moves) at the second-last
+    block, which runs one block and the head: what the time left prices the interventions at
+    before the first of them has run. Passes stacked over many directions run at another speed
+    than the examples' batches (on a GPU several times faster), and the examples may come from
+    the cache. The faster of two passes (the first also pays for touching its memory the first
+    time): about two seconds at BERT-base on a laptop's CPU. None for a model of one block."""
+    import torch
+
+    L = adapter.num_layers
+    if L < 2:
+        return None
+    bs = config.tcav.batch_size or adapter.batch_size
+    moved = [inputs[i] for i in spread(len(inputs), config.effects.intervention_inputs)]
+    k = intervention_directions(config)
+    directions = torch.nn.functional.normalize(
+        torch.randn(k, adapter.width, generator=torch.Generator().manual_seed(0)), dim=1)
+    ones = torch.ones(k)
+    recordings: dict = {}
+    # Record first (the head alone runs), so only the edited passes are timed.
+    cav_intervention(adapter, moved, target, L - 1, directions[:1], ones[:1], bs,
+                     recordings=recordings)
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        cav_intervention(adapter, moved, target, L - 2, directions, ones, bs,
+                         recordings=recordings)
+        seconds.append(time.perf_counter() - start)
+    return min(seconds), pass_units(adapter, moved, bs, True) * k * layer_work([L - 2], L)[0]
 
 
 class Steps:
@@ -167,6 +210,7 @@ class Steps:
         self.work: list[tuple[float, float, float, str]] = []  # (start, end, units, kind) to come
         self.spent: dict[str, list[float]] = {}  # kind -> [seconds, units] measured so far
         self.mark = time.perf_counter()  # when the stage under way began
+        self.inside = False  # whether a report fell within the work item under way
 
     def plan(self, work: list[tuple[float, float, str]]) -> None:
         """The stages' ``(nominal end, units, kind)`` in order (:func:`audit_work`); those
@@ -176,6 +220,15 @@ class Steps:
                       if e > a else 0.0, k)
                      for a, (e, w, k) in zip(starts, work) if e > self.at]
         self._share()
+
+    def calibrate(self, kind: str, seconds: float, units: float, took: float) -> None:
+        """Price ``kind`` by a timed sample of its work (``units`` in ``seconds``:
+        :func:`time_interventions`) that took ``took`` seconds just now, which are not the
+        stage under way's."""
+        spent = self.spent.setdefault(kind, [0.0, 0.0])
+        spent[0] += seconds
+        spent[1] += units
+        self.mark += took
 
     def _measured(self) -> dict[str, tuple[float, float]]:
         """Seconds and units of each kind so far, the stage under way included."""
@@ -191,8 +244,9 @@ class Steps:
 
     @staticmethod
     def _rate(measured: dict[str, tuple[float, float]], kind: str) -> float | None:
-        """Seconds per unit of ``kind``; until measured, that of a forward pass."""
-        for k in (kind, "forward"):
+        """Seconds per unit of ``kind``; until measured, that of a forward pass (of the
+        examples, else of prediction)."""
+        for k in (kind, "forward", "predict"):
             seconds, units = measured.get(k, (0.0, 0.0))
             if units > 0 and seconds > 0:
                 return seconds / units
@@ -251,14 +305,18 @@ class Steps:
         self.at = max(self.at, self.lo + (self.hi - self.lo) * min(max(fraction, 0.0), 1.0))
         self.shown = max(self.shown, self._shown(self.at))
         finished = False
+        if self.work and self.work[0][0] < self.at <= self.work[0][1]:
+            self.inside = True
         while self.work and self.at >= self.work[0][1]:  # a stage ended: measure its kind
             _, _, units, kind = self.work.pop(0)
             now = time.perf_counter()
-            if units > 0:
+            # A stage that reported nothing of its own work did not do it (activations read
+            # from the cache): its seconds do not price its kind.
+            if units > 0 and self.inside:
                 spent = self.spent.setdefault(kind, [0.0, 0.0])
                 spent[0] += now - self.mark
                 spent[1] += units
-            self.mark, finished = now, True
+            self.mark, self.inside, finished = now, False, True
         if finished:  # the stages after it, shared again by what their kinds measured
             self._share()
         if self.progress:

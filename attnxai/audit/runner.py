@@ -36,7 +36,7 @@ from attnxai.audit.config import DEMO, AuditConfig
 from attnxai.audit.engines import Engine, ModelRef
 from attnxai.audit.engines.local import LocalEngine
 from attnxai.audit.progress import (ANALYSED, EXAMPLES, EFFECTS_SHARE, PREDICTED, AuditCancelled,
-                                    Steps, TimeLeft, audit_work)
+                                    Steps, TimeLeft, audit_work, time_interventions)
 from attnxai.audit.records import RunConcept, RunDataset
 from attnxai.io.concepts import ConceptSet, load_audit_concepts
 from attnxai.io.datasets import Dataset, demo_dataset, load_dataset
@@ -44,6 +44,7 @@ from attnxai.errors import UserInputError
 from attnxai.models.base import ModelAdapter
 from attnxai.models.patching import layer_work
 from attnxai.audit.store import Store
+from attnxai.effects.intervention import Recordings
 from attnxai.effects.run import intervention_rows, pair_effects
 from attnxai.effects.table import correct_effects, effect_frame
 from attnxai.schema import TABLES
@@ -268,6 +269,7 @@ def _effects(prep: PreparedAudit, results: list, steps: Steps, lo: float, hi: fl
     for ds, target, inputs, result in results:
         # Layer j's share of a concept's interventions: by the blocks its edits rerun.
         done = np.cumsum([0.0, *layer_work(result.layers, adapter.num_layers)])
+        recordings: Recordings = {}  # the target inputs' plain pass, once for every concept
         for c in unpaired:
             steps.stage(lo + k * step, lo + (k + 1) * step,
                         f"CAV interventions of {c.name} on {ds.name} / {target}")
@@ -276,7 +278,8 @@ def _effects(prep: PreparedAudit, results: list, steps: Steps, lo: float, hi: fl
                 adapter, inputs, target, c.name, c.default_pool, result.specs, result.layers,
                 result.directions, result.gaps, cfg, ds.name, tcav.batch_size,
                 lambda x: steps(float(np.interp(x, range(len(done)), done)) / done[-1],
-                                f"layer {result.layers[min(int(x), len(result.layers) - 1)]}"))
+                                f"layer {result.layers[min(int(x), len(result.layers) - 1)]}"),
+                recordings)
     effects = correct_effects(effect_frame(rows), tcav.correction, tcav.alpha)
     return effects, TABLES["pair_effects"].frame(pd.concat(per_pair, ignore_index=True)
                                                  if per_pair else [])
@@ -381,6 +384,15 @@ def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | No
         steps.plan(audit_work(prep.config, adapter, plan_cavs(prep.concepts, prep.pools,
                                                          prep.config.tcav),
                          prep.concepts, [(ds.data, ds.selected) for ds in prep.datasets]))
+        if prep.config.effects.interventions and any(
+                not (c.paired and c.counterexamples) for c in prep.concepts):
+            ds, target = prep.datasets[0], prep.targets[0]
+            steps(0.0, "timing a CAV intervention pass")
+            start = time.perf_counter()
+            sample = time_interventions(
+                adapter, [ds.data.items[i] for i in ds.selected[target][0]], target, prep.config)
+            if sample is not None:
+                steps.calibrate("intervention", *sample, took=time.perf_counter() - start)
         engine = engine or LocalEngine()
         engine.bind(adapter, ModelRef(adapter.spec, adapter.batch_size, prep.config.labels,
                                       prep.config.trust_remote_code, prep.config.dtype))

@@ -33,6 +33,7 @@ DEFAULTS = {
 #: Stages in the order an audit reaches them, each with the progress texts that report it.
 STAGES = (
     ("prediction", r"^predicting "),
+    ("timing interventions", r"^timing a CAV intervention pass"),
     ("example activations", r"^concept and random-pool activations"),
     ("CAV training", r": trained \d+ CAVs"),
     ("target pass", r": gradients of "),

@@ -11,6 +11,7 @@ moves the random CAVs of its null by the same α (:func:`attnxai.effects.run.int
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -48,18 +49,36 @@ def repeat_batch(batch: Batch, times: int) -> Batch:
                  tokens=None if batch.tokens is None else batch.tokens * times, grid=batch.grid)
 
 
+@dataclass
+class Recording:
+    """One batch of inputs as prepared, its plain pass's logits and target classes, and every
+    block's output in that pass (what an intervention at any layer replays)."""
+
+    batch: Batch
+    base: torch.Tensor  # [B] target logits
+    target: torch.Tensor  # [B] target classes
+    replay: list[Any]
+
+
+#: Recordings of the batches of one list of inputs and target, by which inputs they hold:
+#: passed to every :func:`cav_intervention` on them, the plain pass runs once for all layers.
+Recordings = dict[tuple[int, ...], Recording]
+
+
 @torch.no_grad()
 def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Target, layer: int,
                      directions: torch.Tensor, alphas: torch.Tensor,
                      batch_size: int | None = None, progress: InputProgress | None = None,
-                     max_tokens: int = MAX_TOKENS) -> torch.Tensor:
+                     max_tokens: int = MAX_TOKENS, recordings: Recordings | None = None
+                     ) -> torch.Tensor:
     """[N, K] change of each input's target logit when block ``layer``'s player tokens move by
     ``alphas[k] * directions[k]`` (``directions`` [K, d], ``alphas`` [K]).
 
     Per batch of inputs of alike length (:mod:`attnxai.models.lengths`), one plain pass
-    records every block's output; then the directions go through in chunks stacked into the
-    batch (each chunk one forward pass, blocks up to ``layer`` replayed from the recording), at
-    most ``max_tokens`` tokens at a time (fewer where the device runs out of memory:
+    records every block's output (kept in ``recordings`` where given, for the next call on the
+    same inputs and target); then the directions go through in chunks stacked into the batch
+    (each chunk one forward pass, blocks up to ``layer`` replayed from the recording), at most
+    ``max_tokens`` tokens at a time (fewer where the device runs out of memory:
     :mod:`attnxai.models.oom`)."""
     if directions.ndim != 2 or alphas.shape != directions.shape[:1]:
         raise ValueError("directions must be [K, d] and alphas [K]")
@@ -71,27 +90,40 @@ def cav_intervention(adapter: ModelAdapter, inputs: Sequence[Any], target: Targe
     counts = adapter.token_counts(inputs)
     weight = counts or [1] * n
     out, done, total = torch.empty(n, len(steps)), 0, sum(weight)
+    recordings = {} if recordings is None else recordings
     for group in batches_of(counts, n, bs):
         items = [inputs[i] for i in group]
         targets = [target[i] for i in group] if per_input else target
-        out[group] = torch.cat(list(in_parts(
-            adapter, "intervention", len(items), len(items),
-            lambda i, j: _intervene(adapter, items[i:j], targets[i:j] if per_input else targets,
-                                    layer, steps, max_tokens))))
+
+        def part(i: int, j: int, group: list[int] = group, items: list[Any] = items,
+                 targets: Target = targets) -> torch.Tensor:
+            key = tuple(group[i:j])
+            if key not in recordings:
+                recordings[key] = _record(adapter, items[i:j],
+                                          targets[i:j] if per_input else targets)
+            return _intervene(adapter, recordings[key], layer, steps, max_tokens)
+
+        out[group] = torch.cat(list(in_parts(adapter, "intervention", len(items), len(items),
+                                             part)))
         done += sum(weight[i] for i in group)
         if progress is not None:
             progress(done, total)
     return out
 
 
-def _intervene(adapter: ModelAdapter, inputs: list[Any], target: Target, layer: int,
-               steps: torch.Tensor, max_tokens: int) -> torch.Tensor:
-    """[B, K] of :func:`cav_intervention` for one batch of inputs."""
+def _record(adapter: ModelAdapter, inputs: list[Any], target: Target) -> Recording:
+    """The :class:`Recording` of one batch of inputs."""
     batch = adapter.prepare(inputs)
-    base, replay = record_block_outputs(adapter, batch)
-    tgt = adapter.resolve_target(target, base)
+    logits, replay = record_block_outputs(adapter, batch)
+    tgt = adapter.resolve_target(target, logits)
+    return Recording(batch, logits[torch.arange(len(tgt), device=tgt.device), tgt], tgt, replay)
+
+
+def _intervene(adapter: ModelAdapter, recorded: Recording, layer: int, steps: torch.Tensor,
+               max_tokens: int) -> torch.Tensor:
+    """[B, K] of :func:`cav_intervention` for one recorded batch of inputs."""
+    batch, base_k, tgt, replay = recorded.batch, recorded.base, recorded.target, recorded.replay
     B = len(tgt)
-    base_k = base[torch.arange(B, device=tgt.device), tgt]
     players = batch.valid_mask.to(adapter.device)[:, :, None]
 
     def run(k0: int, k1: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from attnxai.effects.config import EffectsConfig
-from attnxai.effects.intervention import InputProgress, cav_intervention
+from attnxai.effects.intervention import InputProgress, Recordings, cav_intervention
 from attnxai.effects.output import PairOutputs, pair_outputs, summarise_pairs
 from attnxai.effects.patching import PairProgress, PatchingResult, patch_pairs
 from attnxai.errors import UserInputError
@@ -133,19 +133,20 @@ def pair_rows(measured: PairEffects, adapter: ModelAdapter, targets: Sequence[st
 def intervention_values(adapter: ModelAdapter, inputs: Sequence[Any], target: str, layer: int,
                         concept: torch.Tensor, concept_gaps: torch.Tensor, null: torch.Tensor,
                         cfg: EffectsConfig, batch_size: int | None = None,
-                        progress: InputProgress | None = None
-                        ) -> tuple[np.ndarray, np.ndarray]:
+                        progress: InputProgress | None = None,
+                        recordings: Recordings | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per CAV, the mean change of the target logit over (at most ``cfg.intervention_inputs``)
     target inputs when layer ``layer``'s player tokens move along it: for the concept's CAVs
     ``concept`` [R, d] and the null CAVs ``null`` [M, d], all by one step, the concept's own
     scale along its CAVs (the mean of ``concept_gaps`` [R]). A random CAV pushed by its own,
     smaller gap would move the logit less whatever its direction, and a concept with well
-    separated examples would win for its step alone (docs/method.md §6.3)."""
+    separated examples would win for its step alone (docs/method.md §6.3). ``recordings``:
+    see :func:`cav_intervention` (the same ``inputs`` and ``target`` each call)."""
     inputs = [inputs[i] for i in spread(len(inputs), cfg.intervention_inputs)]
     directions = torch.cat([concept, null])
     step = torch.full((len(directions),), float(concept_gaps.mean()), dtype=directions.dtype)
-    values = cav_intervention(adapter, inputs, target, layer, directions, step,
-                              batch_size, progress).mean(0).numpy()
+    values = cav_intervention(adapter, inputs, target, layer, directions, step, batch_size,
+                              progress, recordings=recordings).mean(0).numpy()
     return values[: len(concept)], values[len(concept):]
 
 
@@ -153,24 +154,29 @@ def intervention_rows(adapter: ModelAdapter, inputs: Sequence[Any], target: str,
                       pool: str, specs: Sequence[Any], layers: Sequence[int],
                       directions: torch.Tensor, gaps: torch.Tensor, cfg: EffectsConfig,
                       dataset: str = "", batch_size: int | None = None,
-                      progress: Callable[[float], None] | None = None) -> list[dict[str, Any]]:
+                      progress: Callable[[float], None] | None = None,
+                      recordings: Recordings | None = None) -> list[dict[str, Any]]:
     """The ``cav_intervention`` rows of one concept without pairs, one per layer, from a TCAV
     run's CAVs: ``specs`` (with ``name``, ``kind`` and ``rep``), ``directions`` [L, K, d] and
     ``gaps`` [L, K]. The concept's first ``intervention_cavs`` CAVs are tested against the
     first ``intervention_null`` of its pool's null CAVs (``random:<pool>``), all moved by the
     step of every CAV of the concept. ``progress(x)`` says how many layers are done (fractions
-    within a layer: :data:`InputProgress`)."""
+    within a layer: :data:`InputProgress`). The target inputs' plain pass runs once for every
+    layer, and once for every concept that passes the same ``recordings`` (a dict) with the
+    same ``inputs`` and ``target``."""
     own = [i for i, s in enumerate(specs) if s.kind == "concept" and s.name == concept]
     moved = sorted(own, key=lambda i: specs[i].rep)[: cfg.intervention_cavs]
     null = null_cavs(specs, pool, cfg.intervention_null)
     n = min(len(inputs), cfg.intervention_inputs)
+    recordings = {} if recordings is None else recordings
     rows = []
     for j, layer in enumerate(layers):
         within = None if progress is None else (
             lambda done, total, j=j: progress(j + done / total))
         values, null_values = intervention_values(adapter, inputs, target, layer,
                                                   directions[j, moved], gaps[j, own],
-                                                  directions[j, null], cfg, batch_size, within)
+                                                  directions[j, null], cfg, batch_size, within,
+                                                  recordings)
         rows.append(intervention_row(values, null_values, target, concept, layer, n,
                                      dataset=dataset, min_effect=cfg.min_logit_effect))
     return rows
