@@ -142,6 +142,70 @@ def test_directions_stacked_into_one_pass_equal_one_pass_per_direction(pairs):
                                   for r in recordings.values())
 
 
+def test_the_last_block_in_the_read_rows_gives_the_whole_blocks_logits(pairs):
+    """An edit's pass computes the last block in the rows the head reads only (BERT's and
+    ViT's layouts; timm's runs whole): the same logits as the whole block at every edited
+    layer, padding included, and the last block's feed-forward sees one row per input."""
+    from attnxai.models import last_block
+    from attnxai.models.last_block import read_positions
+
+    adapter, a, _ = pairs
+    batch = adapter.prepare(list(a))
+    _, replay = record_block_outputs(adapter, batch)
+    rows = read_positions(adapter.pooling, batch.token_mask)
+    assert rows.shape == (len(a), 1)
+    last = adapter.block_modules()[-1]
+    layout = last_block._layout(last)
+    kind = "timm" if adapter.spec.startswith("timm:") else adapter.modality
+    assert layout == {"text": "post", "image": "pre", "timm": None}[kind]
+    seen: list[int] = []
+    ffn = None if layout is None else (last.intermediate if layout == "post" else last.mlp)
+    hook = None if ffn is None else ffn.register_forward_hook(
+        lambda m, i, o: seen.append(i[0].shape[1]))
+    try:
+        for layer in range(adapter.num_layers - 1):
+            edit = {layer: lambda h: h + 0.5}
+            with patched_blocks(adapter, edit, replay=replay):
+                whole = adapter.forward_logits(batch)
+            seen.clear()
+            with patched_blocks(adapter, edit, replay=replay, rows=rows):
+                read = adapter.forward_logits(batch)
+            torch.testing.assert_close(read, whole, atol=1e-5 * float(whole.abs().max()), rtol=0)
+            if layout is not None:  # (on first use, the whole block also ran: the check)
+                assert seen[0] == 1 and seen[1:] in ([], [batch.token_mask.shape[1]])
+                assert last_block._CHECKED[last] is True
+        if layout is not None:  # checked once: from then on, the rows alone
+            seen.clear()
+            with patched_blocks(adapter, {0: lambda h: h + 0.5}, replay=replay, rows=rows):
+                adapter.forward_logits(batch)
+            assert seen == [1]
+    finally:
+        if hook is not None:
+            hook.remove()
+
+
+def test_a_last_block_whose_rows_differ_runs_whole(bert, monkeypatch):
+    """Where the rows computed alone do not match the whole block on first use (a library
+    version that changed the layout), the block runs whole from then on: same logits."""
+    from attnxai.models import last_block
+    from attnxai.models.last_block import read_positions
+
+    last = bert.block_modules()[-1]
+    monkeypatch.setattr(last_block, "_CHECKED", last_block.weakref.WeakKeyDictionary())
+    real = last_block._rows
+    monkeypatch.setattr(last_block, "_rows", lambda *a: real(*a) + 1.0)
+    batch = bert.prepare(WITH)
+    _, replay = record_block_outputs(bert, batch)
+    edit = {0: lambda h: h + 0.5}
+    with patched_blocks(bert, edit, replay=replay):
+        whole = bert.forward_logits(batch)
+    for _ in range(2):
+        with patched_blocks(bert, edit, replay=replay,
+                            rows=read_positions(bert.pooling, batch.token_mask)):
+            torch.testing.assert_close(bert.forward_logits(batch), whole)
+    assert last_block._CHECKED[last] is False
+
+
 def test_intervention_moves_the_concept_and_its_null_by_the_concepts_step(bert):
     """intervention_values pushes every concept CAV and every null CAV by the concept's mean
     gap: each value equals a direct intervention along that CAV by that step, and not the

@@ -102,7 +102,7 @@ def test_an_intervention_sample_runs_the_audits_shape(tiny_bert_dir):
     from attnxai.audit.config import AuditConfig
     from attnxai.audit.progress import intervention_directions, pass_units, time_interventions
     from attnxai.effects.config import EffectsConfig
-    from attnxai.models.patching import READOUT_BLOCKS
+    from attnxai.models.patching import READ_ROWS_BLOCKS, READOUT_BLOCKS
 
     bert = attnxai.load_model(str(tiny_bert_dir), device="cpu")
     config = AuditConfig(model=str(tiny_bert_dir), targets=("positive",), concepts=("c",),
@@ -112,29 +112,45 @@ def test_an_intervention_sample_runs_the_audits_shape(tiny_bert_dir):
     moved = [TEXTS[i] for i in (0, 2, 3, 5)]  # four spread over six
     L = bert.num_layers
     assert seconds > 0
-    assert units == pytest.approx(pass_units(bert, moved, 32, True) * 30 * (1 + READOUT_BLOCKS) / L)
+    # Edited at the first of three layers: the second whole, the last in its read rows only.
+    blocks = 1 + READ_ROWS_BLOCKS + READOUT_BLOCKS
+    assert units == pytest.approx(pass_units(bert, moved, 32, True) * 30 * blocks / L)
 
 
 def test_an_edit_reruns_the_blocks_after_its_layer(tiny_bert_dir):
-    """layer_work counts the blocks an edit at each layer really runs (counted by hooks on
-    the blocks' attention modules, which a replayed block never calls) in forward passes."""
+    """layer_work counts the blocks an edit at each layer really runs, in forward passes:
+    whole blocks counted by hooks on their attention modules (which a replayed block, and the
+    last block in its read rows, never call), the last block's read rows by the rows its
+    feed-forward sees."""
     import attnxai
-    from attnxai.models.patching import READOUT_BLOCKS, patched_blocks, record_block_outputs
+    from attnxai.models.last_block import read_positions
+    from attnxai.models.patching import (READ_ROWS_BLOCKS, READOUT_BLOCKS, patched_blocks,
+                                         record_block_outputs)
 
     bert = attnxai.load_model(str(tiny_bert_dir), device="cpu")
     L = bert.num_layers
     batch = bert.prepare(TEXTS[:2])
     _, replay = record_block_outputs(bert, batch)
-    ran: list[int] = []
-    handles = [blk.attention.register_forward_hook(lambda *a, k=k: ran.append(k))
-               for k, blk in enumerate(bert.block_modules())]
+    rows = read_positions(bert.pooling, batch.token_mask)
+    whole: list[int] = []
+    read: list[int] = []
+    blocks = bert.block_modules()
+    handles = [blk.attention.register_forward_hook(lambda *a, k=k: whole.append(k))
+               for k, blk in enumerate(blocks)]
+    handles.append(blocks[-1].intermediate.register_forward_hook(
+        lambda m, i, o: read.append(i[0].shape[1])))
     try:
+        with patched_blocks(bert, {0: lambda h: h + 1.0}, replay=replay, rows=rows):
+            bert.forward_logits(batch)  # the first use checks the read rows against the block
         for layer in range(L):
-            ran.clear()
-            with patched_blocks(bert, {layer: lambda h: h + 1.0}, replay=replay):
+            whole.clear()
+            read.clear()
+            with patched_blocks(bert, {layer: lambda h: h + 1.0}, replay=replay, rows=rows):
                 bert.forward_logits(batch)
-            assert ran == list(range(layer + 1, L))
-            assert layer_work([layer], L) == [pytest.approx((len(ran) + READOUT_BLOCKS) / L)]
+            assert whole == list(range(layer + 1, L - 1))
+            assert read == ([1] if layer < L - 1 else [])
+            work = len(whole) + READ_ROWS_BLOCKS * len(read) + READOUT_BLOCKS
+            assert layer_work([layer], bert) == [pytest.approx(work / L)]
     finally:
         for h in handles:
             h.remove()

@@ -125,7 +125,7 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
         work += [(lo + span * GRADIENTS_DONE, gradient * COST_GRADIENT, "gradient"),
                  (lo + span, 0.0, "other")]
     if level != "none":
-        edits = sum(layer_work(layers, adapter.num_layers))
+        edits = sum(layer_work(layers, adapter))
         paired = [c for c in concepts if c.paired and c.counterexamples]
         unpaired = [c for c in concepts if c not in paired] if effects.interventions else []
         # Pairs: both members' recorded passes, then one edited pass per layer and way (or,
@@ -156,19 +156,19 @@ def intervention_directions(config: AuditConfig) -> int:
 
 
 def time_interventions(adapter: ModelAdapter, inputs: Sequence[Any], target: str,
-                       config: AuditConfig) -> tuple[float, float] | None:
+                       config: AuditConfig) -> tuple[float, float]:
     """Seconds and units (:func:`audit_work`'s) of one CAV intervention of the audit's own
-    shape (its moved inputs, as many random directions as a layer moves) at the second-last
-    block, which runs one block and the head: what the time left prices the interventions at
-    before the first of them has run. Passes stacked over many directions run at another speed
-    than the examples' batches (on a GPU several times faster), and the examples may come from
-    the cache. The faster of two passes (the first also pays for touching its memory the first
-    time): about two seconds at BERT-base on a laptop's CPU. None for a model of one block."""
+    shape (its moved inputs, as many random directions as a layer moves) at the third-last
+    block, which reruns one block, the last and the head: what the time left prices the
+    interventions at before the first of them has run. Passes stacked over many directions run
+    at another speed than the examples' batches (on a GPU several times faster), and the
+    examples may come from the cache. The faster of two passes (the first also pays for
+    touching its memory the first time): about two seconds at BERT-base on a laptop's CPU."""
     import torch
 
     L = adapter.num_layers
-    if L < 2:
-        return None
+    # A layer with one whole block after it (and the last, in its read rows only).
+    layer = max(L - 3, 0)
     bs = config.tcav.batch_size or adapter.batch_size
     moved = [inputs[i] for i in spread(len(inputs), config.effects.intervention_inputs)]
     k = intervention_directions(config)
@@ -182,10 +182,10 @@ def time_interventions(adapter: ModelAdapter, inputs: Sequence[Any], target: str
     seconds = []
     for _ in range(2):
         start = time.perf_counter()
-        cav_intervention(adapter, moved, target, L - 2, directions, ones, bs,
+        cav_intervention(adapter, moved, target, layer, directions, ones, bs,
                          recordings=recordings)
         seconds.append(time.perf_counter() - start)
-    return min(seconds), pass_units(adapter, moved, bs, True) * k * layer_work([L - 2], L)[0]
+    return min(seconds), pass_units(adapter, moved, bs, True) * k * layer_work([layer], adapter)[0]
 
 
 class Steps:

@@ -268,7 +268,7 @@ def _effects(prep: PreparedAudit, results: list, steps: Steps, lo: float, hi: fl
     k = len(paired)
     for ds, target, inputs, result in results:
         # Layer j's share of a concept's interventions: by the blocks its edits rerun.
-        done = np.cumsum([0.0, *layer_work(result.layers, adapter.num_layers)])
+        done = np.cumsum([0.0, *layer_work(result.layers, adapter)])
         recordings: Recordings = {}  # the target inputs' plain pass, once for every concept
         for c in unpaired:
             steps.stage(lo + k * step, lo + (k + 1) * step,
@@ -391,8 +391,7 @@ def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | No
             start = time.perf_counter()
             sample = time_interventions(
                 adapter, [ds.data.items[i] for i in ds.selected[target][0]], target, prep.config)
-            if sample is not None:
-                steps.calibrate("intervention", *sample, took=time.perf_counter() - start)
+            steps.calibrate("intervention", *sample, took=time.perf_counter() - start)
         engine = engine or LocalEngine()
         engine.bind(adapter, ModelRef(adapter.spec, adapter.batch_size, prep.config.labels,
                                       prep.config.trust_remote_code, prep.config.dtype))

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from attnxai.models.base import Batch, ModelAdapter, Target, per_input_target
+from attnxai.models.last_block import read_positions
 from attnxai.models.lengths import batches_of
 from attnxai.models.oom import in_parts
 from attnxai.models.patching import patched_blocks, record_block_outputs
@@ -125,6 +126,7 @@ def _intervene(adapter: ModelAdapter, recorded: Recording, layer: int, steps: to
     batch, base_k, tgt, replay = recorded.batch, recorded.base, recorded.target, recorded.replay
     B = len(tgt)
     players = batch.valid_mask.to(adapter.device)[:, :, None]
+    read = read_positions(adapter.pooling, batch.token_mask.to(adapter.device))
 
     def run(k0: int, k1: int) -> torch.Tensor:
         chunk, c = steps[k0:k1], k1 - k0  # [c, d]
@@ -134,7 +136,8 @@ def _intervene(adapter: ModelAdapter, recorded: Recording, layer: int, steps: to
         # Only the edited block's output feeds the blocks that run; those before it return
         # their recordings to replayed blocks, which ignore them.
         rep = [*replay[:layer], _repeat(replay[layer], c), *replay[layer + 1:]]
-        with patched_blocks(adapter, {layer: lambda h: h + add.to(h.dtype)}, replay=rep):
+        with patched_blocks(adapter, {layer: lambda h: h + add.to(h.dtype)}, replay=rep,
+                            rows=None if read is None else read.repeat(c, 1)):
             logits = adapter.forward_logits(big)
         picked = logits[torch.arange(c * B, device=logits.device), tgt.repeat(c)]
         # Subtract in the model's precision: a small step's change is below float32's

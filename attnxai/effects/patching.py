@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from attnxai.models.base import ModelAdapter
+from attnxai.models.last_block import read_positions
 from attnxai.models.oom import in_parts
 from attnxai.models.pairs import batch_alignment
 from attnxai.models.patching import (hidden_of, layer_work, patched_blocks,
@@ -85,7 +86,7 @@ def patch_pairs(adapter: ModelAdapter, with_items: Sequence[Any], without_items:
     layers = list(range(adapter.num_layers)) if layers is None else list(layers)
     bs = batch_size or adapter.batch_size
     # A batch's passes, in forward passes: two recorded, one edit per layer and way.
-    cost = layer_work(layers, adapter.num_layers)
+    cost = layer_work(layers, adapter)
     passes = 2 + 2 * sum(cost)
 
     def run(start: int, stop: int) -> dict[str, Any]:
@@ -93,6 +94,8 @@ def patch_pairs(adapter: ModelAdapter, with_items: Sequence[Any], without_items:
                    "without": adapter.prepare(list(without_items[start:stop]))}
         positions = batch_alignment(batches["with"], batches["without"], tokens)  # (with, without)
         recorded = {k: record_block_outputs(adapter, b) for k, b in batches.items()}
+        read = {k: read_positions(adapter.pooling, b.token_mask.to(adapter.device))
+                for k, b in batches.items()}
         out: dict[str, Any] = {k: recorded[k][0].float().cpu() for k in ("with", "without")}
         out["patched"] = [len(p[0]) > 0 for p in positions]
         done = 2.0
@@ -104,7 +107,7 @@ def patch_pairs(adapter: ModelAdapter, with_items: Sequence[Any], without_items:
             for layer, c in zip(layers, cost):
                 src = hidden_of(donor_out[layer])
                 with patched_blocks(adapter, {layer: lambda h, src=src: _splice(h, src, index)},
-                                    replay=replay):
+                                    replay=replay, rows=read[receiver]):
                     per_layer.append(adapter.forward_logits(batches[receiver]).float().cpu())
                 done += c
                 if progress is not None:

@@ -218,8 +218,11 @@ class ModelAdapter(ABC):
 
     @property
     def width(self) -> int:
-        """The width of the residual stream (the model config's, else 64 per head)."""
+        """The width of the residual stream (the model config's, its image encoder's where it
+        nests one, as CLIP and SigLIP do; else 64 per head)."""
         cfg = getattr(self.model, "config", None)
+        if self.modality == "image":
+            cfg = getattr(cfg, "vision_config", None) or cfg
         for name in ("hidden_size", "d_model", "n_embd", "dim"):
             value = getattr(cfg, name, None)
             if isinstance(value, int) and value > 0:
