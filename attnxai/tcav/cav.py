@@ -100,8 +100,9 @@ def fit_logistic_batched(X: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w
     history and its own backtracking step, while each evaluation is two dense matrix products
     over the shared rows. A problem stops when max |gradient| < tol or when a step lowers its
     loss by less than ftol (relative; float32 cannot resolve smaller changes). Problems are
-    solved in groups that use the same span of rows (:func:`_span_groups`); a group on fewer
-    rows than dimensions is solved in its rows' span (:func:`_row_space`) by Newton's method
+    solved in groups that use the same span of rows (:func:`_span_groups`), over the rows they
+    use; a group that uses fewer rows than dimensions is solved in those rows' span
+    (:func:`_row_space`) by Newton's method
     (:func:`_newton_chunk`). Returns coef [K, d], intercept [K], and whether every problem
     stopped before max_iter.
     """
@@ -109,11 +110,15 @@ def fit_logistic_batched(X: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w
     coef = torch.zeros(rows.shape[0], d, dtype=X.dtype, device=X.device)
     intercept = torch.zeros(rows.shape[0], dtype=X.dtype, device=X.device)
     all_done = True
-    for group, lo, hi in _span_groups(rows, w, chunk_floats):
-        Xg, basis = _row_space(X[lo:hi])
+    for group, _, _ in _span_groups(rows, w, chunk_floats):
+        # The rows some problem of the group uses (a span's others weigh nothing in any loss).
+        taken = w[group] > 0
+        used = torch.unique(rows[group][taken])
+        Xg, basis = _row_space(X[used])
         P, P2 = _preconditioner(Xg, l2)
-        Za = torch.cat([Xg @ P, torch.ones(hi - lo, 1, dtype=X.dtype, device=X.device)], dim=1)
-        local = torch.where(w[group] > 0, rows[group] - lo, 0)  # padding points at any row
+        Za = torch.cat([Xg @ P, torch.ones(len(used), 1, dtype=X.dtype, device=X.device)], dim=1)
+        # Padding points at any row.
+        local = torch.where(taken, torch.searchsorted(used, rows[group]), 0)
         if basis is None:
             phi, done = _lbfgs_chunk(Za, local, y[group], w[group], P2, l2, max_iter, tol, ftol,
                                      history)
