@@ -155,7 +155,7 @@ def test_the_last_block_in_the_read_rows_gives_the_whole_blocks_logits(pairs):
     rows = read_positions(adapter.pooling, batch.token_mask)
     assert rows.shape == (len(a), 1)
     last = adapter.block_modules()[-1]
-    layout = last_block._layout(last)
+    layout = last_block.layout(last)
     kind = "timm" if adapter.spec.startswith("timm:") else adapter.modality
     assert layout == {"text": "post", "image": "pre", "timm": None}[kind]
     seen: list[int] = []
@@ -182,6 +182,31 @@ def test_the_last_block_in_the_read_rows_gives_the_whole_blocks_logits(pairs):
     finally:
         if hook is not None:
             hook.remove()
+
+
+def test_the_block_after_an_edit_takes_its_projections_from_the_recording(bert, monkeypatch):
+    """After an intervention's edit, BERT's next block gets its query, key and value from the
+    recorded input's projections plus each direction's (they are linear in the input): the
+    same effects as projecting every stacked row, padding included, checked on first use."""
+    from contextlib import nullcontext
+
+    from attnxai.effects import intervention
+    from attnxai.models import shifted_input
+
+    torch.manual_seed(3)
+    texts = WITH + ["the market", "a goal"]  # of mixed length: padded
+    v = torch.nn.functional.normalize(torch.randn(4, 32), dim=-1)
+    cap = bert.capture(texts, grads=False)
+    norm = float(cap.activations[0][cap.valid_mask].norm(dim=-1).mean())
+    alphas = torch.tensor([1.0, -0.5, 0.25, 2.0]) * norm  # large enough to move a tiny model
+    given = cav_intervention(bert, texts, "neutral", 0, v, alphas)
+    own = bert.block_modules()[1].attention.self
+    assert all(shifted_input._CHECKED[m] is True for m in (own.query, own.key, own.value))
+    monkeypatch.setattr(intervention, "shifted_input", lambda *a: nullcontext())
+    projected = cav_intervention(bert, texts, "neutral", 0, v, alphas)
+    scale = float(projected.abs().max())
+    assert scale > 0  # the directions do move the logit
+    torch.testing.assert_close(given, projected, atol=1e-4 * scale, rtol=0)
 
 
 def test_a_last_block_whose_rows_differ_runs_whole(bert, monkeypatch):

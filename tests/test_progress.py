@@ -102,7 +102,7 @@ def test_an_intervention_sample_runs_the_audits_shape(tiny_bert_dir):
     from attnxai.audit.config import AuditConfig
     from attnxai.audit.progress import intervention_directions, pass_units, time_interventions
     from attnxai.effects.config import EffectsConfig
-    from attnxai.models.patching import READ_ROWS_BLOCKS, READOUT_BLOCKS
+    from attnxai.models.patching import READ_ROWS_BLOCKS, READOUT_BLOCKS, SHIFTED_BLOCKS
 
     bert = attnxai.load_model(str(tiny_bert_dir), device="cpu")
     config = AuditConfig(model=str(tiny_bert_dir), targets=("positive",), concepts=("c",),
@@ -112,8 +112,9 @@ def test_an_intervention_sample_runs_the_audits_shape(tiny_bert_dir):
     moved = [TEXTS[i] for i in (0, 2, 3, 5)]  # four spread over six
     L = bert.num_layers
     assert seconds > 0
-    # Edited at the first of three layers: the second whole, the last in its read rows only.
-    blocks = 1 + READ_ROWS_BLOCKS + READOUT_BLOCKS
+    # Edited at the first of three layers: the second with its projections given, the last
+    # in its read rows only.
+    blocks = SHIFTED_BLOCKS + READ_ROWS_BLOCKS + READOUT_BLOCKS
     assert units == pytest.approx(pass_units(bert, moved, 32, True) * 30 * blocks / L)
 
 
@@ -124,8 +125,8 @@ def test_an_edit_reruns_the_blocks_after_its_layer(tiny_bert_dir):
     feed-forward sees."""
     import attnxai
     from attnxai.models.last_block import read_positions
-    from attnxai.models.patching import (READ_ROWS_BLOCKS, READOUT_BLOCKS, patched_blocks,
-                                         record_block_outputs)
+    from attnxai.models.patching import (READ_ROWS_BLOCKS, READOUT_BLOCKS, SHIFTED_BLOCKS,
+                                         patched_blocks, record_block_outputs)
 
     bert = attnxai.load_model(str(tiny_bert_dir), device="cpu")
     L = bert.num_layers
@@ -151,6 +152,9 @@ def test_an_edit_reruns_the_blocks_after_its_layer(tiny_bert_dir):
             assert read == ([1] if layer < L - 1 else [])
             work = len(whole) + READ_ROWS_BLOCKS * len(read) + READOUT_BLOCKS
             assert layer_work([layer], bert) == [pytest.approx(work / L)]
+            # An intervention's next block, where it runs whole, has its projections given.
+            work -= (1 - SHIFTED_BLOCKS) * bool(whole)
+            assert layer_work([layer], bert, shifts=True) == [pytest.approx(work / L)]
     finally:
         for h in handles:
             h.remove()

@@ -136,7 +136,8 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
                  * (1 + edits if effects.patching else 1), "pairs") for c in paired]
         directions = intervention_directions(config)
         # Per target, one plain pass of its moved inputs serves every layer and concept.
-        jobs += [(units * (directions * edits + (i == 0)), "intervention")
+        moves = sum(layer_work(layers, adapter, shifts=True))
+        jobs += [(units * (directions * moves + (i == 0)), "intervention")
                  for _, _, units in targets for i in range(len(unpaired))]
         step = (ANALYSED - tcav_end) / max(len(jobs), 1)
         work += [(tcav_end + (k + 1) * step, units, kind) for k, (units, kind) in enumerate(jobs)]
@@ -185,7 +186,8 @@ def time_interventions(adapter: ModelAdapter, inputs: Sequence[Any], target: str
         cav_intervention(adapter, moved, target, layer, directions, ones, bs,
                          recordings=recordings)
         seconds.append(time.perf_counter() - start)
-    return min(seconds), pass_units(adapter, moved, bs, True) * k * layer_work([layer], adapter)[0]
+    work = layer_work([layer], adapter, shifts=True)[0]
+    return min(seconds), pass_units(adapter, moved, bs, True) * k * work
 
 
 class Steps:

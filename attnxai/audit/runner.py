@@ -268,7 +268,7 @@ def _effects(prep: PreparedAudit, results: list, steps: Steps, lo: float, hi: fl
     k = len(paired)
     for ds, target, inputs, result in results:
         # Layer j's share of a concept's interventions: by the blocks its edits rerun.
-        done = np.cumsum([0.0, *layer_work(result.layers, adapter)])
+        done = np.cumsum([0.0, *layer_work(result.layers, adapter, shifts=True)])
         recordings: Recordings = {}  # the target inputs' plain pass, once for every concept
         for c in unpaired:
             steps.stage(lo + k * step, lo + (k + 1) * step,

@@ -11,6 +11,7 @@ moves the random CAVs of its null by the same α (:func:`attnxai.effects.run.int
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,8 @@ from attnxai.models.base import Batch, ModelAdapter, Target, per_input_target
 from attnxai.models.last_block import read_positions
 from attnxai.models.lengths import batches_of
 from attnxai.models.oom import in_parts
-from attnxai.models.patching import patched_blocks, record_block_outputs
+from attnxai.models.patching import hidden_of, patched_blocks, record_block_outputs
+from attnxai.models.shifted_input import shifted_input
 
 #: Progress callback: (work done, work in all), the inputs counted by their tokens where their
 #: lengths differ (a pass's cost grows with its tokens).
@@ -127,6 +129,9 @@ def _intervene(adapter: ModelAdapter, recorded: Recording, layer: int, steps: to
     B = len(tgt)
     players = batch.valid_mask.to(adapter.device)[:, :, None]
     read = read_positions(adapter.pooling, batch.token_mask.to(adapter.device))
+    # The block after the edited one takes its input's projections from the recording's
+    # (where its layout allows); the last block, run in its read rows, is left as it is.
+    blocks = adapter.block_modules()
 
     def run(k0: int, k1: int) -> torch.Tensor:
         chunk, c = steps[k0:k1], k1 - k0  # [c, d]
@@ -137,7 +142,9 @@ def _intervene(adapter: ModelAdapter, recorded: Recording, layer: int, steps: to
         # their recordings to replayed blocks, which ignore them.
         rep = [*replay[:layer], _repeat(replay[layer], c), *replay[layer + 1:]]
         with patched_blocks(adapter, {layer: lambda h: h + add.to(h.dtype)}, replay=rep,
-                            rows=None if read is None else read.repeat(c, 1)):
+                            rows=None if read is None else read.repeat(c, 1)), \
+                (shifted_input(blocks[layer + 1], hidden_of(replay[layer]), chunk, players)
+                 if layer + 2 < len(blocks) else nullcontext()):
             logits = adapter.forward_logits(big)
         picked = logits[torch.arange(c * B, device=logits.device), tgt.repeat(c)]
         # Subtract in the model's precision: a small step's change is below float32's

@@ -33,7 +33,7 @@ from attnxai.models.readouts import ROW_READOUTS, readout_weights
 _CHECKED: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
 
 
-def _layout(block: torch.nn.Module) -> str | None:
+def layout(block: torch.nn.Module) -> str | None:
     """``post`` (BERT's), ``pre`` (ViT's) or None for a block this module does not know."""
     attention = getattr(block, "attention", None)
     own = getattr(attention, "self", None)
@@ -70,13 +70,13 @@ def _query_rows(mask: Any, rows: torch.Tensor) -> torch.Tensor | None:
     return mask.gather(2, rows[:, None, :, None].expand(B, mask.shape[1], R, mask.shape[3]))
 
 
-def _rows(block: torch.nn.Module, layout: str, h: torch.Tensor, rows: torch.Tensor,
+def _rows(block: torch.nn.Module, kind: str, h: torch.Tensor, rows: torch.Tensor,
           mask: Any) -> torch.Tensor:
     """The block's output [B, R, d] in the rows ``rows`` [B, R] of its input ``h`` [B, T, d]."""
     at = rows[:, :, None].expand(-1, -1, h.shape[-1])
     h_rows = h.gather(1, at)
     mask = _query_rows(mask, rows)
-    if layout == "post":
+    if kind == "post":
         own = block.attention.self
         context = _attend((own.query, own.key, own.value), own.attention_head_size,
                           own.scaling, h_rows, h, mask)
@@ -109,7 +109,7 @@ def reads_rows(adapter: Any) -> bool:
         block = adapter.block_modules()[-1]
     except UserInputError:  # blocks shared across layers (ALBERT): no edit reruns any
         return False
-    return _layout(block) is not None and _CHECKED.get(block) is not False
+    return layout(block) is not None and _CHECKED.get(block) is not False
 
 
 def rows_forward(block: torch.nn.Module, rows: torch.Tensor
@@ -118,8 +118,8 @@ def rows_forward(block: torch.nn.Module, rows: torch.Tensor
     of each input (the readout's, :func:`attnxai.models.readouts.readout_weights`) and keeps
     its input in the others; None where the block's layout is unknown or its rows did not
     match the whole block's."""
-    layout = _layout(block)
-    if layout is None or _CHECKED.get(block) is False:
+    kind = layout(block)
+    if kind is None or _CHECKED.get(block) is False:
         return None
     whole = type(block).forward
 
@@ -128,7 +128,7 @@ def rows_forward(block: torch.nn.Module, rows: torch.Tensor
         checked = _CHECKED.get(block)
         if checked is False:
             return whole(block, hidden_states, attention_mask, *args, **kwargs)
-        part = _rows(block, layout, hidden_states, rows, attention_mask)
+        part = _rows(block, kind, hidden_states, rows, attention_mask)
         if checked is None:  # first use: the rows against the whole block
             full = whole(block, hidden_states, attention_mask, *args, **kwargs)
             ok = isinstance(full, torch.Tensor)

@@ -21,6 +21,7 @@ import torch
 
 from attnxai.models.base import Batch, ModelAdapter
 from attnxai.models.last_block import reads_rows, rows_forward
+from attnxai.models.shifted_input import takes_shifted_input
 
 #: Edits one block's hidden state [B, T, d] and returns the new one.
 Edit = Callable[[torch.Tensor], torch.Tensor]
@@ -42,18 +43,26 @@ READOUT_BLOCKS = 0.1
 #: blocks: its keys and values for every token, the rest for one row (measured at 17% of a
 #: block on BERT-base with 12 tokens; less with more tokens).
 READ_ROWS_BLOCKS = 0.2
+#: The block after a CAV intervention's edit, its projections given (BERT's layout), in blocks:
+#: measured at 79% of a block on BERT-base.
+SHIFTED_BLOCKS = 0.8
 
 
-def layer_work(layers: Sequence[int], adapter: ModelAdapter) -> list[float]:
+def layer_work(layers: Sequence[int], adapter: ModelAdapter, shifts: bool = False
+               ) -> list[float]:
     """The cost of an edit at each of ``layers``, in forward passes of the adapter's blocks:
     the blocks before and at the edited one are replayed from a recording, so only the
     ``num_layers - 1 - l`` blocks after it run (the last in its read rows only, where
     :func:`attnxai.models.last_block.reads_rows`), and the head (:data:`READOUT_BLOCKS`). The
-    embeddings, which an edit does not rerun, cost next to nothing beside a block."""
+    embeddings, which an edit does not rerun, cost next to nothing beside a block. ``shifts``:
+    the edit is a CAV intervention's, whose next block takes its input's projections from the
+    recording where it can (:data:`SHIFTED_BLOCKS`, :mod:`attnxai.models.shifted_input`)."""
     n = adapter.num_layers
     last = READ_ROWS_BLOCKS if reads_rows(adapter) else 1.0
-    return [(max(n - 2 - l, 0) + (last if l < n - 1 else 0.0) + READOUT_BLOCKS) / n
-            for l in layers]
+    first = SHIFTED_BLOCKS if shifts and takes_shifted_input(adapter) else 1.0
+    whole = [max(n - 2 - l, 0) for l in layers]
+    return [(w - (1.0 - first) * (w > 0) + (last if l < n - 1 else 0.0) + READOUT_BLOCKS) / n
+            for l, w in zip(layers, whole)]
 
 
 @torch.no_grad()
