@@ -223,6 +223,28 @@ def _objective(Za: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w: torch.T
     return loss_grad
 
 
+def _backtrack(loss_grad: Callable[[torch.Tensor, torch.Tensor],
+                                   tuple[torch.Tensor, torch.Tensor]],
+               act: torch.Tensor, theta: torch.Tensor, f: torch.Tensor, p: torch.Tensor,
+               slope: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backtracking (Armijo) from ``theta`` [k, d+1] along ``p``, each problem ``act`` with its
+    own step: the steps [k], the new losses and gradients, and which problems stalled (no step
+    lowers their loss: they sit at the precision limit, and stay where they are)."""
+    t = torch.ones(len(act), dtype=theta.dtype, device=theta.device)
+    for _ in range(20):
+        f_new, g_new = loss_grad(theta + t[:, None] * p, act)
+        ok = f_new <= f + 1e-4 * t * slope
+        if bool(ok.all()):
+            break
+        t = torch.where(ok, t, 0.5 * t)
+    stalled = ~ok
+    if bool(stalled.any()):
+        t = torch.where(stalled, torch.zeros_like(t), t)
+        f_new, g_new = loss_grad(theta + t[:, None] * p, act)
+    return t, f_new, g_new, stalled
+
+
 def _newton_chunk(Za: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
                   P2: torch.Tensor, l2: float, max_iter: int, tol: float, ftol: float,
                   hessian_floats: int = 2**24) -> tuple[torch.Tensor, bool]:
@@ -258,20 +280,8 @@ def _newton_chunk(Za: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w: torc
             step = torch.cholesky_solve(-g[idx][:, :, None], chol)[:, :, 0]
             # Rounding can leave a Hessian not quite positive definite: steepest descent there.
             p[a:a + len(idx)] = torch.where((info == 0)[:, None], step, -g[idx])
-        ga, th, fa = g[act], theta[act], f[act]
-        slope = (p * ga).sum(1)
-        t = torch.ones(len(act), dtype=Za.dtype, device=Za.device)
-        for _ in range(20):
-            f_new, g_new = loss_grad(th + t[:, None] * p, act)
-            ok = f_new <= fa + 1e-4 * t * slope
-            if bool(ok.all()):
-                break
-            t = torch.where(ok, t, 0.5 * t)
-        # A problem whose step cannot decrease the loss any more sits at the precision limit.
-        stalled = ~ok
-        if bool(stalled.any()):
-            t = torch.where(stalled, torch.zeros_like(t), t)
-            f_new, g_new = loss_grad(th + t[:, None] * p, act)
+        th, fa = theta[act], f[act]
+        t, f_new, g_new, stalled = _backtrack(loss_grad, act, th, fa, p, (p * g[act]).sum(1))
         flat = (fa - f_new) <= ftol * fa.abs().clamp(min=1.0)
         theta[act], f[act], g[act] = th + t[:, None] * p, f_new, g_new
         done[act] = stalled | flat | (g_new.abs().amax(1) < tol)
@@ -324,20 +334,8 @@ def _lbfgs_chunk(Za: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w: torch
         bad = slope >= 0  # not a descent direction: fall back to steepest descent
         p[bad] = -ga[bad]
         slope = torch.where(bad, -(ga * ga).sum(1), slope)
-        # Backtracking (Armijo), each problem with its own step.
         th, fa = theta[act], f[act]
-        t = torch.ones(len(act), dtype=Za.dtype, device=Za.device)
-        for _ in range(20):
-            f_new, g_new = loss_grad(th + t[:, None] * p, act)
-            ok = f_new <= fa + 1e-4 * t * slope
-            if bool(ok.all()):
-                break
-            t = torch.where(ok, t, 0.5 * t)
-        # A problem whose step cannot decrease the loss any more sits at the precision limit.
-        stalled = ~ok
-        if bool(stalled.any()):
-            t = torch.where(stalled, torch.zeros_like(t), t)
-            f_new, g_new = loss_grad(th + t[:, None] * p, act)
+        t, f_new, g_new, stalled = _backtrack(loss_grad, act, th, fa, p, slope)
         s_new = t[:, None] * p
         y_new = g_new - ga
         flat = (fa - f_new) <= ftol * fa.abs().clamp(min=1.0)
