@@ -31,7 +31,8 @@ _CHECKED: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDict
 
 def takes_shifted_input(adapter: Any) -> bool:
     """Whether the block after an intervention's edit takes its projections from the
-    recording (a model of BERT's layout, with two blocks or more)."""
+    recording (a model of BERT's layout, with three blocks or more: the block after the edit
+    must not be the last, which runs in its read rows)."""
     try:
         blocks = adapter.block_modules()
     except UserInputError:  # blocks shared across layers (ALBERT): no edit reruns any
