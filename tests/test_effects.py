@@ -209,16 +209,23 @@ def test_the_block_after_an_edit_takes_its_projections_from_the_recording(bert, 
     torch.testing.assert_close(given, projected, atol=1e-4 * scale, rtol=0)
 
 
-def test_a_last_block_whose_rows_differ_runs_whole(bert, monkeypatch):
-    """Where the rows computed alone do not match the whole block on first use (a library
-    version that changed the layout), the block runs whole from then on: same logits."""
+def _broken(*args):
+    raise RuntimeError("shape mismatch")
+
+
+@pytest.mark.parametrize("how", ["differ", "raise"])
+def test_a_last_block_whose_rows_differ_runs_whole(bert, monkeypatch, how):
+    """Where the rows computed alone do not match the whole block on first use, or cannot be
+    computed (a library version that changed the layout), the block runs whole from then on:
+    same logits."""
     from attnxai.models import last_block
     from attnxai.models.last_block import read_positions
 
     last = bert.block_modules()[-1]
     monkeypatch.setattr(last_block, "_CHECKED", last_block.weakref.WeakKeyDictionary())
     real = last_block._rows
-    monkeypatch.setattr(last_block, "_rows", lambda *a: real(*a) + 1.0)
+    monkeypatch.setattr(last_block, "_rows",
+                        (lambda *a: real(*a) + 1.0) if how == "differ" else _broken)
     batch = bert.prepare(WITH)
     _, replay = record_block_outputs(bert, batch)
     edit = {0: lambda h: h + 0.5}

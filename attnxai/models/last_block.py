@@ -128,10 +128,17 @@ def rows_forward(block: torch.nn.Module, rows: torch.Tensor
         checked = _CHECKED.get(block)
         if checked is False:
             return whole(block, hidden_states, attention_mask, *args, **kwargs)
-        part = _rows(block, kind, hidden_states, rows, attention_mask)
-        if checked is None:  # first use: the rows against the whole block
+        if checked:
+            part = _rows(block, kind, hidden_states, rows, attention_mask)
+        else:  # first use: the rows against the whole block (a layout that fails runs whole)
+            try:
+                part = _rows(block, kind, hidden_states, rows, attention_mask)
+            except torch.OutOfMemoryError:  # the pass is run again in halves (models.oom)
+                raise
+            except (AttributeError, RuntimeError, TypeError, ValueError):
+                part = None
             full = whole(block, hidden_states, attention_mask, *args, **kwargs)
-            ok = isinstance(full, torch.Tensor)
+            ok = part is not None and isinstance(full, torch.Tensor)
             if ok:
                 expected = full.gather(1, rows[:, :, None].expand(-1, -1, full.shape[-1]))
                 scale = float(expected.detach().abs().max())
