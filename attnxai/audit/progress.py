@@ -22,7 +22,7 @@ from typing import Any
 
 from attnxai.audit.config import AuditConfig
 from attnxai.effects.intervention import Recordings, cav_intervention
-from attnxai.effects.run import spread
+from attnxai.effects.run import by_pairs, moved_inputs
 from attnxai.io.concepts import ConceptSet
 from attnxai.io.datasets import Dataset
 from attnxai.memory import release_freed_memory
@@ -102,7 +102,7 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
                 items = ([ds.items[i] for i in selected[t][0]] if selected is not None
                          else [x for x, y in zip(ds.items, ds.labels) if y == t])
                 items = items[: config.limit] if config.limit else items
-                moved = [items[i] for i in spread(len(items), cap)]
+                moved = moved_inputs(items, effects)
                 targets.append((len(items), pass_units(adapter, items, bs, False),
                                 pass_units(adapter, moved, bs, True)))
                 continue
@@ -133,8 +133,7 @@ def audit_work(config: AuditConfig, adapter: ModelAdapter, plan: CAVPlan,
                  (lo + span, 0.0, "other")]
     if level != "none":
         edits = sum(layer_work(layers, adapter))
-        paired = [c for c in concepts if c.paired and c.counterexamples]
-        unpaired = [c for c in concepts if c not in paired] if effects.interventions else []
+        paired, unpaired = by_pairs(concepts, effects)
         # Pairs: both members' recorded passes, then one edited pass per layer and way (or,
         # without patching, their logits alone: batched by length).
         by_length = not effects.patching
@@ -170,27 +169,24 @@ def time_interventions(adapter: ModelAdapter, inputs: Sequence[Any], target: str
     block, which reruns one block, the last and the head: what the time left prices the
     interventions at before the first of them has run. Passes stacked over many directions run
     at another speed than the examples' batches (on a GPU several times faster), and the
-    examples may come from the cache. The faster of two passes (the first also pays for
-    touching its memory the first time): about two seconds at BERT-base on a laptop's CPU."""
+    examples may come from the cache. The faster of two passes (the first also records the
+    inputs and touches its memory the first time): about two seconds at BERT-base on a
+    laptop's CPU."""
     import torch
 
     L = adapter.num_layers
     # A layer with one whole block after it (and the last, in its read rows only).
     layer = max(L - 3, 0)
     bs = config.tcav.batch_size or adapter.batch_size
-    moved = [inputs[i] for i in spread(len(inputs), config.effects.intervention_inputs)]
+    moved = moved_inputs(inputs, config.effects)
     k = intervention_directions(config)
     directions = torch.nn.functional.normalize(
         torch.randn(k, adapter.width, generator=torch.Generator().manual_seed(0)), dim=1)
-    ones = torch.ones(k)
     recordings: Recordings = {}
-    # Record first (the head alone runs), so only the edited passes are timed.
-    cav_intervention(adapter, moved, target, L - 1, directions[:1], ones[:1], bs,
-                     recordings=recordings)
     seconds = []
-    for _ in range(2):
+    for _ in range(2):  # the first also records the inputs' plain pass
         start = time.perf_counter()
-        cav_intervention(adapter, moved, target, layer, directions, ones, bs,
+        cav_intervention(adapter, moved, target, layer, directions, torch.ones(k), bs,
                          recordings=recordings)
         seconds.append(time.perf_counter() - start)
     work = layer_work([layer], adapter, shifts=True)[0]

@@ -45,7 +45,7 @@ from attnxai.models.base import ModelAdapter
 from attnxai.models.patching import layer_work
 from attnxai.audit.store import Store
 from attnxai.effects.intervention import Recordings
-from attnxai.effects.run import intervention_rows, pair_effects
+from attnxai.effects.run import by_pairs, intervention_rows, pair_effects
 from attnxai.effects.table import correct_effects, effect_frame
 from attnxai.schema import TABLES
 from attnxai.tcav.run import (FractionProgress, Scorer, TCAVResult, apply_correction, plan_cavs,
@@ -250,8 +250,7 @@ def _effects(prep: PreparedAudit, results: list, steps: Steps, lo: float, hi: fl
     per_pair: list[pd.DataFrame] = []
     if cfg.level == "none":
         return effect_frame(rows), TABLES["pair_effects"].frame([])
-    paired = [c for c in prep.concepts if c.paired and c.counterexamples]
-    unpaired = [c for c in prep.concepts if c not in paired] if cfg.interventions else []
+    paired, unpaired = by_pairs(prep.concepts, cfg)
     jobs = len(paired) + len(unpaired) * len(results)
     step = (hi - lo) / max(jobs, 1)
     for k, c in enumerate(paired):
@@ -384,8 +383,7 @@ def run_audit(config: AuditConfig, store: Store, progress: FractionProgress | No
         steps.plan(audit_work(prep.config, adapter, plan_cavs(prep.concepts, prep.pools,
                                                          prep.config.tcav),
                          prep.concepts, [(ds.data, ds.selected) for ds in prep.datasets]))
-        if prep.config.effects.interventions and any(
-                not (c.paired and c.counterexamples) for c in prep.concepts):
+        if by_pairs(prep.concepts, prep.config.effects)[1]:
             ds, target = prep.datasets[0], prep.targets[0]
             steps(0.0, "timing a CAV intervention pass")
             start = time.perf_counter()

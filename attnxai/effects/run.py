@@ -142,7 +142,7 @@ def intervention_values(adapter: ModelAdapter, inputs: Sequence[Any], target: st
     smaller gap would move the logit less whatever its direction, and a concept with well
     separated examples would win for its step alone (docs/method.md §6.3). ``recordings``:
     see :func:`cav_intervention` (the same ``inputs`` and ``target`` each call)."""
-    inputs = [inputs[i] for i in spread(len(inputs), cfg.intervention_inputs)]
+    inputs = moved_inputs(inputs, cfg)
     directions = torch.cat([concept, null])
     step = torch.full((len(directions),), float(concept_gaps.mean()), dtype=directions.dtype)
     values = cav_intervention(adapter, inputs, target, layer, directions, step, batch_size,
@@ -180,6 +180,20 @@ def intervention_rows(adapter: ModelAdapter, inputs: Sequence[Any], target: str,
         rows.append(intervention_row(values, null_values, target, concept, layer, n,
                                      dataset=dataset, min_effect=cfg.min_logit_effect))
     return rows
+
+
+def by_pairs(concepts: Sequence[ConceptSet], cfg: EffectsConfig
+             ) -> tuple[list[ConceptSet], list[ConceptSet]]:
+    """The concepts with matched pairs (output effects, patching), and those without, whose
+    CAVs are intervened on (none unless ``cfg.interventions``)."""
+    paired = [c for c in concepts if c.paired and c.counterexamples]
+    return paired, [c for c in concepts if c not in paired] if cfg.interventions else []
+
+
+def moved_inputs(inputs: Sequence[Any], cfg: EffectsConfig) -> list[Any]:
+    """The target inputs a CAV intervention moves: at most ``cfg.intervention_inputs`` of
+    ``inputs``, spread over them (:func:`spread`)."""
+    return [inputs[i] for i in spread(len(inputs), cfg.intervention_inputs)]
 
 
 def spread(available: int, wanted: int) -> np.ndarray:

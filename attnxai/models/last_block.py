@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from attnxai.errors import UserInputError
-from attnxai.models.readouts import ROW_READOUTS, readout_weights
+from attnxai.models.readouts import ROW_READOUTS, read_rows, readout_weights
 
 #: Per block: whether its rows computed alone matched the whole block (checked on first use).
 _CHECKED: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
@@ -90,14 +90,20 @@ def _rows(block: torch.nn.Module, kind: str, h: torch.Tensor, rows: torch.Tensor
     return block.mlp(block.layernorm_after(a)) + a
 
 
+def matches(given: torch.Tensor, real: torch.Tensor) -> bool:
+    """Whether a shortcut's ``given`` output equals the ``real`` one to rounding (1e-4 of its
+    scale, or 8 of its type's epsilon in half precision): the check on a shortcut's first use."""
+    scale = max(float(real.detach().abs().max()), 1.0)
+    return bool((given - real).detach().abs().max()
+                <= max(1e-4, 8 * torch.finfo(real.dtype).eps) * scale)
+
+
 def read_positions(readout: str, token_mask: torch.Tensor) -> torch.Tensor | None:
     """[B, R] the positions of the rows a head of ``readout`` reads in a batch with this
     ``token_mask``; None for readouts that read every token or the patches' mean."""
     if readout not in ROW_READOUTS:
         return None
-    weights = readout_weights(token_mask, readout)
-    count = int((weights > 0).sum(1).max())
-    return weights.topk(count, dim=1).indices.sort(dim=1).values
+    return read_rows(readout_weights(token_mask, readout))[1]
 
 
 def reads_rows(adapter: Any) -> bool:
@@ -138,12 +144,8 @@ def rows_forward(block: torch.nn.Module, rows: torch.Tensor
             except (AttributeError, RuntimeError, TypeError, ValueError):
                 part = None
             full = whole(block, hidden_states, attention_mask, *args, **kwargs)
-            ok = part is not None and isinstance(full, torch.Tensor)
-            if ok:
-                expected = full.gather(1, rows[:, :, None].expand(-1, -1, full.shape[-1]))
-                scale = float(expected.detach().abs().max())
-                tol = max(1e-4, 8 * torch.finfo(full.dtype).eps) * max(scale, 1.0)
-                ok = bool((part - expected).detach().abs().max() <= tol)
+            ok = part is not None and isinstance(full, torch.Tensor) and matches(
+                part, full.gather(1, rows[:, :, None].expand(-1, -1, full.shape[-1])))
             _CHECKED[block] = ok
             if not ok:
                 return full

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from attnxai.models.readouts import read_rows
+
 NAME = "attnxai_readout"
 #: [B, T] weights of the query rows the head reads, for the forward pass under way.
 _WEIGHTS: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar(
@@ -36,8 +38,8 @@ def _rows(module: Any, query: torch.Tensor, key: torch.Tensor, attention_mask: A
     B, H, T, D = query.shape
     key = repeat_kv(key, H // key.shape[1])
     Tk = key.shape[2]
-    R = int((weights > 0).sum(1).max())
-    wts, idx = weights.to(query.device).topk(R, dim=1)  # [B, R]: the rows read, and their weights
+    wts, idx = read_rows(weights.to(query.device))  # [B, R]: the rows read, and their weights
+    R = idx.shape[1]
     q = query.gather(2, idx[:, None, :, None].expand(B, H, R, D))
     scale = scaling if scaling is not None else D ** -0.5
     scores = (q.float() @ key.float().transpose(-1, -2)) * scale  # [B, H, R, Tk]

@@ -134,6 +134,13 @@ def readout_weights(token_mask: torch.Tensor, readout: str,
     raise ValueError(f"readout must be one of {', '.join(READOUTS)}, not {readout!r}")
 
 
+def read_rows(weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows a readout's ``weights`` [B, T] read, as (weights, positions), each [B, R]: R
+    the most rows any input reads (one or two for :data:`ROW_READOUTS`)."""
+    count = int((weights > 0).sum(1).max())
+    return weights.topk(count, dim=1)
+
+
 def readout_rows(matrix: torch.Tensor, token_mask: torch.Tensor, readout: str,
                  valid_mask: torch.Tensor | None = None) -> torch.Tensor:
     """The readout's row of a [B, T, T] query × key matrix (attention, rollout): [B, T]."""

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from attnxai.errors import UserInputError
-from attnxai.models.last_block import layout
+from attnxai.models.last_block import layout, matches
 
 #: Per projection module: whether its output given from the shift matched the real one.
 _CHECKED: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
@@ -74,9 +74,7 @@ def _given(module: torch.nn.Module, projected: torch.Tensor, moved: torch.Tensor
         out = projected.repeat(len(moved), 1, 1) + moved.repeat_interleave(B, 0)[:, None, :] * mask
         if module not in _CHECKED:
             real = whole(module, x)
-            scale = max(float(real.detach().abs().max()), 1.0)
-            tol = max(1e-4, 8 * torch.finfo(real.dtype).eps) * scale
-            _CHECKED[module] = bool((out - real).detach().abs().max() <= tol)
+            _CHECKED[module] = matches(out, real)
             if not _CHECKED[module]:
                 return real
         return out

@@ -102,15 +102,14 @@ def fit_logistic_batched(X: torch.Tensor, rows: torch.Tensor, y: torch.Tensor, w
     loss by less than ftol (relative; float32 cannot resolve smaller changes). Problems are
     solved in groups that use the same span of rows (:func:`_span_groups`), over the rows they
     use; a group that uses fewer rows than dimensions is solved in those rows' span
-    (:func:`_row_space`) by Newton's method
-    (:func:`_newton_chunk`). Returns coef [K, d], intercept [K], and whether every problem
-    stopped before max_iter.
+    (:func:`_row_space`) by Newton's method (:func:`_newton_chunk`). Returns coef [K, d],
+    intercept [K], and whether every problem stopped before max_iter.
     """
     d = X.shape[1]
     coef = torch.zeros(rows.shape[0], d, dtype=X.dtype, device=X.device)
     intercept = torch.zeros(rows.shape[0], dtype=X.dtype, device=X.device)
     all_done = True
-    for group, _, _ in _span_groups(rows, w, chunk_floats):
+    for group in _span_groups(rows, w, chunk_floats):
         # The rows some problem of the group uses (a span's others weigh nothing in any loss).
         taken = w[group] > 0
         used = torch.unique(rows[group][taken])
@@ -167,8 +166,8 @@ def _preconditioner(X: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Ten
 
 
 def _span_groups(rows: torch.Tensor, w: torch.Tensor, chunk_floats: int
-                 ) -> list[tuple[torch.Tensor, int, int]]:
-    """Chunks of problems, each with the span [lo, hi) of rows its problems use.
+                 ) -> list[torch.Tensor]:
+    """Chunks of problems (indices into ``rows``), by the spans [lo, hi) of rows they use.
 
     A chunk's work per iteration is proportional to (problems x rows in its span), and each
     chunk iterates until its slowest problem stops. So problems go together only when their
@@ -180,7 +179,7 @@ def _span_groups(rows: torch.Tensor, w: torch.Tensor, chunk_floats: int
     used = w > 0
     lo = torch.where(used, rows, rows.max() + 1).amin(1).cpu()
     hi = (torch.where(used, rows, -1).amax(1) + 1).cpu()
-    groups: list[tuple[torch.Tensor, int, int]] = []
+    groups: list[torch.Tensor] = []
     members: list[int] = []
     g_lo = g_hi = narrow = 0
     for k in torch.argsort((hi - lo) * (int(hi.max()) + 1) + lo).tolist():
@@ -188,14 +187,14 @@ def _span_groups(rows: torch.Tensor, w: torch.Tensor, chunk_floats: int
         n_lo, n_hi = min(g_lo, k_lo), max(g_hi, k_hi)
         if members and (n_hi - n_lo > 1.25 * narrow
                         or (len(members) + 1) * (n_hi - n_lo) > chunk_floats):
-            groups.append((torch.tensor(members, device=rows.device), g_lo, g_hi))
+            groups.append(torch.tensor(members, device=rows.device))
             members, n_lo, n_hi = [], k_lo, k_hi
         if not members:
             narrow = k_hi - k_lo
         members.append(k)
         g_lo, g_hi = n_lo, n_hi
     if members:
-        groups.append((torch.tensor(members, device=rows.device), g_lo, g_hi))
+        groups.append(torch.tensor(members, device=rows.device))
     return groups
 
 
